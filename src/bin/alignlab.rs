@@ -1,0 +1,344 @@
+//! The command-line tool: thin clap commands over the library.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use alignlab::algo::sft::{self, Example, SftConfig};
+use alignlab::host::read_vec_blocking;
+use alignlab::io::{jsonl, Tokenizer};
+use alignlab::logprobs::{gather_logprobs, SequenceBatch};
+use alignlab::metrics::{self, JsonlWriter, MeanCi, Metrics};
+use alignlab::model::Llama;
+use alignlab::sample::{generate, SamplingConfig};
+use alignlab::train::OptimConfig;
+use alignlab::{bench, policy, world, Error, Result};
+use burn::backend::Autodiff;
+use burn::module::AutodiffModule;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(name = "alignlab", version, about = "An alignment lab for small language models")]
+struct Cli {
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = BackendKind::Flex, global = true)]
+    backend: BackendKind,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BackendKind {
+    /// burn's fastest CPU backend (SIMD, threads).
+    Flex,
+    /// burn's ndarray CPU backend.
+    Ndarray,
+    /// WebGPU/Vulkan/Metal through wgpu.
+    Wgpu,
+    /// NVIDIA GPUs (build with `--features cuda`).
+    Cuda,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// `builtin`, or a .gguf, llama2.c .bin, or alignlab .safetensors file.
+    #[arg(long, default_value = policy::BUILTIN)]
+    model: String,
+    /// llama2.c tokenizer.bin (default: tokenizer.bin or tok<vocab>.bin beside the model).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct TrainArgs {
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 5e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write each step's metrics as JSON lines.
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    fn sft_config(&self) -> SftConfig {
+        SftConfig {
+            optim: OptimConfig {
+                lr: self.lr,
+                warmup_steps: self.warmup,
+                total_steps: self.steps,
+                max_grad_norm: Some(self.max_grad_norm),
+                ..Default::default()
+            },
+            batch_size: self.batch_size,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sample completions of a prompt.
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long, default_value = "")]
+        prompt: String,
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        /// 0 is greedy decoding.
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f32,
+        /// 0 keeps every token.
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// How many samples.
+        #[arg(short = 'n', default_value_t = 1)]
+        n: usize,
+        /// Recompute the whole prefix at every step instead of using the KV cache.
+        #[arg(long)]
+        no_cache: bool,
+    },
+    /// Per-token log-probs of a text after the BOS token, as JSON.
+    Score {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        text: String,
+    },
+    /// Describe a model file.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Pretrain the built-in world's base model from scratch on generated stories.
+    Pretrain {
+        #[arg(long, default_value = "builtin.safetensors")]
+        out: PathBuf,
+        /// Stories generated for training.
+        #[arg(long, default_value_t = 20_000)]
+        stories: usize,
+        #[command(flatten)]
+        train: TrainArgs,
+    },
+    /// Supervised fine-tuning on JSONL {"prompt", "completion"} rows (default: the built-in
+    /// world's cheerful stories), loss on completion tokens only.
+    Sft {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value = "sft.safetensors")]
+        out: PathBuf,
+        #[command(flatten)]
+        train: TrainArgs,
+    },
+    /// Measure generation and scoring speed.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Timed repetitions per figure (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Write the measurements as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.backend {
+        BackendKind::Flex => run::<Autodiff<burn::backend::Flex>>(cli.command, Default::default()),
+        BackendKind::Ndarray => run::<Autodiff<burn::backend::NdArray>>(cli.command, Default::default()),
+        BackendKind::Wgpu => run::<Autodiff<burn::backend::Wgpu>>(cli.command, Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => run::<Autodiff<burn::backend::Cuda>>(cli.command, Default::default()),
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => Err(Error::Input(
+            "this binary was built without CUDA: rebuild with `--features cuda`".into(),
+        )),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn progress(steps: usize) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}")
+            .expect("valid template"),
+    );
+    bar
+}
+
+fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
+    match command {
+        Command::Generate {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            n,
+            no_cache,
+        } => {
+            let (policy, tokenizer) = policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
+            let ids = tokenizer.encode_with_bos(&prompt)?;
+            let config = SamplingConfig {
+                max_new_tokens: max_tokens,
+                temperature,
+                top_k,
+                top_p,
+                seed,
+                stop_at_eos: true,
+                use_cache: !no_cache,
+            };
+            let prompts = vec![ids; n];
+            let completions = pollster::block_on(generate(&policy, &prompts, tokenizer.eos_id(), &config))?;
+            for completion in completions {
+                println!("{prompt}{}", tokenizer.decode(&completion));
+            }
+            Ok(())
+        }
+        Command::Score { model, text } => {
+            let (policy, tokenizer) = policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
+            let bos = tokenizer.bos_id().ok_or_else(|| Error::Input("the tokenizer has no BOS token".into()))?;
+            let ids = tokenizer.encode(&text)?;
+            if ids.is_empty() {
+                return Err(Error::Input("--text gives no tokens".into()));
+            }
+            let batch = SequenceBatch::<B::InnerBackend>::new(&[(vec![bos], ids.clone())], policy.config().max_seq_len, &device)?;
+            let (inputs, targets) = batch.inputs_and_targets();
+            let logprobs = read_vec_blocking(gather_logprobs(policy.forward(inputs), targets))?;
+            let mut previous = Some(bos);
+            let tokens: Vec<String> = ids
+                .iter()
+                .map(|&t| {
+                    let s = tokenizer.token_text(previous, t);
+                    previous = Some(t);
+                    s
+                })
+                .collect();
+            let total: f64 = logprobs.iter().map(|&l| l as f64).sum();
+            let out = serde_json::json!({"tokens": tokens, "token_ids": ids, "logprobs": logprobs, "total": total});
+            println!("{out}");
+            Ok(())
+        }
+        Command::Info { model } => {
+            let checkpoint = policy::load_checkpoint(&model.model, model.tokenizer.as_deref())?;
+            let c = &checkpoint.config;
+            println!("model: {}", model.model);
+            println!("config: {}", serde_json::to_string_pretty(c).expect("serialises"));
+            println!("parameters: {}", c.num_params());
+            println!("tokenizer: {:?} (bos {:?}, eos {:?})", checkpoint.tokenizer, checkpoint.tokenizer.bos_id(), checkpoint.tokenizer.eos_id());
+            Ok(())
+        }
+        Command::Pretrain { out, stories, train } => {
+            let tokenizer = world::tokenizer();
+            let mut stories_world = world::World::new(train.seed);
+            let examples: Vec<Example> = (0..stories)
+                .map(|_| Example { prompt: String::new(), completion: stories_world.story() })
+                .collect();
+            let pairs = sft::tokenize_examples(&tokenizer, &examples)?;
+            let config = world::model_config(tokenizer.vocab_size());
+            let model = Llama::<B>::init(&config, train.seed, &device)?;
+            println!("pretraining {} parameters on {} stories ({} tokens)", config.num_params(), pairs.len(), pairs.iter().map(|(p, c)| p.len() + c.len()).sum::<usize>());
+            let model = train_sft(model, &pairs, &train)?;
+            pollster::block_on(policy::save(&model.valid(), &tokenizer, &out))?;
+            println!("saved {}", out.display());
+            Ok(())
+        }
+        Command::Sft { model, data, out, train } => {
+            let (policy, tokenizer) = policy::load::<B>(&model.model, model.tokenizer.as_deref(), &device)?;
+            let examples: Vec<Example> = match &data {
+                Some(path) => jsonl::read(path)?,
+                None => {
+                    let mut w = world::World::new(train.seed + 1);
+                    (0..2000).map(|_| {
+                        let p = w.positive_example();
+                        Example { prompt: p.prompt, completion: p.continuation }
+                    }).collect()
+                }
+            };
+            let pairs = sft::tokenize_examples(&tokenizer, &examples)?;
+            let evaluate = data.is_none() && model.model == policy::BUILTIN;
+            if evaluate {
+                report_gold_reward("before SFT", &policy.valid(), &tokenizer)?;
+            }
+            let policy = train_sft(policy, &pairs, &train)?;
+            if evaluate {
+                report_gold_reward("after SFT", &policy.valid(), &tokenizer)?;
+            }
+            pollster::block_on(policy::save(&policy.valid(), &tokenizer, &out))?;
+            println!("saved {}", out.display());
+            Ok(())
+        }
+        Command::Bench { model, repeats, json } => {
+            let (policy, tokenizer) = policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
+            let bos = tokenizer.bos_id().unwrap_or(0);
+            let report = bench::run(&policy, bos, repeats)?;
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report).expect("serialises")).map_err(|e| Error::io(&path, e))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Trains with a progress bar and optional JSONL metrics.
+fn train_sft<B: AutodiffBackend>(model: Llama<B>, pairs: &[(Vec<u32>, Vec<u32>)], args: &TrainArgs) -> Result<Llama<B>> {
+    let mut writer = args.metrics.as_deref().map(JsonlWriter::create).transpose()?;
+    let bar = progress(args.steps);
+    let start = Instant::now();
+    let mut write_error = None;
+    let model = pollster::block_on(sft::train(model, pairs, &args.sft_config(), |m: &Metrics| {
+        bar.inc(1);
+        if let Some(loss) = m.get(metrics::TRAIN_LOSS) {
+            bar.set_message(format!("loss {loss:.4}"));
+        }
+        if let Some(w) = writer.as_mut() {
+            if let Err(e) = w.write(m) {
+                write_error.get_or_insert(e);
+            }
+        }
+        if m.get(metrics::TRAIN_SKIPPED).is_some() {
+            bar.println(format!("step {}: loss was not finite; the update was skipped", m.step));
+        }
+    }))?;
+    bar.finish();
+    println!("trained {} steps in {:.1}s", args.steps, start.elapsed().as_secs_f64());
+    match write_error {
+        Some(e) => Err(e),
+        None => Ok(model),
+    }
+}
+
+/// Samples continuations of 200 held-out world prompts and prints their mean gold reward.
+fn report_gold_reward<B: Backend>(label: &str, model: &Llama<B>, tokenizer: &Tokenizer) -> Result<()> {
+    let mut held_out = world::World::new(999_999);
+    let prompts: Vec<String> = (0..200).map(|_| held_out.prompt().prompt).collect();
+    let sampling = SamplingConfig { max_new_tokens: 48, seed: 7, ..Default::default() };
+    let scored = pollster::block_on(world::eval::sample_and_score(model, tokenizer, &prompts, &sampling))?;
+    let rewards: Vec<f64> = scored.iter().map(|(_, r)| *r as f64).collect();
+    println!("{label}: gold reward {}", MeanCi::of(&rewards));
+    println!("  e.g. {}{}", prompts[0], scored[0].0);
+    Ok(())
+}

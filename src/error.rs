@@ -1,0 +1,45 @@
+//! One error type for the whole crate: every message names the file, line or field at fault.
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The operating system refused a read or write.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// A file's bytes do not form what they claim to be (truncated, corrupt, unsupported).
+    #[error("{source_name}: {message}")]
+    Format {
+        source_name: String,
+        message: String,
+    },
+    /// A request that cannot be carried out as asked (a prompt longer than the context, a bad option).
+    #[error("{0}")]
+    Input(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn format(source_name: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Format {
+            source_name: source_name.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Reads a whole file, naming it in the error.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,108 @@
+//! Everything that reads or writes bytes: model formats, tokenizers, checkpoints.
+
+pub mod bytes;
+pub mod checkpoint;
+pub mod gguf;
+pub mod jsonl;
+pub mod llama2c;
+pub mod tokenizer;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+
+use crate::error::{read_file, Error, Result};
+use crate::model::{Llama, LlamaConfig};
+pub use tokenizer::Tokenizer;
+pub use weights::NamedWeights;
+
+/// A policy read from a file: what to build the model from, and how to tokenize for it.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub config: LlamaConfig,
+    pub weights: NamedWeights,
+    pub tokenizer: Tokenizer,
+}
+
+impl Checkpoint {
+    pub fn into_model<B: Backend>(self, device: &B::Device) -> Result<(Llama<B>, Tokenizer)> {
+        let model = Llama::from_weights(&self.config, self.weights, device)?;
+        Ok((model, self.tokenizer))
+    }
+
+    /// Reads GGUF, the project's safetensors checkpoint, or a llama2.c `.bin` (whose tokenizer is
+    /// `tokenizer_bytes`), telling them apart by their first bytes.
+    pub fn from_bytes(bytes: &[u8], source_name: &str, tokenizer_bytes: Option<(&[u8], &str)>) -> Result<Self> {
+        if bytes.starts_with(b"GGUF") {
+            let gguf = gguf::Gguf::parse(bytes, source_name)?;
+            let config = gguf.llama_config()?;
+            let tokenizer = Tokenizer::SentencePiece(gguf.sentencepiece()?);
+            return Self::checked(config, gguf.llama_weights()?, tokenizer, source_name);
+        }
+        if checkpoint::is_safetensors(bytes) {
+            let (config, weights, tokenizer) = checkpoint::from_bytes(bytes, source_name)?;
+            return Self::checked(config, weights, tokenizer, source_name);
+        }
+        let (config, weights) = llama2c::parse(bytes, source_name)?;
+        let Some((tok_bytes, tok_name)) = tokenizer_bytes else {
+            return Err(Error::format(
+                source_name,
+                "a llama2.c checkpoint needs its tokenizer.bin (none was found or given)",
+            ));
+        };
+        let tokenizer = Tokenizer::SentencePiece(tokenizer::SentencePieceBpe::from_llama2c_bytes(
+            tok_bytes,
+            config.vocab_size,
+            tok_name,
+        )?);
+        Self::checked(config, weights, tokenizer, source_name)
+    }
+
+    fn checked(config: LlamaConfig, weights: NamedWeights, tokenizer: Tokenizer, source_name: &str) -> Result<Self> {
+        if tokenizer.vocab_size() != config.vocab_size {
+            return Err(Error::format(
+                source_name,
+                format!(
+                    "tokenizer has {} tokens but the model's vocabulary is {}",
+                    tokenizer.vocab_size(),
+                    config.vocab_size
+                ),
+            ));
+        }
+        Ok(Self { config, weights, tokenizer })
+    }
+
+    /// Loads `path`; for a llama2.c `.bin`, the tokenizer is `tokenizer_path` or, if not given,
+    /// `tokenizer.bin` or `tok<vocab>.bin` beside it.
+    pub fn load(path: &Path, tokenizer_path: Option<&Path>) -> Result<Self> {
+        let bytes = read_file(path)?;
+        let name = path.display().to_string();
+        let needs_tokenizer = !bytes.starts_with(b"GGUF") && !checkpoint::is_safetensors(&bytes);
+        if !needs_tokenizer {
+            return Self::from_bytes(&bytes, &name, None);
+        }
+        let tokenizer_path = match tokenizer_path {
+            Some(p) => Some(p.to_path_buf()),
+            None => llama2c_tokenizer_beside(path, &bytes),
+        };
+        match tokenizer_path {
+            Some(tok_path) => {
+                let tok_bytes = read_file(&tok_path)?;
+                let tok_name = tok_path.display().to_string();
+                Self::from_bytes(&bytes, &name, Some((&tok_bytes, &tok_name)))
+            }
+            None => Self::from_bytes(&bytes, &name, None),
+        }
+    }
+}
+
+fn llama2c_tokenizer_beside(path: &Path, bytes: &[u8]) -> Option<PathBuf> {
+    let dir = path.parent()?;
+    let vocab = bytes.get(20..24).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]).unsigned_abs());
+    let mut candidates = vec![dir.join("tokenizer.bin")];
+    if let Some(vocab) = vocab {
+        candidates.push(dir.join(format!("tok{vocab}.bin")));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}

@@ -1,0 +1,363 @@
+//! Tokenizers: llama2.c's SentencePiece-style BPE (from `tokenizer.bin` or GGUF metadata), and
+//! Hugging Face `tokenizers` for everything it already does (GPT-2 byte-level BPE, the built-in
+//! world's word-level vocabulary).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::bytes::ByteReader;
+use crate::error::{Error, Result};
+
+/// SentencePiece BPE as llama2.c runs it: split into code points (bytes `<0xXX>` where a code point
+/// is not in the vocabulary), then repeatedly merge the adjacent pair whose concatenation is the
+/// best-scoring vocabulary entry. Pieces store `▁` as a plain space.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SentencePieceBpe {
+    pieces: Vec<Vec<u8>>,
+    scores: Vec<f32>,
+    bos: u32,
+    eos: u32,
+    #[serde(skip)]
+    lookup: HashMap<Vec<u8>, u32>,
+    /// Id of `<0x00>`; byte b encodes as `byte_offset + b`.
+    #[serde(skip)]
+    byte_offset: Option<u32>,
+}
+
+impl SentencePieceBpe {
+    pub fn new(
+        pieces: Vec<Vec<u8>>,
+        scores: Vec<f32>,
+        bos: u32,
+        eos: u32,
+        source_name: &str,
+    ) -> Result<Self> {
+        if pieces.is_empty() || pieces.len() != scores.len() {
+            return Err(Error::format(
+                source_name,
+                format!(
+                    "tokenizer has {} pieces and {} scores",
+                    pieces.len(),
+                    scores.len()
+                ),
+            ));
+        }
+        for (name, id) in [("bos", bos), ("eos", eos)] {
+            if id as usize >= pieces.len() {
+                return Err(Error::format(
+                    source_name,
+                    format!("{name} id {id} is outside the {}-piece vocabulary", pieces.len()),
+                ));
+            }
+        }
+        let mut tokenizer = Self {
+            pieces,
+            scores,
+            bos,
+            eos,
+            lookup: HashMap::new(),
+            byte_offset: None,
+        };
+        tokenizer.build_lookup();
+        Ok(tokenizer)
+    }
+
+    fn build_lookup(&mut self) {
+        self.lookup = self
+            .pieces
+            .iter()
+            .enumerate()
+            .map(|(id, piece)| (piece.clone(), id as u32))
+            .collect();
+        // Later duplicates must not shadow the first id, as in llama2.c's sorted search.
+        for (id, piece) in self.pieces.iter().enumerate().rev() {
+            self.lookup.insert(piece.clone(), id as u32);
+        }
+        self.byte_offset = self.lookup.get(b"<0x00>".as_slice()).copied().filter(|&offset| {
+            (0..256u32).all(|b| {
+                self.pieces.get((offset + b) as usize).map(|p| p.as_slice())
+                    == Some(format!("<0x{b:02X}>").as_bytes())
+            })
+        });
+    }
+
+    /// Reads llama2.c's `tokenizer.bin`: `max_token_length: i32`, then per token
+    /// `score: f32, len: i32, bytes[len]`.
+    pub fn from_llama2c_bytes(bytes: &[u8], vocab_size: usize, source_name: &str) -> Result<Self> {
+        let mut reader = ByteReader::new(bytes, source_name);
+        let max_token_length = reader.i32("max_token_length")?;
+        if !(1..=1 << 16).contains(&max_token_length) {
+            return Err(reader.error(format!(
+                "max_token_length {max_token_length} is outside 1..=65536"
+            )));
+        }
+        // Each entry takes at least 8 bytes.
+        if vocab_size > reader.remaining() / 8 {
+            return Err(reader.error(format!(
+                "truncated: {vocab_size} tokens cannot fit in {} bytes",
+                bytes.len()
+            )));
+        }
+        let mut pieces = Vec::with_capacity(vocab_size);
+        let mut scores = Vec::with_capacity(vocab_size);
+        for index in 0..vocab_size {
+            let what = format!("token #{index}");
+            scores.push(reader.f32(&what)?);
+            let len = reader.i32(&what)?;
+            if len < 0 || len > max_token_length {
+                return Err(reader.error(format!(
+                    "{what} has length {len}, outside 0..={max_token_length}"
+                )));
+            }
+            pieces.push(reader.take(len as usize, &what)?.to_vec());
+        }
+        Self::new(pieces, scores, 1, 2, source_name)
+    }
+
+    pub fn from_llama2c_file(path: &Path, vocab_size: usize) -> Result<Self> {
+        let bytes = crate::error::read_file(path)?;
+        Self::from_llama2c_bytes(&bytes, vocab_size, &path.display().to_string())
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.pieces.len()
+    }
+
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        let mut tokens = Vec::with_capacity(text.len() + 1);
+        if text.is_empty() {
+            return tokens;
+        }
+        // SentencePiece's add_dummy_prefix: the text starts as if after a space.
+        if let Some(&space) = self.lookup.get(b" ".as_slice()) {
+            tokens.push(space);
+        }
+        let mut utf8 = [0u8; 4];
+        for ch in text.chars() {
+            let encoded = ch.encode_utf8(&mut utf8).as_bytes();
+            match self.lookup.get(encoded) {
+                Some(&id) => tokens.push(id),
+                None => {
+                    for &byte in encoded {
+                        match self.byte_offset {
+                            Some(offset) => tokens.push(offset + byte as u32),
+                            None => tokens.push(0), // <unk>
+                        }
+                    }
+                }
+            }
+        }
+        let mut merged = Vec::new();
+        loop {
+            let mut best: Option<(f32, usize, u32)> = None;
+            for i in 0..tokens.len().saturating_sub(1) {
+                merged.clear();
+                merged.extend_from_slice(&self.pieces[tokens[i] as usize]);
+                merged.extend_from_slice(&self.pieces[tokens[i + 1] as usize]);
+                if let Some(&id) = self.lookup.get(&merged) {
+                    let score = self.scores[id as usize];
+                    if best.is_none_or(|(best_score, _, _)| score > best_score) {
+                        best = Some((score, i, id));
+                    }
+                }
+            }
+            let Some((_, index, id)) = best else { break };
+            tokens[index] = id;
+            tokens.remove(index + 1);
+        }
+        tokens
+    }
+
+    /// The bytes of one token; `previous` decides whether a leading space is dropped (after BOS).
+    fn token_bytes(&self, previous: Option<u32>, token: u32) -> &[u8] {
+        let Some(piece) = self.pieces.get(token as usize) else {
+            return b"";
+        };
+        if let Some(offset) = self.byte_offset {
+            if (offset..offset + 256).contains(&token) {
+                let b = (token - offset) as usize;
+                return &BYTES[b..b + 1];
+            }
+        }
+        if token == self.bos || token == self.eos {
+            return b"";
+        }
+        if (previous.is_none() || previous == Some(self.bos)) && piece.first() == Some(&b' ') {
+            return &piece[1..];
+        }
+        piece
+    }
+
+    pub fn decode(&self, tokens: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        let mut previous = None;
+        for &token in tokens {
+            bytes.extend_from_slice(self.token_bytes(previous, token));
+            previous = Some(token);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+}
+
+static BYTES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Any tokenizer the lab can use, with the BOS/EOS conventions the model expects.
+#[derive(Clone)]
+pub enum Tokenizer {
+    SentencePiece(SentencePieceBpe),
+    HuggingFace(Box<tokenizers::Tokenizer>),
+}
+
+/// How a tokenizer is stored in the project's own checkpoints (as JSON in the safetensors header).
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum StoredTokenizer {
+    SentencePiece { model: SentencePieceBpe },
+    HuggingFace { json: String },
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tokenizer::SentencePiece(t) => write!(f, "SentencePiece({} pieces)", t.vocab_size()),
+            Tokenizer::HuggingFace(t) => {
+                write!(f, "HuggingFace({} tokens)", t.get_vocab_size(true))
+            }
+        }
+    }
+}
+
+fn hf_error(source_name: &str, error: impl std::fmt::Display) -> Error {
+    Error::format(source_name, format!("tokenizer: {error}"))
+}
+
+/// Names under which Hugging Face vocabularies commonly keep their BOS and EOS tokens.
+const HF_BOS: [&str; 3] = ["<s>", "<|endoftext|>", "<bos>"];
+const HF_EOS: [&str; 3] = ["</s>", "<|endoftext|>", "<eos>"];
+
+impl Tokenizer {
+    pub fn from_hf_json(json: &str, source_name: &str) -> Result<Self> {
+        let tokenizer: tokenizers::Tokenizer =
+            json.parse().map_err(|e| hf_error(source_name, e))?;
+        Ok(Tokenizer::HuggingFace(Box::new(tokenizer)))
+    }
+
+    pub fn from_hf_file(path: &Path) -> Result<Self> {
+        let bytes = crate::error::read_file(path)?;
+        let name = path.display().to_string();
+        let json = std::str::from_utf8(&bytes).map_err(|_| hf_error(&name, "not UTF-8"))?;
+        Self::from_hf_json(json, &name)
+    }
+
+    /// GPT-2's byte-level BPE from OpenAI's `encoder.json` and `vocab.bpe`.
+    pub fn gpt2_from_files(encoder_json: &Path, vocab_bpe: &Path) -> Result<Self> {
+        use tokenizers::models::bpe::BPE;
+        use tokenizers::{decoders, pre_tokenizers};
+        let name = encoder_json.display().to_string();
+        let bpe = BPE::from_file(
+            &encoder_json.display().to_string(),
+            &vocab_bpe.display().to_string(),
+        )
+        .build()
+        .map_err(|e| hf_error(&name, e))?;
+        let mut tokenizer = tokenizers::Tokenizer::new(bpe);
+        tokenizer
+            .with_pre_tokenizer(Some(pre_tokenizers::byte_level::ByteLevel::new(
+                false, true, true,
+            )))
+            .with_decoder(Some(decoders::byte_level::ByteLevel::default()));
+        Ok(Tokenizer::HuggingFace(Box::new(tokenizer)))
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Tokenizer::SentencePiece(t) => t.vocab_size(),
+            Tokenizer::HuggingFace(t) => t.get_vocab_size(true),
+        }
+    }
+
+    pub fn bos_id(&self) -> Option<u32> {
+        match self {
+            Tokenizer::SentencePiece(t) => Some(t.bos),
+            Tokenizer::HuggingFace(t) => HF_BOS.iter().find_map(|s| t.token_to_id(s)),
+        }
+    }
+
+    pub fn eos_id(&self) -> Option<u32> {
+        match self {
+            Tokenizer::SentencePiece(t) => Some(t.eos),
+            Tokenizer::HuggingFace(t) => HF_EOS.iter().find_map(|s| t.token_to_id(s)),
+        }
+    }
+
+    /// Token ids of `text`, without BOS.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        match self {
+            Tokenizer::SentencePiece(t) => Ok(t.encode(text)),
+            Tokenizer::HuggingFace(t) => Ok(t
+                .encode(text, false)
+                .map_err(|e| hf_error("text", e))?
+                .get_ids()
+                .to_vec()),
+        }
+    }
+
+    /// Token ids of `text` after BOS (when the vocabulary has one): what a prompt is fed as.
+    pub fn encode_with_bos(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids: Vec<u32> = self.bos_id().into_iter().collect();
+        ids.extend(self.encode(text)?);
+        Ok(ids)
+    }
+
+    pub fn decode(&self, tokens: &[u32]) -> String {
+        match self {
+            Tokenizer::SentencePiece(t) => t.decode(tokens),
+            Tokenizer::HuggingFace(t) => t.decode(tokens, true).unwrap_or_default(),
+        }
+    }
+
+    /// Text of one token as it would print after `previous` (for streaming and for `score`).
+    pub fn token_text(&self, previous: Option<u32>, token: u32) -> String {
+        match self {
+            Tokenizer::SentencePiece(t) => {
+                String::from_utf8_lossy(t.token_bytes(previous, token)).into_owned()
+            }
+            Tokenizer::HuggingFace(t) => t.decode(&[token], false).unwrap_or_default(),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        let stored = match self {
+            Tokenizer::SentencePiece(model) => StoredTokenizer::SentencePiece {
+                model: model.clone(),
+            },
+            Tokenizer::HuggingFace(t) => StoredTokenizer::HuggingFace {
+                json: t.to_string(false).expect("a loaded tokenizer serialises"),
+            },
+        };
+        serde_json::to_string(&stored).expect("tokenizer serialises")
+    }
+
+    pub fn from_json(json: &str, source_name: &str) -> Result<Self> {
+        let stored: StoredTokenizer =
+            serde_json::from_str(json).map_err(|e| hf_error(source_name, e))?;
+        match stored {
+            StoredTokenizer::SentencePiece { model } => {
+                SentencePieceBpe::new(model.pieces, model.scores, model.bos, model.eos, source_name)
+                    .map(Tokenizer::SentencePiece)
+            }
+            StoredTokenizer::HuggingFace { json } => Self::from_hf_json(&json, source_name),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Weights on the host, by name, between a file format and the model. Every loader produces this
+//! map and the model is built from it in one place, so each format only knows how to read bytes.
+//!
+//! Names follow Hugging Face's Llama (`model.layers.0.self_attn.q_proj.weight`, shapes
+//! `[out, in]`), with one difference: q/k rows are in the interleaved-pair RoPE order used by
+//! llama.cpp (GGUF) and llama2.c, not HF's rotate-half order.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), data.len());
+        Self { shape, data }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NamedWeights {
+    pub source_name: String,
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+impl NamedWeights {
+    pub fn new(source_name: impl Into<String>) -> Self {
+        Self {
+            source_name: source_name.into(),
+            tensors: BTreeMap::new(),
+        }
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, tensor: HostTensor) {
+        self.tensors.insert(name.into(), tensor);
+    }
+
+    /// Takes a tensor out, checking its shape; the error names the file, the tensor and both shapes.
+    pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        let tensor = self.tensors.remove(name).ok_or_else(|| {
+            Error::format(&self.source_name, format!("missing tensor `{name}`"))
+        })?;
+        if tensor.shape != shape {
+            return Err(Error::format(
+                &self.source_name,
+                format!(
+                    "tensor `{name}` has shape {:?}, expected {:?}",
+                    tensor.shape, shape
+                ),
+            ));
+        }
+        Ok(tensor)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+pub mod names {
+    pub const EMBED: &str = "model.embed_tokens.weight";
+    pub const FINAL_NORM: &str = "model.norm.weight";
+    pub const LM_HEAD: &str = "lm_head.weight";
+
+    pub fn layer(index: usize, suffix: &str) -> String {
+        format!("model.layers.{index}.{suffix}")
+    }
+    pub const Q: &str = "self_attn.q_proj.weight";
+    pub const K: &str = "self_attn.k_proj.weight";
+    pub const V: &str = "self_attn.v_proj.weight";
+    pub const O: &str = "self_attn.o_proj.weight";
+    pub const GATE: &str = "mlp.gate_proj.weight";
+    pub const UP: &str = "mlp.up_proj.weight";
+    pub const DOWN: &str = "mlp.down_proj.weight";
+    pub const ATTN_NORM: &str = "input_layernorm.weight";
+    pub const MLP_NORM: &str = "post_attention_layernorm.weight";
+}

@@ -1,0 +1,19 @@
+//! alignlab: reward models, preference optimisation and RL from feedback on small language
+//! models — one core, generic over burn's backend, for the browser (WebGPU) and native runs.
+
+pub mod algo;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
+pub mod error;
+pub mod host;
+pub mod init;
+pub mod io;
+pub mod logprobs;
+pub mod metrics;
+pub mod model;
+pub mod policy;
+pub mod sample;
+pub mod train;
+pub mod world;
+
+pub use error::{Error, Result};

@@ -1,0 +1,111 @@
+//! Metric names (TRL's where they exist) and the JSON-lines writer for `--metrics FILE`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+pub const TRAIN_LOSS: &str = "train/loss";
+pub const TRAIN_LR: &str = "train/learning_rate";
+pub const TRAIN_GRAD_NORM: &str = "train/grad_norm";
+/// 1 when the batch's loss was not finite and the update was skipped.
+pub const TRAIN_SKIPPED: &str = "train/skipped_nonfinite";
+pub const EVAL_LOSS: &str = "eval/loss";
+pub const TOKENS_PER_SECOND: &str = "perf/tokens_per_second";
+
+/// One step's named values.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Metrics {
+    pub step: usize,
+    #[serde(flatten)]
+    pub values: BTreeMap<String, f64>,
+}
+
+impl Metrics {
+    pub fn new(step: usize) -> Self {
+        Self {
+            step,
+            values: BTreeMap::new(),
+        }
+    }
+
+    pub fn insert(&mut self, name: &str, value: f64) {
+        self.values.insert(name.to_string(), value);
+    }
+
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.values.get(name).copied()
+    }
+}
+
+/// Appends one JSON object per line; each line is flushed so a crash loses nothing written.
+pub struct JsonlWriter {
+    file: std::fs::File,
+    path: String,
+}
+
+impl JsonlWriter {
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            file,
+            path: path.display().to_string(),
+        })
+    }
+
+    pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
+        let line = serde_json::to_string(record).expect("metrics serialise");
+        writeln!(self.file, "{line}")
+            .and_then(|_| self.file.flush())
+            .map_err(|e| Error::Io {
+                path: self.path.clone(),
+                source: e,
+            })
+    }
+}
+
+/// Mean with a normal-approximation 95% confidence half-width (1.96·s/√n).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct MeanCi {
+    pub mean: f64,
+    pub ci95: f64,
+    pub n: usize,
+}
+
+impl MeanCi {
+    pub fn of(values: &[f64]) -> Self {
+        let n = values.len();
+        if n == 0 {
+            return Self { mean: f64::NAN, ci95: f64::NAN, n };
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        Self { mean, ci95: 1.96 * (var / n as f64).sqrt(), n }
+    }
+}
+
+impl std::fmt::Display for MeanCi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.3} ± {:.3} (n={})", self.mean, self.ci95, self.n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_ci_matches_hand_computation() {
+        let ci = MeanCi::of(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(ci.mean, 2.5);
+        // s² = 5/3, s/√n = √(5/12)
+        assert!((ci.ci95 - 1.96 * (5.0f64 / 12.0).sqrt()).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,47 @@
+//! Heads on the decoder's hidden states: a scalar (or multi-objective) head read at the last real
+//! token for reward models, or at every token for value functions.
+
+use burn::module::{Module, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor};
+
+#[derive(Module, Debug)]
+pub struct ScalarHead<B: Backend> {
+    /// [dim, outputs]
+    weight: Param<Tensor<B, 2>>,
+    /// [outputs]
+    bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> ScalarHead<B> {
+    /// A head with `outputs` scalars per position (one for a reward or value, several for
+    /// multi-objective rewards), initialised small so a fresh head starts near zero.
+    pub fn new(dim: usize, outputs: usize, seed: u64, device: &B::Device) -> Self {
+        let weight = crate::init::normal(&[dim, outputs], 1.0 / (dim as f32 + 1.0), seed);
+        Self {
+            weight: Param::from_tensor(Tensor::from_data(
+                burn::tensor::TensorData::new(weight, [dim, outputs]),
+                device,
+            )),
+            bias: Param::from_tensor(Tensor::zeros([outputs], device)),
+        }
+    }
+
+    /// Per-token values: [batch, seq, dim] → [batch, seq, outputs].
+    pub fn per_token(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [batch, seq, dim] = hidden.dims();
+        let outputs = self.weight.dims()[1];
+        (hidden.reshape([batch * seq, dim]).matmul(self.weight.val())
+            + self.bias.val().unsqueeze::<2>())
+        .reshape([batch, seq, outputs])
+    }
+
+    /// Values at each row's last real token: hidden [batch, seq, dim], `last_index` [batch]
+    /// → [batch, outputs].
+    pub fn at_last_token(&self, hidden: Tensor<B, 3>, last_index: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+        let [batch, _, dim] = hidden.dims();
+        let index = last_index.reshape([batch, 1, 1]).expand([batch, 1, dim]);
+        let last = hidden.gather(1, index).reshape([batch, dim]); // [B, dim]
+        last.matmul(self.weight.val()) + self.bias.val().unsqueeze::<2>()
+    }
+}

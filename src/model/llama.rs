@@ -1,0 +1,427 @@
+//! A Llama-style decoder (Touvron et al. 2023): token embedding, pre-norm blocks of RMSNorm →
+//! grouped-query attention with rotary embeddings → RMSNorm → SwiGLU MLP, final RMSNorm, output
+//! head. Layout choices for speed on small models: q/k/v are one matmul and gate/up another.
+//!
+//! Two entry points share the blocks: [`Llama::forward_hidden`] for whole right-padded sequences
+//! (scoring, training: positions 0..T, causal attention), and [`Llama::forward_cached`] for
+//! incremental decoding with left-padded prompts and a [`KvCache`].
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::{attention, embedding};
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Int, Tensor, TensorData};
+
+use super::cache::KvCache;
+use super::config::LlamaConfig;
+use crate::error::Result;
+use crate::host::read_vec;
+use crate::io::weights::{names, HostTensor, NamedWeights};
+
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    attn_norm: Param<Tensor<B, 1>>,
+    /// [dim, (n_heads + 2·n_kv_heads)·head_dim]: q, k and v projections side by side.
+    wqkv: Param<Tensor<B, 2>>,
+    /// [dim, dim]
+    wo: Param<Tensor<B, 2>>,
+    mlp_norm: Param<Tensor<B, 1>>,
+    /// [dim, 2·hidden_dim]: gate then up.
+    w_gate_up: Param<Tensor<B, 2>>,
+    /// [hidden_dim, dim]
+    w_down: Param<Tensor<B, 2>>,
+}
+
+#[derive(Module, Debug)]
+pub struct Llama<B: Backend> {
+    /// [vocab, dim]
+    embed: Param<Tensor<B, 2>>,
+    blocks: Vec<Block<B>>,
+    final_norm: Param<Tensor<B, 1>>,
+    /// [dim, vocab]
+    lm_head: Param<Tensor<B, 2>>,
+    /// RoPE tables, [max_seq_len, head_dim/2]; constants, not parameters.
+    rope_cos: Tensor<B, 2>,
+    rope_sin: Tensor<B, 2>,
+    #[module(skip)]
+    config: LlamaConfig,
+}
+
+/// Which keys a query may see.
+enum AttentionMask<B: Backend> {
+    /// Keys up to the query's own position, nothing else masked.
+    Causal,
+    /// `true` = hidden; [batch, 1, q_len, k_len], broadcast over heads.
+    Explicit(Tensor<B, 4, Bool>),
+}
+
+/// `x @ w` for a batch of sequences, as one 2-D matmul.
+fn linear<B: Backend>(x: Tensor<B, 3>, w: Tensor<B, 2>) -> Tensor<B, 3> {
+    let [batch, seq, d_in] = x.dims();
+    let d_out = w.dims()[1];
+    x.reshape([batch * seq, d_in])
+        .matmul(w)
+        .reshape([batch, seq, d_out])
+}
+
+fn rms_norm<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
+    let inv_rms = x.clone().powi_scalar(2).mean_dim(2).add_scalar(eps).sqrt().recip(); // [B, T, 1]
+    x * inv_rms * weight.unsqueeze::<3>()
+}
+
+/// Rotates interleaved pairs (x[2i], x[2i+1]) by position·θ_i, as llama.cpp and llama2.c do.
+/// `x`: [B, T, heads, head_dim]; `cos`, `sin`: [B or 1, T, 1, head_dim/2, 1].
+fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 5>, sin: Tensor<B, 5>) -> Tensor<B, 4> {
+    let [batch, seq, heads, head_dim] = x.dims();
+    let pairs = x.reshape([batch, seq, heads, head_dim / 2, 2]);
+    let even = pairs.clone().narrow(4, 0, 1);
+    let odd = pairs.narrow(4, 1, 1);
+    let rotated_even = even.clone() * cos.clone() - odd.clone() * sin.clone();
+    let rotated_odd = even * sin + odd * cos;
+    Tensor::cat(vec![rotated_even, rotated_odd], 4).reshape([batch, seq, heads, head_dim])
+}
+
+impl<B: Backend> Block<B> {
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        config: &LlamaConfig,
+        cos: Tensor<B, 5>,
+        sin: Tensor<B, 5>,
+        mask: &AttentionMask<B>,
+        cache: Option<(&mut KvCache<B>, usize)>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, dim] = x.dims();
+        let (n_heads, n_kv, head_dim) = (config.n_heads, config.n_kv_heads, config.head_dim());
+        let h = rms_norm(x.clone(), self.attn_norm.val(), config.norm_eps);
+        let qkv = linear(h, self.wqkv.val()).reshape([batch, seq, n_heads + 2 * n_kv, head_dim]);
+        let qk = apply_rope(qkv.clone().narrow(2, 0, n_heads + n_kv), cos, sin);
+        let q = qk.clone().narrow(2, 0, n_heads).swap_dims(1, 2); // [B, H, T, hd]
+        let k = qk.narrow(2, n_heads, n_kv).swap_dims(1, 2); // [B, KV, T, hd]
+        let v = qkv.narrow(2, n_heads + n_kv, n_kv).swap_dims(1, 2); // [B, KV, T, hd]
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, k, v), // [B, KV, T_cached + T, hd]
+            None => (k, v),
+        };
+        let k_len = k.dims()[2];
+        let group = n_heads / n_kv;
+        let out = match mask {
+            AttentionMask::Causal => {
+                let options = AttentionModuleOptions {
+                    is_causal: true,
+                    ..Default::default()
+                };
+                attention(
+                    q,
+                    repeat_kv(k, group),
+                    repeat_kv(v, group),
+                    None,
+                    None,
+                    options,
+                )
+            }
+            AttentionMask::Explicit(hidden) if seq == 1 => {
+                // One query per head: fold the query heads of each kv group into the query axis
+                // so keys and values are used without being repeated.
+                let q = q.reshape([batch, n_kv, group, head_dim]);
+                let hidden = hidden.clone().expand([batch, n_kv, group, k_len]);
+                attention(q, k, v, Some(hidden), None, Default::default())
+                    .reshape([batch, n_heads, 1, head_dim])
+            }
+            AttentionMask::Explicit(hidden) => {
+                let hidden = hidden.clone().expand([batch, n_heads, seq, k_len]);
+                attention(
+                    q,
+                    repeat_kv(k, group),
+                    repeat_kv(v, group),
+                    Some(hidden),
+                    None,
+                    Default::default(),
+                )
+            }
+        }; // [B, H, T, hd]
+        let out = out.swap_dims(1, 2).reshape([batch, seq, dim]);
+        let x = x + linear(out, self.wo.val());
+
+        let h = rms_norm(x.clone(), self.mlp_norm.val(), config.norm_eps);
+        let gate_up = linear(h, self.w_gate_up.val()); // [B, T, 2·hidden]
+        let hidden = config.hidden_dim;
+        let gate = gate_up.clone().narrow(2, 0, hidden);
+        let up = gate_up.narrow(2, hidden, hidden);
+        x + linear(silu(gate) * up, self.w_down.val())
+    }
+}
+
+/// [B, KV, T, hd] → [B, KV·group, T, hd], query head h reading kv head h / group.
+fn repeat_kv<B: Backend>(x: Tensor<B, 4>, group: usize) -> Tensor<B, 4> {
+    if group == 1 {
+        return x;
+    }
+    let [batch, n_kv, seq, head_dim] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([batch, n_kv, group, seq, head_dim])
+        .reshape([batch, n_kv * group, seq, head_dim])
+}
+
+fn rope_tables(config: &LlamaConfig) -> (Vec<f32>, Vec<f32>) {
+    let half = config.head_dim() / 2;
+    let mut cos = Vec::with_capacity(config.max_seq_len * half);
+    let mut sin = Vec::with_capacity(config.max_seq_len * half);
+    for position in 0..config.max_seq_len {
+        for i in 0..half {
+            let theta = config
+                .rope_theta
+                .powf(-(2.0 * i as f64) / config.head_dim() as f64);
+            let angle = position as f64 * theta;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    (cos, sin)
+}
+
+fn tensor<B: Backend, const D: usize>(host: HostTensor, device: &B::Device) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(host.data, host.shape), device)
+}
+
+/// [out, in] (checkpoint layout) → [in, out] (our matmul layout).
+fn transposed(host: HostTensor) -> HostTensor {
+    let (rows, cols) = (host.shape[0], host.shape[1]);
+    let mut data = vec![0.0; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            data[c * rows + r] = host.data[r * cols + c];
+        }
+    }
+    HostTensor::new(vec![cols, rows], data)
+}
+
+/// Concatenates [in, a] and [in, b] along the output axis.
+fn concat_columns(parts: &[HostTensor]) -> HostTensor {
+    let rows = parts[0].shape[0];
+    let cols: usize = parts.iter().map(|p| p.shape[1]).sum();
+    let mut data = Vec::with_capacity(rows * cols);
+    for r in 0..rows {
+        for part in parts {
+            let c = part.shape[1];
+            data.extend_from_slice(&part.data[r * c..(r + 1) * c]);
+        }
+    }
+    HostTensor::new(vec![rows, cols], data)
+}
+
+/// Splits [in, Σ widths] back into [in, width] parts.
+fn split_columns(whole: HostTensor, widths: &[usize]) -> Vec<HostTensor> {
+    let rows = whole.shape[0];
+    let cols = whole.shape[1];
+    let mut start = 0;
+    widths
+        .iter()
+        .map(|&width| {
+            let mut data = Vec::with_capacity(rows * width);
+            for r in 0..rows {
+                data.extend_from_slice(&whole.data[r * cols + start..r * cols + start + width]);
+            }
+            start += width;
+            HostTensor::new(vec![rows, width], data)
+        })
+        .collect()
+}
+
+impl<B: Backend> Llama<B> {
+    /// A freshly initialised model: N(0, 0.02²) matrices, the residual output projections
+    /// scaled by 1/√(2·layers) (GPT-2's scheme), unit norms. Seeded on the host, so the same seed
+    /// gives the same weights on every backend.
+    pub fn init(config: &LlamaConfig, seed: u64, device: &B::Device) -> Result<Self> {
+        let mut weights = NamedWeights::new("initialisation");
+        let mut stream = seed;
+        let mut normal = |shape: Vec<usize>, std: f32| {
+            stream = stream.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let data = crate::init::normal(&shape, std, stream);
+            HostTensor::new(shape, data)
+        };
+        let (dim, hidden, kv_dim, vocab) = (
+            config.dim,
+            config.hidden_dim,
+            config.kv_dim(),
+            config.vocab_size,
+        );
+        let residual_std = 0.02 / (2.0 * config.n_layers as f32).sqrt();
+        weights.insert(names::EMBED, normal(vec![vocab, dim], 0.02));
+        weights.insert(names::LM_HEAD, normal(vec![vocab, dim], 0.02));
+        for layer in 0..config.n_layers {
+            let name = |suffix| names::layer(layer, suffix);
+            weights.insert(name(names::Q), normal(vec![dim, dim], 0.02));
+            weights.insert(name(names::K), normal(vec![kv_dim, dim], 0.02));
+            weights.insert(name(names::V), normal(vec![kv_dim, dim], 0.02));
+            weights.insert(name(names::O), normal(vec![dim, dim], residual_std));
+            weights.insert(name(names::GATE), normal(vec![hidden, dim], 0.02));
+            weights.insert(name(names::UP), normal(vec![hidden, dim], 0.02));
+            weights.insert(name(names::DOWN), normal(vec![dim, hidden], residual_std));
+            weights.insert(name(names::ATTN_NORM), HostTensor::new(vec![dim], vec![1.0; dim]));
+            weights.insert(name(names::MLP_NORM), HostTensor::new(vec![dim], vec![1.0; dim]));
+        }
+        weights.insert(names::FINAL_NORM, HostTensor::new(vec![dim], vec![1.0; dim]));
+        Self::from_weights(config, weights, device)
+    }
+
+    /// Builds the model from named weights, checking every shape against the config.
+    pub fn from_weights(
+        config: &LlamaConfig,
+        mut weights: NamedWeights,
+        device: &B::Device,
+    ) -> Result<Self> {
+        config.validate(&weights.source_name)?;
+        let (dim, hidden, vocab, kv_dim) = (
+            config.dim,
+            config.hidden_dim,
+            config.vocab_size,
+            config.kv_dim(),
+        );
+        let embed = weights.take(names::EMBED, &[vocab, dim])?;
+        let lm_head = if weights.contains(names::LM_HEAD) {
+            weights.take(names::LM_HEAD, &[vocab, dim])?
+        } else {
+            embed.clone() // tied embeddings
+        };
+        let mut blocks = Vec::with_capacity(config.n_layers);
+        for layer in 0..config.n_layers {
+            let mut take = |suffix: &str, shape: &[usize]| {
+                weights.take(&names::layer(layer, suffix), shape)
+            };
+            let q = transposed(take(names::Q, &[dim, dim])?);
+            let k = transposed(take(names::K, &[kv_dim, dim])?);
+            let v = transposed(take(names::V, &[kv_dim, dim])?);
+            let o = transposed(take(names::O, &[dim, dim])?);
+            let gate = transposed(take(names::GATE, &[hidden, dim])?);
+            let up = transposed(take(names::UP, &[hidden, dim])?);
+            let down = transposed(take(names::DOWN, &[dim, hidden])?);
+            let attn_norm = take(names::ATTN_NORM, &[dim])?;
+            let mlp_norm = take(names::MLP_NORM, &[dim])?;
+            blocks.push(Block {
+                attn_norm: Param::from_tensor(tensor(attn_norm, device)),
+                wqkv: Param::from_tensor(tensor(concat_columns(&[q, k, v]), device)),
+                wo: Param::from_tensor(tensor(o, device)),
+                mlp_norm: Param::from_tensor(tensor(mlp_norm, device)),
+                w_gate_up: Param::from_tensor(tensor(concat_columns(&[gate, up]), device)),
+                w_down: Param::from_tensor(tensor(down, device)),
+            });
+        }
+        let final_norm = weights.take(names::FINAL_NORM, &[dim])?;
+        let (cos, sin) = rope_tables(config);
+        let half = config.head_dim() / 2;
+        Ok(Self {
+            embed: Param::from_tensor(tensor(embed, device)),
+            blocks,
+            final_norm: Param::from_tensor(tensor(final_norm, device)),
+            lm_head: Param::from_tensor(tensor(transposed(lm_head), device)),
+            rope_cos: tensor(HostTensor::new(vec![config.max_seq_len, half], cos), device),
+            rope_sin: tensor(HostTensor::new(vec![config.max_seq_len, half], sin), device),
+            config: config.clone(),
+        })
+    }
+
+    /// Reads the weights back to the host under the checkpoint names (async: browser-safe).
+    pub async fn to_weights(&self) -> Result<NamedWeights> {
+        async fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Result<HostTensor> {
+            let shape = t.dims().to_vec();
+            Ok(HostTensor::new(shape, read_vec(t).await?))
+        }
+        let c = &self.config;
+        let mut weights = NamedWeights::new("model");
+        weights.insert(names::EMBED, host(self.embed.val()).await?);
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let name = |suffix| names::layer(layer, suffix);
+            let qkv = split_columns(
+                host(block.wqkv.val()).await?,
+                &[c.dim, c.kv_dim(), c.kv_dim()],
+            );
+            for (suffix, part) in [names::Q, names::K, names::V].into_iter().zip(qkv) {
+                weights.insert(name(suffix), transposed(part));
+            }
+            weights.insert(name(names::O), transposed(host(block.wo.val()).await?));
+            let gate_up = split_columns(
+                host(block.w_gate_up.val()).await?,
+                &[c.hidden_dim, c.hidden_dim],
+            );
+            for (suffix, part) in [names::GATE, names::UP].into_iter().zip(gate_up) {
+                weights.insert(name(suffix), transposed(part));
+            }
+            weights.insert(name(names::DOWN), transposed(host(block.w_down.val()).await?));
+            weights.insert(name(names::ATTN_NORM), host(block.attn_norm.val()).await?);
+            weights.insert(name(names::MLP_NORM), host(block.mlp_norm.val()).await?);
+        }
+        weights.insert(names::FINAL_NORM, host(self.final_norm.val()).await?);
+        weights.insert(names::LM_HEAD, transposed(host(self.lm_head.val()).await?));
+        Ok(weights)
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> B::Device {
+        self.embed.val().device()
+    }
+
+    /// Final-normed hidden states of whole sequences at positions 0..T with causal attention.
+    /// Right padding is harmless: no real token attends to a later pad.
+    ///
+    /// # Shapes
+    /// - `tokens`: [batch, seq]
+    /// - returns [batch, seq, dim]
+    pub fn forward_hidden(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let seq = tokens.dims()[1];
+        let half = self.config.head_dim() / 2;
+        let cos = self.rope_cos.clone().narrow(0, 0, seq).reshape([1, seq, 1, half, 1]);
+        let sin = self.rope_sin.clone().narrow(0, 0, seq).reshape([1, seq, 1, half, 1]);
+        self.run_blocks(tokens, cos, sin, AttentionMask::Causal, None)
+    }
+
+    /// Next-token logits of whole sequences: [batch, seq] → [batch, seq, vocab].
+    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.logits(self.forward_hidden(tokens))
+    }
+
+    /// [batch, seq, dim] → [batch, seq, vocab]
+    pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        linear(hidden, self.lm_head.val())
+    }
+
+    /// Runs new tokens through the model, attending to what `cache` holds, and appends their
+    /// keys and values to it. Rows are left-padded: `cache` knows each row's padding and position.
+    ///
+    /// # Shapes
+    /// - `tokens`: [batch, new]
+    /// - returns hidden states [batch, new, dim]
+    pub fn forward_cached(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
+        let [batch, new] = tokens.dims();
+        let half = self.config.head_dim() / 2;
+        let positions = cache.positions(new); // [B, new]
+        let flat = positions.reshape([batch * new]);
+        let cos = self.rope_cos.clone().select(0, flat.clone()).reshape([batch, new, 1, half, 1]);
+        let sin = self.rope_sin.clone().select(0, flat).reshape([batch, new, 1, half, 1]);
+        let hidden_keys = cache.attention_mask(new); // [B, 1, new, cached + new]
+        let out = self.run_blocks(tokens, cos, sin, AttentionMask::Explicit(hidden_keys), Some(cache));
+        cache.advance(new);
+        out
+    }
+
+    fn run_blocks(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cos: Tensor<B, 5>,
+        sin: Tensor<B, 5>,
+        mask: AttentionMask<B>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
+        let mut x = embedding(self.embed.val(), tokens); // [B, T, dim]
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let layer_cache = cache.as_deref_mut().map(|c| (c, layer));
+            x = block.forward(x, &self.config, cos.clone(), sin.clone(), &mask, layer_cache);
+        }
+        rms_norm(x, self.final_norm.val(), self.config.norm_eps)
+    }
+}

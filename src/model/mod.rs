@@ -1,0 +1,11 @@
+//! The policy network and its heads, generic over the burn backend.
+
+mod cache;
+mod config;
+mod heads;
+mod llama;
+
+pub use cache::KvCache;
+pub use config::LlamaConfig;
+pub use heads::ScalarHead;
+pub use llama::{Block, Llama};

@@ -1,0 +1,47 @@
+//! Where a policy comes from: a file the user names, or the built-in world's pretrained model
+//! that ships inside the library (so the lab starts with no download).
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+
+use crate::error::{Error, Result};
+use crate::io::{checkpoint, Checkpoint, Tokenizer};
+use crate::model::Llama;
+
+/// The checkpoint `alignlab pretrain` produced for the built-in world, embedded at build time.
+pub static BUILTIN_CHECKPOINT: &[u8] = include_bytes!("../assets/builtin.safetensors");
+
+pub const BUILTIN: &str = "builtin";
+
+pub fn builtin_checkpoint() -> Result<Checkpoint> {
+    if BUILTIN_CHECKPOINT.is_empty() {
+        return Err(Error::Input(
+            "this build has no built-in model: run `alignlab pretrain --out assets/builtin.safetensors` and rebuild".into(),
+        ));
+    }
+    Checkpoint::from_bytes(BUILTIN_CHECKPOINT, "builtin", None)
+}
+
+/// `builtin`, or a path to a GGUF, llama2.c `.bin` or alignlab safetensors file.
+pub fn load_checkpoint(model: &str, tokenizer: Option<&Path>) -> Result<Checkpoint> {
+    if model == BUILTIN {
+        builtin_checkpoint()
+    } else {
+        Checkpoint::load(Path::new(model), tokenizer)
+    }
+}
+
+pub fn load<B: Backend>(model: &str, tokenizer: Option<&Path>, device: &B::Device) -> Result<(Llama<B>, Tokenizer)> {
+    load_checkpoint(model, tokenizer)?.into_model(device)
+}
+
+/// Writes the model and its tokenizer as an alignlab checkpoint.
+pub async fn save<B: Backend>(model: &Llama<B>, tokenizer: &Tokenizer, path: &Path) -> Result<()> {
+    let weights = model.to_weights().await?;
+    let bytes = checkpoint::to_bytes(model.config(), &weights, tokenizer);
+    // Write beside, then rename: an interrupted save never destroys the previous checkpoint.
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, bytes).map_err(|e| Error::io(&partial, e))?;
+    std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
+}

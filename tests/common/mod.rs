@@ -1,0 +1,33 @@
+#![allow(dead_code)]
+//! Shared test helpers: where the real data lives, and the backends we compare.
+
+use std::path::PathBuf;
+
+pub type Cpu = burn::backend::Flex;
+pub type Reference = burn::backend::NdArray;
+
+/// `../shared/data` beside the repository (override with ALIGNLAB_DATA).
+pub fn data(relative: &str) -> PathBuf {
+    let root = std::env::var("ALIGNLAB_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let path = root.join(relative);
+    assert!(path.exists(), "test data missing: {}", path.display());
+    path
+}
+
+pub fn temp_path(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    dir.join(format!("{}-{}", std::process::id(), name))
+}
+
+/// |a − b| ≤ tolerance · (1 + |b|) elementwise: relative for large values, absolute near zero.
+pub fn assert_close(a: &[f32], b: &[f32], tolerance: f32) {
+    assert_eq!(a.len(), b.len());
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst <= tolerance, "max scaled difference {worst} > {tolerance}");
+}
