@@ -68,12 +68,19 @@ pub fn generation<B: Backend>(
     ))
 }
 
-pub fn scoring<B: Backend>(model: &Llama<B>, batch: usize, seq: usize, repeats: usize) -> Result<Measurement> {
+pub fn scoring<B: Backend>(
+    model: &Llama<B>,
+    batch: usize,
+    seq: usize,
+    repeats: usize,
+) -> Result<Measurement> {
     let vocab = model.config().vocab_size as u32;
     // Deterministic pseudo-text: scoring cost does not depend on which tokens they are.
     let pairs: Vec<(Vec<u32>, Vec<u32>)> = (0..batch)
         .map(|row| {
-            let tokens: Vec<u32> = (0..seq).map(|t| ((row * 7919 + t * 104_729) as u32) % vocab).collect();
+            let tokens: Vec<u32> = (0..seq)
+                .map(|t| ((row * 7919 + t * 104_729) as u32) % vocab)
+                .collect();
             (tokens[..1].to_vec(), tokens[1..].to_vec())
         })
         .collect();
@@ -84,7 +91,11 @@ pub fn scoring<B: Backend>(model: &Llama<B>, batch: usize, seq: usize, repeats: 
         crate::host::read_scalar_blocking(logps)?;
         Ok(())
     })?;
-    Ok(measurement(format!("score {batch}x{seq}"), batch * seq, seconds))
+    Ok(measurement(
+        format!("score {batch}x{seq}"),
+        batch * seq,
+        seconds,
+    ))
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -100,7 +111,10 @@ pub fn run<B: Backend>(model: &Llama<B>, bos: u32, repeats: usize) -> Result<Rep
     let mut measurements = Vec::new();
     let mut ratios = Vec::new();
     let mut record = |m: Measurement| {
-        println!("{:<40} {:>9.1} tokens/s  ({:.3} s)", m.name, m.tokens_per_second, m.seconds);
+        println!(
+            "{:<40} {:>9.1} tokens/s  ({:.3} s)",
+            m.name, m.tokens_per_second, m.seconds
+        );
         measurements.push(m.clone());
         m
     };

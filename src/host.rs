@@ -22,7 +22,9 @@ pub async fn read_scalar<B: Backend>(tensor: Tensor<B, 1>) -> Result<f32> {
 /// All elements as f32, row-major.
 pub async fn read_vec<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>> {
     let data = tensor.into_data_async().await.map_err(device_error)?;
-    data.convert::<f32>().into_vec::<f32>().map_err(device_error)
+    data.convert::<f32>()
+        .into_vec::<f32>()
+        .map_err(device_error)
 }
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -85,7 +85,10 @@ impl<B: Backend> SequenceBatch<B> {
 }
 
 /// log p(target) under `logits`: [batch, seq, vocab], [batch, seq] → [batch, seq].
-pub fn gather_logprobs<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+pub fn gather_logprobs<B: Backend>(
+    logits: Tensor<B, 3>,
+    targets: Tensor<B, 2, Int>,
+) -> Tensor<B, 2> {
     log_softmax(logits, 2)
         .gather(2, targets.unsqueeze_dim(2))
         .squeeze_dim(2)

@@ -79,7 +79,11 @@ impl MeanCi {
     pub fn of(values: &[f64]) -> Self {
         let n = values.len();
         if n == 0 {
-            return Self { mean: f64::NAN, ci95: f64::NAN, n };
+            return Self {
+                mean: f64::NAN,
+                ci95: f64::NAN,
+                n,
+            };
         }
         let mean = values.iter().sum::<f64>() / n as f64;
         let var = if n > 1 {
@@ -87,13 +91,21 @@ impl MeanCi {
         } else {
             0.0
         };
-        Self { mean, ci95: 1.96 * (var / n as f64).sqrt(), n }
+        Self {
+            mean,
+            ci95: 1.96 * (var / n as f64).sqrt(),
+            n,
+        }
     }
 }
 
 impl std::fmt::Display for MeanCi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.3} ± {:.3} (n={})", self.mean, self.ci95, self.n)
+        write!(
+            f,
+            "{:.3} ± {:.3} (95% CI, n={})",
+            self.mean, self.ci95, self.n
+        )
     }
 }
 

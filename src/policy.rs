@@ -32,7 +32,11 @@ pub fn load_checkpoint(model: &str, tokenizer: Option<&Path>) -> Result<Checkpoi
     }
 }
 
-pub fn load<B: Backend>(model: &str, tokenizer: Option<&Path>, device: &B::Device) -> Result<(Llama<B>, Tokenizer)> {
+pub fn load<B: Backend>(
+    model: &str,
+    tokenizer: Option<&Path>,
+    device: &B::Device,
+) -> Result<(Llama<B>, Tokenizer)> {
     load_checkpoint(model, tokenizer)?.into_model(device)
 }
 

@@ -53,7 +53,10 @@ impl SamplingConfig {
             )));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::Input(format!("top_p must be in (0, 1], got {}", self.top_p)));
+            return Err(Error::Input(format!(
+                "top_p must be in (0, 1], got {}",
+                self.top_p
+            )));
         }
         Ok(())
     }
@@ -82,7 +85,10 @@ pub fn sample_token(logits: &[f32], config: &SamplingConfig, rng: &mut ChaCha8Rn
             candidates.truncate(config.top_k);
         }
     }
-    let max = candidates.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
+    let max = candidates
+        .iter()
+        .map(|c| c.1)
+        .fold(f32::NEG_INFINITY, f32::max);
     let mut probs: Vec<f32> = candidates.iter().map(|c| (c.1 - max).exp()).collect();
     if config.top_p < 1.0 {
         let total: f32 = probs.iter().sum();
@@ -150,7 +156,11 @@ pub async fn generate<B: Backend>(
     let mut sequences: Vec<Vec<u32>> = prompts
         .iter()
         .zip(&pad)
-        .map(|(p, &pad)| std::iter::repeat_n(PAD_ID, pad).chain(p.iter().copied()).collect())
+        .map(|(p, &pad)| {
+            std::iter::repeat_n(PAD_ID, pad)
+                .chain(p.iter().copied())
+                .collect()
+        })
         .collect();
     let mut rngs: Vec<ChaCha8Rng> = (0..batch).map(|row| row_rng(config.seed, row)).collect();
     let mut completions = vec![Vec::new(); batch];
@@ -166,7 +176,8 @@ pub async fn generate<B: Backend>(
         }
         let new = pending[0].len();
         let ids: Vec<i64> = pending.iter().flatten().map(|&t| t as i64).collect();
-        let tokens: Tensor<B, 2, Int> = Tensor::from_data(TensorData::new(ids, [batch, new]), &device);
+        let tokens: Tensor<B, 2, Int> =
+            Tensor::from_data(TensorData::new(ids, [batch, new]), &device);
         let hidden = model.forward_cached(tokens, &mut cache); // [B, new, dim]
         let last = hidden.narrow(1, new - 1, 1); // [B, 1, dim]
         let logits = read_vec(model.logits(last)).await?; // [B · vocab]
@@ -174,7 +185,11 @@ pub async fn generate<B: Backend>(
             let token = if finished[row] {
                 PAD_ID
             } else {
-                let token = sample_token(&logits[row * vocab..(row + 1) * vocab], config, &mut rngs[row]);
+                let token = sample_token(
+                    &logits[row * vocab..(row + 1) * vocab],
+                    config,
+                    &mut rngs[row],
+                );
                 if config.stop_at_eos && Some(token) == eos {
                     finished[row] = true;
                 } else {

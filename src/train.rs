@@ -124,7 +124,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
     /// Applies one update from `loss` unless `loss_value` (the loss, read by the caller —
     /// asynchronously in the browser) is not finite; then the weights are left untouched, the
     /// step is recorded in `skipped`, and `None` is returned.
-    pub fn step(&mut self, model: M, loss: Tensor<B, 1>, loss_value: f32) -> (M, Option<StepOutput<B::InnerBackend>>) {
+    pub fn step(
+        &mut self,
+        model: M,
+        loss: Tensor<B, 1>,
+        loss_value: f32,
+    ) -> (M, Option<StepOutput<B::InnerBackend>>) {
         if !loss_value.is_finite() {
             self.skipped.push(self.step);
             self.step += 1;
@@ -142,7 +147,12 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
             .unwrap_or_else(|| Tensor::zeros([1], &model_device(&model)));
         if let Some(max_norm) = self.config.max_grad_norm {
             // min(1, max/(norm + ε)), computed on the device: no read-back in the hot loop.
-            let factor = grad_norm.clone().add_scalar(1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
+            let factor = grad_norm
+                .clone()
+                .add_scalar(1e-6)
+                .recip()
+                .mul_scalar(max_norm)
+                .clamp_max(1.0);
             model.visit(&mut Rescale::<B> {
                 grads: &mut grads,
                 factor,
@@ -155,8 +165,14 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
     }
 }
 
-fn model_device<B: AutodiffBackend, M: AutodiffModule<B>>(model: &M) -> <B::InnerBackend as burn::tensor::backend::BackendTypes>::Device {
-    model.devices().into_iter().next().expect("a model lives on a device")
+fn model_device<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+) -> <B::InnerBackend as burn::tensor::backend::BackendTypes>::Device {
+    model
+        .devices()
+        .into_iter()
+        .next()
+        .expect("a model lives on a device")
 }
 
 #[cfg(test)]

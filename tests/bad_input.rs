@@ -28,18 +28,26 @@ fn gguf_error(bytes: &[u8]) -> String {
 
 fn bin_error(bytes: &[u8]) -> String {
     let tok = tok_bytes();
-    Checkpoint::from_bytes(bytes, "model.bin", Some((&tok, "tok512.bin"))).unwrap_err().to_string()
+    Checkpoint::from_bytes(bytes, "model.bin", Some((&tok, "tok512.bin")))
+        .unwrap_err()
+        .to_string()
 }
 
 /// Offset of the first occurrence of `needle` in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack.windows(needle.len()).position(|w| w == needle).unwrap()
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap()
 }
 
 #[test]
 fn every_truncation_of_the_gguf_is_an_error_naming_the_file() {
     let bytes = gguf_bytes();
-    for cut in (0..bytes.len()).step_by(997).chain([bytes.len() - 1, 4, 8, 23]) {
+    for cut in (0..bytes.len())
+        .step_by(997)
+        .chain([bytes.len() - 1, 4, 8, 23])
+    {
         let message = gguf_error(&bytes[..cut]);
         assert!(message.starts_with("model.gguf"), "cut {cut}: {message}");
     }
@@ -57,11 +65,15 @@ fn wrong_magic_is_named() {
     let mut bytes = gguf_bytes();
     bytes[0] = b'X';
     // Not GGUF, not safetensors: read as llama2.c, whose size check fails.
-    let message = Checkpoint::from_bytes(&bytes, "model.gguf", Some((b"", "t"))).unwrap_err().to_string();
+    let message = Checkpoint::from_bytes(&bytes, "model.gguf", Some((b"", "t")))
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("model.gguf"), "{message}");
     let mut bytes = gguf_bytes();
     bytes[3] = b'X';
-    let message = Checkpoint::from_bytes(&bytes, "model.gguf", Some((b"", "t"))).unwrap_err().to_string();
+    let message = Checkpoint::from_bytes(&bytes, "model.gguf", Some((b"", "t")))
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("model.gguf"), "{message}");
 }
 
@@ -71,10 +83,17 @@ fn an_unsupported_tensor_type_names_the_tensor_and_type() {
     // The tensor record of `output_norm.weight`: name, n_dims (u32), dims (u64 each), type (u32).
     let name = b"output_norm.weight";
     let at = find(&bytes, name) + name.len() + 4 + 8;
-    assert_eq!(&bytes[at..at + 4], &0u32.to_le_bytes(), "F32 before patching");
+    assert_eq!(
+        &bytes[at..at + 4],
+        &0u32.to_le_bytes(),
+        "F32 before patching"
+    );
     bytes[at..at + 4].copy_from_slice(&12u32.to_le_bytes()); // Q4_K
     let message = gguf_error(&bytes);
-    assert!(message.contains("output_norm.weight") && message.contains("Q4_K"), "{message}");
+    assert!(
+        message.contains("output_norm.weight") && message.contains("Q4_K"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -85,7 +104,12 @@ fn a_tensor_of_unexpected_shape_is_named() {
     let at = find(&bytes, name) + name.len() + 4;
     bytes[at..at + 8].copy_from_slice(&32u64.to_le_bytes());
     let message = gguf_error(&bytes);
-    assert!(message.contains("model.norm.weight") && message.contains("[32]") && message.contains("[64]"), "{message}");
+    assert!(
+        message.contains("model.norm.weight")
+            && message.contains("[32]")
+            && message.contains("[64]"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -96,7 +120,10 @@ fn a_huge_array_count_in_the_gguf_header_is_refused() {
     let at = find(&bytes, key) + key.len() + 4 + 4;
     bytes[at..at + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
     let message = gguf_error(&bytes);
-    assert!(message.contains("tokenizer.ggml.tokens") && message.contains("elements"), "{message}");
+    assert!(
+        message.contains("tokenizer.ggml.tokens") && message.contains("elements"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -119,7 +146,10 @@ fn a_huge_string_length_is_refused() {
 #[test]
 fn every_truncation_of_the_llama2c_bin_is_an_error() {
     let bytes = bin_bytes();
-    for cut in (0..bytes.len()).step_by(7919).chain([bytes.len() - 1, 3, 27]) {
+    for cut in (0..bytes.len())
+        .step_by(7919)
+        .chain([bytes.len() - 1, 3, 27])
+    {
         let message = bin_error(&bytes[..cut]);
         assert!(message.starts_with("model.bin"), "cut {cut}: {message}");
     }
@@ -133,7 +163,10 @@ fn a_llama2c_header_claiming_a_huge_size_is_refused() {
     bytes[0..4].copy_from_slice(&(1i32 << 15).to_le_bytes()); // dim
     bytes[4..8].copy_from_slice(&(1i32 << 18).to_le_bytes()); // hidden
     let message = bin_error(&bytes);
-    assert!(message.contains("model.bin") && message.contains("truncated"), "{message}");
+    assert!(
+        message.contains("model.bin") && message.contains("truncated"),
+        "{message}"
+    );
     let mut bytes = bin_bytes();
     bytes[8..12].copy_from_slice(&(-5i32).to_le_bytes()); // n_layers
     assert!(bin_error(&bytes).contains("n_layers"));
@@ -143,10 +176,17 @@ fn a_llama2c_header_claiming_a_huge_size_is_refused() {
 fn a_corrupt_tokenizer_bin_is_named() {
     let bytes = bin_bytes();
     let tok = tok_bytes();
-    let message = Checkpoint::from_bytes(&bytes, "model.bin", Some((&tok[..tok.len() / 2], "tok512.bin")))
-        .unwrap_err()
-        .to_string();
-    assert!(message.starts_with("tok512.bin") && message.contains("truncated"), "{message}");
+    let message = Checkpoint::from_bytes(
+        &bytes,
+        "model.bin",
+        Some((&tok[..tok.len() / 2], "tok512.bin")),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        message.starts_with("tok512.bin") && message.contains("truncated"),
+        "{message}"
+    );
     let mut bad = tok.clone();
     bad[8..12].copy_from_slice(&1_000_000i32.to_le_bytes()); // first token's length
     let message = Checkpoint::from_bytes(&bytes, "model.bin", Some((&bad, "tok512.bin")))
@@ -157,7 +197,9 @@ fn a_corrupt_tokenizer_bin_is_named() {
 
 #[test]
 fn a_llama2c_bin_without_tokenizer_says_so() {
-    let message = Checkpoint::from_bytes(&bin_bytes(), "model.bin", None).unwrap_err().to_string();
+    let message = Checkpoint::from_bytes(&bin_bytes(), "model.bin", None)
+        .unwrap_err()
+        .to_string();
     assert!(message.contains("tokenizer"), "{message}");
 }
 

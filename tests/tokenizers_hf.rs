@@ -8,7 +8,9 @@ use common::data;
 
 #[test]
 fn gpt2_bpe_round_trips_shakespeare_and_unicode() {
-    let tokenizer = Tokenizer::gpt2_from_files(&data("gpt2-bpe/encoder.json"), &data("gpt2-bpe/vocab.bpe")).unwrap();
+    let tokenizer =
+        Tokenizer::gpt2_from_files(&data("gpt2-bpe/encoder.json"), &data("gpt2-bpe/vocab.bpe"))
+            .unwrap();
     assert_eq!(tokenizer.vocab_size(), 50_257);
     assert_eq!(tokenizer.eos_id(), Some(50_256));
     // Known GPT-2 ids: "Hello" = 15496, " world" = 995.
@@ -18,7 +20,10 @@ fn gpt2_bpe_round_trips_shakespeare_and_unicode() {
         let ids = tokenizer.encode(line).unwrap();
         assert_eq!(tokenizer.decode(&ids), line);
     }
-    for s in ["naïve café — 東京 🙂", "Ünïcödé: ∑ x² ≥ 0\n\ttabs  and  spaces"] {
+    for s in [
+        "naïve café — 東京 🙂",
+        "Ünïcödé: ∑ x² ≥ 0\n\ttabs  and  spaces",
+    ] {
         assert_eq!(tokenizer.decode(&tokenizer.encode(s).unwrap()), s);
     }
 }
@@ -41,6 +46,8 @@ fn tokenizers_survive_the_checkpoint_json_round_trip() {
 
 #[test]
 fn a_broken_tokenizer_json_is_named() {
-    let message = Tokenizer::from_hf_json("{\"model\": 3}", "tok.json").unwrap_err().to_string();
+    let message = Tokenizer::from_hf_json("{\"model\": 3}", "tok.json")
+        .unwrap_err()
+        .to_string();
     assert!(message.starts_with("tok.json"), "{message}");
 }

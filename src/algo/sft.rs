@@ -11,15 +11,18 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::Tokenizer;
 use crate::host::read_scalar;
+use crate::io::Tokenizer;
 use crate::logprobs::{gather_logprobs, SequenceBatch};
 use crate::metrics::{self, Metrics};
 use crate::model::Llama;
 use crate::train::{OptimConfig, Trainer};
 
 /// − Σ mask·log p / Σ mask. `per_token_logps`, `completion_mask`: [batch, seq] → [1].
-pub fn sft_loss<B: Backend>(per_token_logps: Tensor<B, 2>, completion_mask: Tensor<B, 2>) -> Tensor<B, 1> {
+pub fn sft_loss<B: Backend>(
+    per_token_logps: Tensor<B, 2>,
+    completion_mask: Tensor<B, 2>,
+) -> Tensor<B, 1> {
     let tokens = completion_mask.clone().sum().clamp_min(1.0);
     -(per_token_logps * completion_mask).sum() / tokens
 }
@@ -32,7 +35,10 @@ pub struct Example {
 }
 
 /// Token ids of examples: the prompt after BOS, the completion followed by EOS.
-pub fn tokenize_examples(tokenizer: &Tokenizer, examples: &[Example]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+pub fn tokenize_examples(
+    tokenizer: &Tokenizer,
+    examples: &[Example],
+) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
     examples
         .iter()
         .enumerate()
@@ -126,7 +132,10 @@ pub async fn sft_step<B: AutodiffBackend>(
     match output {
         Some(output) => {
             m.insert(metrics::TRAIN_LR, output.lr);
-            m.insert(metrics::TRAIN_GRAD_NORM, read_scalar(output.grad_norm).await? as f64);
+            m.insert(
+                metrics::TRAIN_GRAD_NORM,
+                read_scalar(output.grad_norm).await? as f64,
+            );
         }
         None => m.insert(metrics::TRAIN_SKIPPED, 1.0),
     }
@@ -134,7 +143,11 @@ pub async fn sft_step<B: AutodiffBackend>(
 }
 
 /// Mean SFT loss of `pairs` under `model`, without gradients (for held-out evaluation).
-pub async fn eval_loss<B: Backend>(model: &Llama<B>, pairs: &[(Vec<u32>, Vec<u32>)], batch_size: usize) -> Result<f32> {
+pub async fn eval_loss<B: Backend>(
+    model: &Llama<B>,
+    pairs: &[(Vec<u32>, Vec<u32>)],
+    batch_size: usize,
+) -> Result<f32> {
     let mut total = 0.0f64;
     let mut tokens = 0.0f64;
     for chunk in pairs.chunks(batch_size.max(1)) {
@@ -163,7 +176,11 @@ where
     let mut trainer = Trainer::new(config.optim.clone());
     let mut batches = Batches::new(pairs, config.seed);
     for _ in 0..config.optim.total_steps {
-        let batch: Vec<(Vec<u32>, Vec<u32>)> = batches.next_batch(config.batch_size).into_iter().cloned().collect();
+        let batch: Vec<(Vec<u32>, Vec<u32>)> = batches
+            .next_batch(config.batch_size)
+            .into_iter()
+            .cloned()
+            .collect();
         let (next, metrics) = sft_step(model, &mut trainer, &batch).await?;
         model = next;
         on_step(&metrics);
@@ -179,7 +196,8 @@ mod tests {
     #[test]
     fn loss_is_the_mean_nll_over_completion_tokens_only() {
         let device = Default::default();
-        let logps = Tensor::<NdArray, 2>::from_floats([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]], &device);
+        let logps =
+            Tensor::<NdArray, 2>::from_floats([[-1.0, -2.0, -3.0], [-4.0, -5.0, -6.0]], &device);
         let mask = Tensor::<NdArray, 2>::from_floats([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]], &device);
         let loss = sft_loss(logps, mask).into_scalar();
         assert!((loss - (2.0 + 3.0 + 4.0) / 3.0).abs() < 1e-6, "{loss}");

@@ -7,7 +7,7 @@ use alignlab::algo::sft::{self, Example, SftConfig};
 use alignlab::host::read_vec_blocking;
 use alignlab::io::{jsonl, Tokenizer};
 use alignlab::logprobs::{gather_logprobs, SequenceBatch};
-use alignlab::metrics::{self, JsonlWriter, MeanCi, Metrics};
+use alignlab::metrics::{self, JsonlWriter, Metrics};
 use alignlab::model::Llama;
 use alignlab::sample::{generate, SamplingConfig};
 use alignlab::train::OptimConfig;
@@ -19,7 +19,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
-#[command(name = "alignlab", version, about = "An alignment lab for small language models")]
+#[command(
+    name = "alignlab",
+    version,
+    about = "An alignment lab for small language models"
+)]
 struct Cli {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Flex, global = true)]
@@ -146,6 +150,14 @@ enum Command {
         #[command(flatten)]
         train: TrainArgs,
     },
+    /// The main job on the built-in world: samples and gold reward of the base model, a short SFT
+    /// towards cheerful stories, and the same measurements after.
+    Demo {
+        #[arg(long, default_value_t = 60)]
+        steps: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Measure generation and scoring speed.
     Bench {
         #[command(flatten)]
@@ -163,7 +175,9 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.backend {
         BackendKind::Flex => run::<Autodiff<burn::backend::Flex>>(cli.command, Default::default()),
-        BackendKind::Ndarray => run::<Autodiff<burn::backend::NdArray>>(cli.command, Default::default()),
+        BackendKind::Ndarray => {
+            run::<Autodiff<burn::backend::NdArray>>(cli.command, Default::default())
+        }
         BackendKind::Wgpu => run::<Autodiff<burn::backend::Wgpu>>(cli.command, Default::default()),
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => run::<Autodiff<burn::backend::Cuda>>(cli.command, Default::default()),
@@ -181,8 +195,10 @@ fn main() {
 fn progress(steps: usize) -> ProgressBar {
     let bar = ProgressBar::new(steps as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+        )
+        .expect("valid template"),
     );
     bar
 }
@@ -200,7 +216,8 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
             n,
             no_cache,
         } => {
-            let (policy, tokenizer) = policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
+            let (policy, tokenizer) =
+                policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
             let ids = tokenizer.encode_with_bos(&prompt)?;
             let config = SamplingConfig {
                 max_new_tokens: max_tokens,
@@ -212,20 +229,28 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
                 use_cache: !no_cache,
             };
             let prompts = vec![ids; n];
-            let completions = pollster::block_on(generate(&policy, &prompts, tokenizer.eos_id(), &config))?;
+            let completions =
+                pollster::block_on(generate(&policy, &prompts, tokenizer.eos_id(), &config))?;
             for completion in completions {
                 println!("{prompt}{}", tokenizer.decode(&completion));
             }
             Ok(())
         }
         Command::Score { model, text } => {
-            let (policy, tokenizer) = policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
-            let bos = tokenizer.bos_id().ok_or_else(|| Error::Input("the tokenizer has no BOS token".into()))?;
+            let (policy, tokenizer) =
+                policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
+            let bos = tokenizer
+                .bos_id()
+                .ok_or_else(|| Error::Input("the tokenizer has no BOS token".into()))?;
             let ids = tokenizer.encode(&text)?;
             if ids.is_empty() {
                 return Err(Error::Input("--text gives no tokens".into()));
             }
-            let batch = SequenceBatch::<B::InnerBackend>::new(&[(vec![bos], ids.clone())], policy.config().max_seq_len, &device)?;
+            let batch = SequenceBatch::<B::InnerBackend>::new(
+                &[(vec![bos], ids.clone())],
+                policy.config().max_seq_len,
+                &device,
+            )?;
             let (inputs, targets) = batch.inputs_and_targets();
             let logprobs = read_vec_blocking(gather_logprobs(policy.forward(inputs), targets))?;
             let mut previous = Some(bos);
@@ -246,57 +271,102 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
             let checkpoint = policy::load_checkpoint(&model.model, model.tokenizer.as_deref())?;
             let c = &checkpoint.config;
             println!("model: {}", model.model);
-            println!("config: {}", serde_json::to_string_pretty(c).expect("serialises"));
+            println!(
+                "config: {}",
+                serde_json::to_string_pretty(c).expect("serialises")
+            );
             println!("parameters: {}", c.num_params());
-            println!("tokenizer: {:?} (bos {:?}, eos {:?})", checkpoint.tokenizer, checkpoint.tokenizer.bos_id(), checkpoint.tokenizer.eos_id());
+            println!(
+                "tokenizer: {:?} (bos {:?}, eos {:?})",
+                checkpoint.tokenizer,
+                checkpoint.tokenizer.bos_id(),
+                checkpoint.tokenizer.eos_id()
+            );
             Ok(())
         }
-        Command::Pretrain { out, stories, train } => {
+        Command::Pretrain {
+            out,
+            stories,
+            train,
+        } => {
             let tokenizer = world::tokenizer();
             let mut stories_world = world::World::new(train.seed);
             let examples: Vec<Example> = (0..stories)
-                .map(|_| Example { prompt: String::new(), completion: stories_world.story() })
+                .map(|_| Example {
+                    prompt: String::new(),
+                    completion: stories_world.story(),
+                })
                 .collect();
             let pairs = sft::tokenize_examples(&tokenizer, &examples)?;
             let config = world::model_config(tokenizer.vocab_size());
             let model = Llama::<B>::init(&config, train.seed, &device)?;
-            println!("pretraining {} parameters on {} stories ({} tokens)", config.num_params(), pairs.len(), pairs.iter().map(|(p, c)| p.len() + c.len()).sum::<usize>());
+            println!(
+                "pretraining {} parameters on {} stories ({} tokens)",
+                config.num_params(),
+                pairs.len(),
+                pairs.iter().map(|(p, c)| p.len() + c.len()).sum::<usize>()
+            );
             let model = train_sft(model, &pairs, &train)?;
             pollster::block_on(policy::save(&model.valid(), &tokenizer, &out))?;
             println!("saved {}", out.display());
             Ok(())
         }
-        Command::Sft { model, data, out, train } => {
-            let (policy, tokenizer) = policy::load::<B>(&model.model, model.tokenizer.as_deref(), &device)?;
+        Command::Sft {
+            model,
+            data,
+            out,
+            train,
+        } => {
+            let (policy, tokenizer) =
+                policy::load::<B>(&model.model, model.tokenizer.as_deref(), &device)?;
             let examples: Vec<Example> = match &data {
                 Some(path) => jsonl::read(path)?,
-                None => {
-                    let mut w = world::World::new(train.seed + 1);
-                    (0..2000).map(|_| {
-                        let p = w.positive_example();
-                        Example { prompt: p.prompt, completion: p.continuation }
-                    }).collect()
-                }
+                None => world::World::new(train.seed + 1).positive_examples(2000),
             };
             let pairs = sft::tokenize_examples(&tokenizer, &examples)?;
-            let evaluate = data.is_none() && model.model == policy::BUILTIN;
-            if evaluate {
-                report_gold_reward("before SFT", &policy.valid(), &tokenizer)?;
-            }
             let policy = train_sft(policy, &pairs, &train)?;
-            if evaluate {
-                report_gold_reward("after SFT", &policy.valid(), &tokenizer)?;
-            }
             pollster::block_on(policy::save(&policy.valid(), &tokenizer, &out))?;
             println!("saved {}", out.display());
             Ok(())
         }
-        Command::Bench { model, repeats, json } => {
-            let (policy, tokenizer) = policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
+        Command::Demo { steps, seed } => {
+            let (policy, tokenizer) = policy::load::<B>(policy::BUILTIN, None, &device)?;
+            println!("The built-in base model, continuing held-out story openings:");
+            report_gold_reward("before SFT", &policy.valid(), &tokenizer)?;
+            let examples = world::World::new(seed + 1).positive_examples(2000);
+            println!(
+                "\nSupervised fine-tuning on {} cheerful stories ({steps} steps):",
+                examples.len()
+            );
+            let pairs = sft::tokenize_examples(&tokenizer, &examples)?;
+            let train = TrainArgs {
+                steps,
+                batch_size: 16,
+                lr: 1e-3,
+                warmup: 5,
+                max_grad_norm: 1.0,
+                seed,
+                metrics: None,
+            };
+            let policy = train_sft(policy, &pairs, &train)?;
+            report_gold_reward("after SFT", &policy.valid(), &tokenizer)?;
+            Ok(())
+        }
+        Command::Bench {
+            model,
+            repeats,
+            json,
+        } => {
+            let (policy, tokenizer) =
+                policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
             let bos = tokenizer.bos_id().unwrap_or(0);
             let report = bench::run(&policy, bos, repeats)?;
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&report).expect("serialises")).map_err(|e| Error::io(&path, e))?;
+                std::fs::write(
+                    &path,
+                    serde_json::to_string_pretty(&report).expect("serialises"),
+                )
+                .map_err(|e| Error::io(&path, e))?;
             }
             Ok(())
         }
@@ -304,27 +374,47 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
 }
 
 /// Trains with a progress bar and optional JSONL metrics.
-fn train_sft<B: AutodiffBackend>(model: Llama<B>, pairs: &[(Vec<u32>, Vec<u32>)], args: &TrainArgs) -> Result<Llama<B>> {
-    let mut writer = args.metrics.as_deref().map(JsonlWriter::create).transpose()?;
+fn train_sft<B: AutodiffBackend>(
+    model: Llama<B>,
+    pairs: &[(Vec<u32>, Vec<u32>)],
+    args: &TrainArgs,
+) -> Result<Llama<B>> {
+    let mut writer = args
+        .metrics
+        .as_deref()
+        .map(JsonlWriter::create)
+        .transpose()?;
     let bar = progress(args.steps);
     let start = Instant::now();
     let mut write_error = None;
-    let model = pollster::block_on(sft::train(model, pairs, &args.sft_config(), |m: &Metrics| {
-        bar.inc(1);
-        if let Some(loss) = m.get(metrics::TRAIN_LOSS) {
-            bar.set_message(format!("loss {loss:.4}"));
-        }
-        if let Some(w) = writer.as_mut() {
-            if let Err(e) = w.write(m) {
-                write_error.get_or_insert(e);
+    let model = pollster::block_on(sft::train(
+        model,
+        pairs,
+        &args.sft_config(),
+        |m: &Metrics| {
+            bar.inc(1);
+            if let Some(loss) = m.get(metrics::TRAIN_LOSS) {
+                bar.set_message(format!("loss {loss:.4}"));
             }
-        }
-        if m.get(metrics::TRAIN_SKIPPED).is_some() {
-            bar.println(format!("step {}: loss was not finite; the update was skipped", m.step));
-        }
-    }))?;
+            if let Some(w) = writer.as_mut() {
+                if let Err(e) = w.write(m) {
+                    write_error.get_or_insert(e);
+                }
+            }
+            if m.get(metrics::TRAIN_SKIPPED).is_some() {
+                bar.println(format!(
+                    "step {}: loss was not finite; the update was skipped",
+                    m.step
+                ));
+            }
+        },
+    ))?;
     bar.finish();
-    println!("trained {} steps in {:.1}s", args.steps, start.elapsed().as_secs_f64());
+    println!(
+        "trained {} steps in {:.1}s",
+        args.steps,
+        start.elapsed().as_secs_f64()
+    );
     match write_error {
         Some(e) => Err(e),
         None => Ok(model),
@@ -332,13 +422,22 @@ fn train_sft<B: AutodiffBackend>(model: Llama<B>, pairs: &[(Vec<u32>, Vec<u32>)]
 }
 
 /// Samples continuations of 200 held-out world prompts and prints their mean gold reward.
-fn report_gold_reward<B: Backend>(label: &str, model: &Llama<B>, tokenizer: &Tokenizer) -> Result<()> {
-    let mut held_out = world::World::new(999_999);
-    let prompts: Vec<String> = (0..200).map(|_| held_out.prompt().prompt).collect();
-    let sampling = SamplingConfig { max_new_tokens: 48, seed: 7, ..Default::default() };
-    let scored = pollster::block_on(world::eval::sample_and_score(model, tokenizer, &prompts, &sampling))?;
-    let rewards: Vec<f64> = scored.iter().map(|(_, r)| *r as f64).collect();
-    println!("{label}: gold reward {}", MeanCi::of(&rewards));
-    println!("  e.g. {}{}", prompts[0], scored[0].0);
+fn report_gold_reward<B: Backend>(
+    label: &str,
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+) -> Result<()> {
+    let sampling = SamplingConfig {
+        max_new_tokens: 48,
+        seed: 7,
+        ..Default::default()
+    };
+    let report = pollster::block_on(world::eval::held_out_gold_reward(
+        model, tokenizer, 200, &sampling,
+    ))?;
+    for (prompt, continuation, reward) in report.samples.iter().take(3) {
+        println!("  [{reward:+.1}] {prompt}{continuation}");
+    }
+    println!("{label}: mean gold reward {}", report.reward);
     Ok(())
 }

@@ -48,10 +48,13 @@ pub fn is_safetensors(bytes: &[u8]) -> bool {
 }
 
 /// Reads a checkpoint written by [`to_bytes`].
-pub fn from_bytes(bytes: &[u8], source_name: &str) -> Result<(LlamaConfig, NamedWeights, Tokenizer)> {
+pub fn from_bytes(
+    bytes: &[u8],
+    source_name: &str,
+) -> Result<(LlamaConfig, NamedWeights, Tokenizer)> {
     let bad = |message: String| Error::format(source_name, message);
-    let (_, header) =
-        SafeTensors::read_metadata(bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let metadata = header.metadata().clone().unwrap_or_default();
     if metadata.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(bad(

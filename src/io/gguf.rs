@@ -118,9 +118,7 @@ fn read_value(reader: &mut ByteReader, type_id: u32, key: &str, depth: usize) ->
         11 => Value::Int(reader.u64(key)? as i64),
         12 => Value::Float(reader.f64(key)?),
         other => {
-            return Err(reader.error(format!(
-                "metadata `{key}` has unknown value type {other}"
-            )))
+            return Err(reader.error(format!("metadata `{key}` has unknown value type {other}")))
         }
     })
 }
@@ -189,9 +187,9 @@ impl<'a> Gguf<'a> {
         let alignment = match metadata.get("general.alignment") {
             Some(Value::Uint(a)) if *a > 0 && a.is_power_of_two() => *a,
             Some(other) => {
-                return Err(reader.error(format!(
-                    "general.alignment {other:?} is not a power of two"
-                )))
+                return Err(
+                    reader.error(format!("general.alignment {other:?} is not a power of two"))
+                )
             }
             None => DEFAULT_ALIGNMENT,
         };
@@ -258,7 +256,10 @@ impl<'a> Gguf<'a> {
 
     /// Reads one tensor's values as f32 (F32 as is, F16 widened).
     pub fn tensor_data(&self, info: &TensorInfo) -> Result<HostTensor> {
-        let count = info.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let count = info
+            .shape
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d));
         let element_size = match info.type_id {
             0 => 4,
             1 => 2,
@@ -318,7 +319,10 @@ impl<'a> Gguf<'a> {
         let as_usize = |key: &str| -> Result<usize> {
             let v = self.get_uint(key)?;
             usize::try_from(v).map_err(|_| {
-                Error::format(self.source_name, format!("metadata `{key}` = {v} is too large"))
+                Error::format(
+                    self.source_name,
+                    format!("metadata `{key}` = {v} is too large"),
+                )
             })
         };
         let n_heads = as_usize("llama.attention.head_count")?;

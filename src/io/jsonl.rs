@@ -26,7 +26,8 @@ pub fn parse<T: DeserializeOwned>(text: &str, source_name: &str) -> Result<Vec<T
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let bytes = read_file(path)?;
     let name = path.display().to_string();
-    let text = std::str::from_utf8(&bytes).map_err(|e| Error::format(&name, format!("not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|e| Error::format(&name, format!("not UTF-8: {e}")))?;
     parse(text, &name)
 }
 

@@ -134,7 +134,10 @@ mod tests {
     fn a_header_claiming_a_huge_model_is_rejected_without_allocating() {
         let bytes = header([1 << 15, 1 << 17, 1 << 9, 1 << 10, 1 << 10, 1 << 20, 1 << 19]);
         let message = parse(&bytes, "huge.bin").unwrap_err().to_string();
-        assert!(message.contains("huge.bin") && message.contains("truncated"), "{message}");
+        assert!(
+            message.contains("huge.bin") && message.contains("truncated"),
+            "{message}"
+        );
     }
 
     #[test]

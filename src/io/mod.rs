@@ -33,7 +33,11 @@ impl Checkpoint {
 
     /// Reads GGUF, the project's safetensors checkpoint, or a llama2.c `.bin` (whose tokenizer is
     /// `tokenizer_bytes`), telling them apart by their first bytes.
-    pub fn from_bytes(bytes: &[u8], source_name: &str, tokenizer_bytes: Option<(&[u8], &str)>) -> Result<Self> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        source_name: &str,
+        tokenizer_bytes: Option<(&[u8], &str)>,
+    ) -> Result<Self> {
         if bytes.starts_with(b"GGUF") {
             let gguf = gguf::Gguf::parse(bytes, source_name)?;
             let config = gguf.llama_config()?;
@@ -59,7 +63,12 @@ impl Checkpoint {
         Self::checked(config, weights, tokenizer, source_name)
     }
 
-    fn checked(config: LlamaConfig, weights: NamedWeights, tokenizer: Tokenizer, source_name: &str) -> Result<Self> {
+    fn checked(
+        config: LlamaConfig,
+        weights: NamedWeights,
+        tokenizer: Tokenizer,
+        source_name: &str,
+    ) -> Result<Self> {
         if tokenizer.vocab_size() != config.vocab_size {
             return Err(Error::format(
                 source_name,
@@ -70,7 +79,11 @@ impl Checkpoint {
                 ),
             ));
         }
-        Ok(Self { config, weights, tokenizer })
+        Ok(Self {
+            config,
+            weights,
+            tokenizer,
+        })
     }
 
     /// Loads `path`; for a llama2.c `.bin`, the tokenizer is `tokenizer_path` or, if not given,
@@ -99,7 +112,9 @@ impl Checkpoint {
 
 fn llama2c_tokenizer_beside(path: &Path, bytes: &[u8]) -> Option<PathBuf> {
     let dir = path.parent()?;
-    let vocab = bytes.get(20..24).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]).unsigned_abs());
+    let vocab = bytes
+        .get(20..24)
+        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]).unsigned_abs());
     let mut candidates = vec![dir.join("tokenizer.bin")];
     if let Some(vocab) = vocab {
         candidates.push(dir.join(format!("tok{vocab}.bin")));

@@ -48,7 +48,10 @@ impl SentencePieceBpe {
             if id as usize >= pieces.len() {
                 return Err(Error::format(
                     source_name,
-                    format!("{name} id {id} is outside the {}-piece vocabulary", pieces.len()),
+                    format!(
+                        "{name} id {id} is outside the {}-piece vocabulary",
+                        pieces.len()
+                    ),
                 ));
             }
         }
@@ -75,12 +78,16 @@ impl SentencePieceBpe {
         for (id, piece) in self.pieces.iter().enumerate().rev() {
             self.lookup.insert(piece.clone(), id as u32);
         }
-        self.byte_offset = self.lookup.get(b"<0x00>".as_slice()).copied().filter(|&offset| {
-            (0..256u32).all(|b| {
-                self.pieces.get((offset + b) as usize).map(|p| p.as_slice())
-                    == Some(format!("<0x{b:02X}>").as_bytes())
-            })
-        });
+        self.byte_offset = self
+            .lookup
+            .get(b"<0x00>".as_slice())
+            .copied()
+            .filter(|&offset| {
+                (0..256u32).all(|b| {
+                    self.pieces.get((offset + b) as usize).map(|p| p.as_slice())
+                        == Some(format!("<0x{b:02X}>").as_bytes())
+                })
+            });
     }
 
     /// Reads llama2.c's `tokenizer.bin`: `max_token_length: i32`, then per token
@@ -199,7 +206,6 @@ impl SentencePieceBpe {
         }
         String::from_utf8_lossy(&bytes).into_owned()
     }
-
 }
 
 static BYTES: [u8; 256] = {
@@ -353,10 +359,14 @@ impl Tokenizer {
         let stored: StoredTokenizer =
             serde_json::from_str(json).map_err(|e| hf_error(source_name, e))?;
         match stored {
-            StoredTokenizer::SentencePiece { model } => {
-                SentencePieceBpe::new(model.pieces, model.scores, model.bos, model.eos, source_name)
-                    .map(Tokenizer::SentencePiece)
-            }
+            StoredTokenizer::SentencePiece { model } => SentencePieceBpe::new(
+                model.pieces,
+                model.scores,
+                model.bos,
+                model.eos,
+                source_name,
+            )
+            .map(Tokenizer::SentencePiece),
             StoredTokenizer::HuggingFace { json } => Self::from_hf_json(&json, source_name),
         }
     }

@@ -42,9 +42,10 @@ impl NamedWeights {
 
     /// Takes a tensor out, checking its shape; the error names the file, the tensor and both shapes.
     pub fn take(&mut self, name: &str, shape: &[usize]) -> Result<HostTensor> {
-        let tensor = self.tensors.remove(name).ok_or_else(|| {
-            Error::format(&self.source_name, format!("missing tensor `{name}`"))
-        })?;
+        let tensor = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| Error::format(&self.source_name, format!("missing tensor `{name}`")))?;
         if tensor.shape != shape {
             return Err(Error::format(
                 &self.source_name,

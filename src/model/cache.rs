@@ -50,7 +50,9 @@ impl<B: Backend> KvCache<B> {
         let data: Vec<i64> = self
             .pad
             .iter()
-            .flat_map(|&pad| (self.len..self.len + new).map(move |slot| slot.saturating_sub(pad) as i64))
+            .flat_map(|&pad| {
+                (self.len..self.len + new).map(move |slot| slot.saturating_sub(pad) as i64)
+            })
             .collect();
         Tensor::from_data(TensorData::new(data, [self.pad.len(), new]), &self.device)
     }
@@ -66,7 +68,10 @@ impl<B: Backend> KvCache<B> {
                 (0..new).flat_map(move |q| (0..keys).map(move |k| k < pad || k > self.len + q))
             })
             .collect();
-        Tensor::from_data(TensorData::new(data, [self.pad.len(), 1, new, keys]), &self.device)
+        Tensor::from_data(
+            TensorData::new(data, [self.pad.len(), 1, new, keys]),
+            &self.device,
+        )
     }
 
     /// Writes a layer's new keys/values ([B, KV, new, hd]) after the filled slots and returns all
@@ -87,7 +92,10 @@ impl<B: Backend> KvCache<B> {
         let write = |slot: &mut Option<Tensor<B, 4>>, update: Tensor<B, 4>| {
             // Taking the tensor out leaves it uniquely owned, so the backend can write in place.
             let whole = slot.take().expect("cache slot present");
-            let whole = whole.slice_assign([0..update.dims()[0], 0..update.dims()[1], self.len..end], update);
+            let whole = whole.slice_assign(
+                [0..update.dims()[0], 0..update.dims()[1], self.len..end],
+                update,
+            );
             let filled = whole.clone().narrow(2, 0, end);
             *slot = Some(whole);
             filled

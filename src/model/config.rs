@@ -51,7 +51,9 @@ impl LlamaConfig {
         ];
         for (name, value, max) in fields {
             if value == 0 || value > max {
-                return bad(format!("header field {name} = {value} is outside 1..={max}"));
+                return bad(format!(
+                    "header field {name} = {value} is outside 1..={max}"
+                ));
             }
         }
         if self.dim % self.n_heads != 0 {
@@ -76,7 +78,10 @@ impl LlamaConfig {
             return bad(format!("norm_eps {} is outside (0, 1)", self.norm_eps));
         }
         if !(self.rope_theta > 1.0 && self.rope_theta.is_finite()) {
-            return bad(format!("rope_theta {} must be finite and > 1", self.rope_theta));
+            return bad(format!(
+                "rope_theta {} must be finite and > 1",
+                self.rope_theta
+            ));
         }
         Ok(())
     }
@@ -120,7 +125,10 @@ mod tests {
         let mut config = stories260k();
         config.n_kv_heads = 3;
         let message = config.validate("m.bin").unwrap_err().to_string();
-        assert!(message.contains("m.bin") && message.contains("n_kv_heads"), "{message}");
+        assert!(
+            message.contains("m.bin") && message.contains("n_kv_heads"),
+            "{message}"
+        );
         let mut config = stories260k();
         config.dim = usize::MAX;
         let message = config.validate("m.bin").unwrap_err().to_string();

@@ -38,7 +38,11 @@ impl<B: Backend> ScalarHead<B> {
 
     /// Values at each row's last real token: hidden [batch, seq, dim], `last_index` [batch]
     /// → [batch, outputs].
-    pub fn at_last_token(&self, hidden: Tensor<B, 3>, last_index: Tensor<B, 1, Int>) -> Tensor<B, 2> {
+    pub fn at_last_token(
+        &self,
+        hidden: Tensor<B, 3>,
+        last_index: Tensor<B, 1, Int>,
+    ) -> Tensor<B, 2> {
         let [batch, _, dim] = hidden.dims();
         let index = last_index.reshape([batch, 1, 1]).expand([batch, 1, dim]);
         let last = hidden.gather(1, index).reshape([batch, dim]); // [B, dim]

@@ -22,13 +22,18 @@ use crate::io::weights::{names, HostTensor, NamedWeights};
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
     attn_norm: Param<Tensor<B, 1>>,
-    /// [dim, (n_heads + 2·n_kv_heads)·head_dim]: q, k and v projections side by side.
-    wqkv: Param<Tensor<B, 2>>,
+    /// [dim, n_heads·head_dim]
+    wq: Param<Tensor<B, 2>>,
+    /// [dim, n_kv_heads·head_dim] each
+    wk: Param<Tensor<B, 2>>,
+    wv: Param<Tensor<B, 2>>,
     /// [dim, dim]
     wo: Param<Tensor<B, 2>>,
     mlp_norm: Param<Tensor<B, 1>>,
-    /// [dim, 2·hidden_dim]: gate then up.
-    w_gate_up: Param<Tensor<B, 2>>,
+    /// [dim, hidden_dim] each. Two matmuls rather than one fused and split: the split halves
+    /// would be strided views, which the CPU backend's elementwise kernels walk slowly.
+    w_gate: Param<Tensor<B, 2>>,
+    w_up: Param<Tensor<B, 2>>,
     /// [hidden_dim, dim]
     w_down: Param<Tensor<B, 2>>,
 }
@@ -41,9 +46,9 @@ pub struct Llama<B: Backend> {
     final_norm: Param<Tensor<B, 1>>,
     /// [dim, vocab]
     lm_head: Param<Tensor<B, 2>>,
-    /// RoPE tables, [max_seq_len, head_dim/2]; constants, not parameters.
-    rope_cos: Tensor<B, 2>,
-    rope_sin: Tensor<B, 2>,
+    /// Rotary tables for the query and key projections; constants, not parameters.
+    rope_q: Rope<B>,
+    rope_k: Rope<B>,
     #[module(skip)]
     config: LlamaConfig,
 }
@@ -66,20 +71,100 @@ fn linear<B: Backend>(x: Tensor<B, 3>, w: Tensor<B, 2>) -> Tensor<B, 3> {
 }
 
 fn rms_norm<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
-    let inv_rms = x.clone().powi_scalar(2).mean_dim(2).add_scalar(eps).sqrt().recip(); // [B, T, 1]
+    let inv_rms = x
+        .clone()
+        .powi_scalar(2)
+        .mean_dim(2)
+        .add_scalar(eps)
+        .sqrt()
+        .recip(); // [B, T, 1]
     x * inv_rms * weight.unsqueeze::<3>()
 }
 
-/// Rotates interleaved pairs (x[2i], x[2i+1]) by position·θ_i, as llama.cpp and llama2.c do.
-/// `x`: [B, T, heads, head_dim]; `cos`, `sin`: [B or 1, T, 1, head_dim/2, 1].
-fn apply_rope<B: Backend>(x: Tensor<B, 4>, cos: Tensor<B, 5>, sin: Tensor<B, 5>) -> Tensor<B, 4> {
-    let [batch, seq, heads, head_dim] = x.dims();
-    let pairs = x.reshape([batch, seq, heads, head_dim / 2, 2]);
-    let even = pairs.clone().narrow(4, 0, 1);
-    let odd = pairs.narrow(4, 1, 1);
-    let rotated_even = even.clone() * cos.clone() - odd.clone() * sin.clone();
-    let rotated_odd = even * sin + odd * cos;
-    Tensor::cat(vec![rotated_even, rotated_odd], 4).reshape([batch, seq, heads, head_dim])
+/// Rotary position embeddings on a whole projection ([B, T, heads·head_dim]), rotating the
+/// interleaved pairs (x[2i], x[2i+1]) of each head by position·θ_i as llama.cpp and llama2.c do:
+/// `x·cos + (x·P)·sin`, where P swaps each pair and negates its first element. Everything stays
+/// contiguous in the projection's own layout (no 5-D views), which the CPU backend needs to be fast.
+#[derive(Module, Debug)]
+pub struct Rope<B: Backend> {
+    /// [max_seq_len, heads·head_dim]: cos(p·θ_i) at both elements of pair i of every head.
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
+    /// [heads·head_dim, heads·head_dim]: the pair swap with sign.
+    swap: Tensor<B, 2>,
+}
+
+impl<B: Backend> Rope<B> {
+    fn new(config: &LlamaConfig, heads: usize, device: &B::Device) -> Self {
+        let head_dim = config.head_dim();
+        let width = heads * head_dim;
+        let mut cos = Vec::with_capacity(config.max_seq_len * width);
+        let mut sin = Vec::with_capacity(config.max_seq_len * width);
+        for position in 0..config.max_seq_len {
+            for _ in 0..heads {
+                for i in 0..head_dim / 2 {
+                    let theta = config.rope_theta.powf(-(2.0 * i as f64) / head_dim as f64);
+                    let angle = position as f64 * theta;
+                    cos.extend([angle.cos() as f32; 2]);
+                    sin.extend([angle.sin() as f32; 2]);
+                }
+            }
+        }
+        let mut swap = vec![0.0f32; width * width];
+        for pair in (0..width).step_by(2) {
+            swap[(pair + 1) * width + pair] = -1.0; // out[2i] = −x[2i+1]
+            swap[pair * width + pair + 1] = 1.0; // out[2i+1] = x[2i]
+        }
+        let table = |data: Vec<f32>| {
+            tensor(
+                HostTensor::new(vec![config.max_seq_len, width], data),
+                device,
+            )
+        };
+        Self {
+            cos: table(cos),
+            sin: table(sin),
+            swap: tensor(HostTensor::new(vec![width, width], swap), device),
+        }
+    }
+
+    /// Tables for positions 0..seq, shared by every row: [1, seq, width] each.
+    fn leading(&self, seq: usize) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let width = self.swap.dims()[0];
+        (
+            self.cos.clone().narrow(0, 0, seq).reshape([1, seq, width]),
+            self.sin.clone().narrow(0, 0, seq).reshape([1, seq, width]),
+        )
+    }
+
+    /// Tables at each row's own positions ([B, T] → [B, T, width] each).
+    fn at(&self, positions: Tensor<B, 2, Int>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let [batch, seq] = positions.dims();
+        let width = self.swap.dims()[0];
+        let flat = positions.reshape([batch * seq]);
+        (
+            self.cos
+                .clone()
+                .select(0, flat.clone())
+                .reshape([batch, seq, width]),
+            self.sin
+                .clone()
+                .select(0, flat)
+                .reshape([batch, seq, width]),
+        )
+    }
+
+    /// x: [B, T, width]; cos, sin: [B or 1, T, width].
+    fn apply(&self, x: Tensor<B, 3>, cos: Tensor<B, 3>, sin: Tensor<B, 3>) -> Tensor<B, 3> {
+        let swapped = linear(x.clone(), self.swap.clone());
+        x * cos + swapped * sin
+    }
+}
+
+/// The rotary tables a forward pass uses, for queries and keys.
+struct RopeTables<B: Backend> {
+    q: (Tensor<B, 3>, Tensor<B, 3>),
+    k: (Tensor<B, 3>, Tensor<B, 3>),
 }
 
 impl<B: Backend> Block<B> {
@@ -88,19 +173,22 @@ impl<B: Backend> Block<B> {
         &self,
         x: Tensor<B, 3>,
         config: &LlamaConfig,
-        cos: Tensor<B, 5>,
-        sin: Tensor<B, 5>,
+        rope: (&Rope<B>, &Rope<B>, &RopeTables<B>),
         mask: &AttentionMask<B>,
         cache: Option<(&mut KvCache<B>, usize)>,
     ) -> Tensor<B, 3> {
         let [batch, seq, dim] = x.dims();
         let (n_heads, n_kv, head_dim) = (config.n_heads, config.n_kv_heads, config.head_dim());
         let h = rms_norm(x.clone(), self.attn_norm.val(), config.norm_eps);
-        let qkv = linear(h, self.wqkv.val()).reshape([batch, seq, n_heads + 2 * n_kv, head_dim]);
-        let qk = apply_rope(qkv.clone().narrow(2, 0, n_heads + n_kv), cos, sin);
-        let q = qk.clone().narrow(2, 0, n_heads).swap_dims(1, 2); // [B, H, T, hd]
-        let k = qk.narrow(2, n_heads, n_kv).swap_dims(1, 2); // [B, KV, T, hd]
-        let v = qkv.narrow(2, n_heads + n_kv, n_kv).swap_dims(1, 2); // [B, KV, T, hd]
+        let (rope_q, rope_k, tables) = rope;
+        let q = linear(h.clone(), self.wq.val()); // [B, T, H·hd]
+        let k = linear(h.clone(), self.wk.val()); // [B, T, KV·hd]
+        let v = linear(h, self.wv.val()); // [B, T, KV·hd]
+        let q = rope_q.apply(q, tables.q.0.clone(), tables.q.1.clone());
+        let k = rope_k.apply(k, tables.k.0.clone(), tables.k.1.clone());
+        let q = q.reshape([batch, seq, n_heads, head_dim]).swap_dims(1, 2); // [B, H, T, hd]
+        let k = k.reshape([batch, seq, n_kv, head_dim]).swap_dims(1, 2); // [B, KV, T, hd]
+        let v = v.reshape([batch, seq, n_kv, head_dim]).swap_dims(1, 2); // [B, KV, T, hd]
         let (k, v) = match cache {
             Some((cache, layer)) => cache.append(layer, k, v), // [B, KV, T_cached + T, hd]
             None => (k, v),
@@ -146,10 +234,8 @@ impl<B: Backend> Block<B> {
         let x = x + linear(out, self.wo.val());
 
         let h = rms_norm(x.clone(), self.mlp_norm.val(), config.norm_eps);
-        let gate_up = linear(h, self.w_gate_up.val()); // [B, T, 2·hidden]
-        let hidden = config.hidden_dim;
-        let gate = gate_up.clone().narrow(2, 0, hidden);
-        let up = gate_up.narrow(2, hidden, hidden);
+        let gate = linear(h.clone(), self.w_gate.val()); // [B, T, hidden]
+        let up = linear(h, self.w_up.val()); // [B, T, hidden]
         x + linear(silu(gate) * up, self.w_down.val())
     }
 }
@@ -163,23 +249,6 @@ fn repeat_kv<B: Backend>(x: Tensor<B, 4>, group: usize) -> Tensor<B, 4> {
     x.unsqueeze_dim::<5>(2)
         .expand([batch, n_kv, group, seq, head_dim])
         .reshape([batch, n_kv * group, seq, head_dim])
-}
-
-fn rope_tables(config: &LlamaConfig) -> (Vec<f32>, Vec<f32>) {
-    let half = config.head_dim() / 2;
-    let mut cos = Vec::with_capacity(config.max_seq_len * half);
-    let mut sin = Vec::with_capacity(config.max_seq_len * half);
-    for position in 0..config.max_seq_len {
-        for i in 0..half {
-            let theta = config
-                .rope_theta
-                .powf(-(2.0 * i as f64) / config.head_dim() as f64);
-            let angle = position as f64 * theta;
-            cos.push(angle.cos() as f32);
-            sin.push(angle.sin() as f32);
-        }
-    }
-    (cos, sin)
 }
 
 fn tensor<B: Backend, const D: usize>(host: HostTensor, device: &B::Device) -> Tensor<B, D> {
@@ -198,38 +267,6 @@ fn transposed(host: HostTensor) -> HostTensor {
     HostTensor::new(vec![cols, rows], data)
 }
 
-/// Concatenates [in, a] and [in, b] along the output axis.
-fn concat_columns(parts: &[HostTensor]) -> HostTensor {
-    let rows = parts[0].shape[0];
-    let cols: usize = parts.iter().map(|p| p.shape[1]).sum();
-    let mut data = Vec::with_capacity(rows * cols);
-    for r in 0..rows {
-        for part in parts {
-            let c = part.shape[1];
-            data.extend_from_slice(&part.data[r * c..(r + 1) * c]);
-        }
-    }
-    HostTensor::new(vec![rows, cols], data)
-}
-
-/// Splits [in, Σ widths] back into [in, width] parts.
-fn split_columns(whole: HostTensor, widths: &[usize]) -> Vec<HostTensor> {
-    let rows = whole.shape[0];
-    let cols = whole.shape[1];
-    let mut start = 0;
-    widths
-        .iter()
-        .map(|&width| {
-            let mut data = Vec::with_capacity(rows * width);
-            for r in 0..rows {
-                data.extend_from_slice(&whole.data[r * cols + start..r * cols + start + width]);
-            }
-            start += width;
-            HostTensor::new(vec![rows, width], data)
-        })
-        .collect()
-}
-
 impl<B: Backend> Llama<B> {
     /// A freshly initialised model: N(0, 0.02²) matrices, the residual output projections
     /// scaled by 1/√(2·layers) (GPT-2's scheme), unit norms. Seeded on the host, so the same seed
@@ -238,7 +275,9 @@ impl<B: Backend> Llama<B> {
         let mut weights = NamedWeights::new("initialisation");
         let mut stream = seed;
         let mut normal = |shape: Vec<usize>, std: f32| {
-            stream = stream.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            stream = stream
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let data = crate::init::normal(&shape, std, stream);
             HostTensor::new(shape, data)
         };
@@ -260,10 +299,19 @@ impl<B: Backend> Llama<B> {
             weights.insert(name(names::GATE), normal(vec![hidden, dim], 0.02));
             weights.insert(name(names::UP), normal(vec![hidden, dim], 0.02));
             weights.insert(name(names::DOWN), normal(vec![dim, hidden], residual_std));
-            weights.insert(name(names::ATTN_NORM), HostTensor::new(vec![dim], vec![1.0; dim]));
-            weights.insert(name(names::MLP_NORM), HostTensor::new(vec![dim], vec![1.0; dim]));
+            weights.insert(
+                name(names::ATTN_NORM),
+                HostTensor::new(vec![dim], vec![1.0; dim]),
+            );
+            weights.insert(
+                name(names::MLP_NORM),
+                HostTensor::new(vec![dim], vec![1.0; dim]),
+            );
         }
-        weights.insert(names::FINAL_NORM, HostTensor::new(vec![dim], vec![1.0; dim]));
+        weights.insert(
+            names::FINAL_NORM,
+            HostTensor::new(vec![dim], vec![1.0; dim]),
+        );
         Self::from_weights(config, weights, device)
     }
 
@@ -288,9 +336,8 @@ impl<B: Backend> Llama<B> {
         };
         let mut blocks = Vec::with_capacity(config.n_layers);
         for layer in 0..config.n_layers {
-            let mut take = |suffix: &str, shape: &[usize]| {
-                weights.take(&names::layer(layer, suffix), shape)
-            };
+            let mut take =
+                |suffix: &str, shape: &[usize]| weights.take(&names::layer(layer, suffix), shape);
             let q = transposed(take(names::Q, &[dim, dim])?);
             let k = transposed(take(names::K, &[kv_dim, dim])?);
             let v = transposed(take(names::V, &[kv_dim, dim])?);
@@ -302,23 +349,24 @@ impl<B: Backend> Llama<B> {
             let mlp_norm = take(names::MLP_NORM, &[dim])?;
             blocks.push(Block {
                 attn_norm: Param::from_tensor(tensor(attn_norm, device)),
-                wqkv: Param::from_tensor(tensor(concat_columns(&[q, k, v]), device)),
+                wq: Param::from_tensor(tensor(q, device)),
+                wk: Param::from_tensor(tensor(k, device)),
+                wv: Param::from_tensor(tensor(v, device)),
                 wo: Param::from_tensor(tensor(o, device)),
                 mlp_norm: Param::from_tensor(tensor(mlp_norm, device)),
-                w_gate_up: Param::from_tensor(tensor(concat_columns(&[gate, up]), device)),
+                w_gate: Param::from_tensor(tensor(gate, device)),
+                w_up: Param::from_tensor(tensor(up, device)),
                 w_down: Param::from_tensor(tensor(down, device)),
             });
         }
         let final_norm = weights.take(names::FINAL_NORM, &[dim])?;
-        let (cos, sin) = rope_tables(config);
-        let half = config.head_dim() / 2;
         Ok(Self {
             embed: Param::from_tensor(tensor(embed, device)),
             blocks,
             final_norm: Param::from_tensor(tensor(final_norm, device)),
             lm_head: Param::from_tensor(tensor(transposed(lm_head), device)),
-            rope_cos: tensor(HostTensor::new(vec![config.max_seq_len, half], cos), device),
-            rope_sin: tensor(HostTensor::new(vec![config.max_seq_len, half], sin), device),
+            rope_q: Rope::new(config, config.n_heads, device),
+            rope_k: Rope::new(config, config.n_kv_heads, device),
             config: config.clone(),
         })
     }
@@ -329,27 +377,23 @@ impl<B: Backend> Llama<B> {
             let shape = t.dims().to_vec();
             Ok(HostTensor::new(shape, read_vec(t).await?))
         }
-        let c = &self.config;
         let mut weights = NamedWeights::new("model");
         weights.insert(names::EMBED, host(self.embed.val()).await?);
         for (layer, block) in self.blocks.iter().enumerate() {
             let name = |suffix| names::layer(layer, suffix);
-            let qkv = split_columns(
-                host(block.wqkv.val()).await?,
-                &[c.dim, c.kv_dim(), c.kv_dim()],
-            );
-            for (suffix, part) in [names::Q, names::K, names::V].into_iter().zip(qkv) {
-                weights.insert(name(suffix), transposed(part));
-            }
+            weights.insert(name(names::Q), transposed(host(block.wq.val()).await?));
+            weights.insert(name(names::K), transposed(host(block.wk.val()).await?));
+            weights.insert(name(names::V), transposed(host(block.wv.val()).await?));
             weights.insert(name(names::O), transposed(host(block.wo.val()).await?));
-            let gate_up = split_columns(
-                host(block.w_gate_up.val()).await?,
-                &[c.hidden_dim, c.hidden_dim],
+            weights.insert(
+                name(names::GATE),
+                transposed(host(block.w_gate.val()).await?),
             );
-            for (suffix, part) in [names::GATE, names::UP].into_iter().zip(gate_up) {
-                weights.insert(name(suffix), transposed(part));
-            }
-            weights.insert(name(names::DOWN), transposed(host(block.w_down.val()).await?));
+            weights.insert(name(names::UP), transposed(host(block.w_up.val()).await?));
+            weights.insert(
+                name(names::DOWN),
+                transposed(host(block.w_down.val()).await?),
+            );
             weights.insert(name(names::ATTN_NORM), host(block.attn_norm.val()).await?);
             weights.insert(name(names::MLP_NORM), host(block.mlp_norm.val()).await?);
         }
@@ -374,10 +418,11 @@ impl<B: Backend> Llama<B> {
     /// - returns [batch, seq, dim]
     pub fn forward_hidden(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let seq = tokens.dims()[1];
-        let half = self.config.head_dim() / 2;
-        let cos = self.rope_cos.clone().narrow(0, 0, seq).reshape([1, seq, 1, half, 1]);
-        let sin = self.rope_sin.clone().narrow(0, 0, seq).reshape([1, seq, 1, half, 1]);
-        self.run_blocks(tokens, cos, sin, AttentionMask::Causal, None)
+        let tables = RopeTables {
+            q: self.rope_q.leading(seq),
+            k: self.rope_k.leading(seq),
+        };
+        self.run_blocks(tokens, &tables, AttentionMask::Causal, None)
     }
 
     /// Next-token logits of whole sequences: [batch, seq] → [batch, seq, vocab].
@@ -396,15 +441,24 @@ impl<B: Backend> Llama<B> {
     /// # Shapes
     /// - `tokens`: [batch, new]
     /// - returns hidden states [batch, new, dim]
-    pub fn forward_cached(&self, tokens: Tensor<B, 2, Int>, cache: &mut KvCache<B>) -> Tensor<B, 3> {
-        let [batch, new] = tokens.dims();
-        let half = self.config.head_dim() / 2;
+    pub fn forward_cached(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let new = tokens.dims()[1];
         let positions = cache.positions(new); // [B, new]
-        let flat = positions.reshape([batch * new]);
-        let cos = self.rope_cos.clone().select(0, flat.clone()).reshape([batch, new, 1, half, 1]);
-        let sin = self.rope_sin.clone().select(0, flat).reshape([batch, new, 1, half, 1]);
+        let tables = RopeTables {
+            q: self.rope_q.at(positions.clone()),
+            k: self.rope_k.at(positions),
+        };
         let hidden_keys = cache.attention_mask(new); // [B, 1, new, cached + new]
-        let out = self.run_blocks(tokens, cos, sin, AttentionMask::Explicit(hidden_keys), Some(cache));
+        let out = self.run_blocks(
+            tokens,
+            &tables,
+            AttentionMask::Explicit(hidden_keys),
+            Some(cache),
+        );
         cache.advance(new);
         out
     }
@@ -412,15 +466,15 @@ impl<B: Backend> Llama<B> {
     fn run_blocks(
         &self,
         tokens: Tensor<B, 2, Int>,
-        cos: Tensor<B, 5>,
-        sin: Tensor<B, 5>,
+        tables: &RopeTables<B>,
         mask: AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let mut x = embedding(self.embed.val(), tokens); // [B, T, dim]
         for (layer, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, layer));
-            x = block.forward(x, &self.config, cos.clone(), sin.clone(), &mask, layer_cache);
+            let rope = (&self.rope_q, &self.rope_k, tables);
+            x = block.forward(x, &self.config, rope, &mask, layer_cache);
         }
         rms_norm(x, self.final_norm.val(), self.config.norm_eps)
     }

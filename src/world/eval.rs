@@ -2,9 +2,10 @@
 
 use burn::tensor::backend::Backend;
 
-use super::gold_reward;
+use super::{gold_reward, World};
 use crate::error::Result;
 use crate::io::Tokenizer;
+use crate::metrics::MeanCi;
 use crate::model::Llama;
 use crate::sample::{generate, SamplingConfig};
 
@@ -28,4 +29,36 @@ pub async fn sample_and_score<B: Backend>(
             (text, reward)
         })
         .collect())
+}
+
+/// Gold reward of a policy's continuations of held-out world prompts.
+#[derive(Debug, Clone)]
+pub struct GoldReport {
+    pub reward: MeanCi,
+    /// (prompt, continuation, gold reward) for each prompt.
+    pub samples: Vec<(String, String, f32)>,
+}
+
+/// Seed of the held-out prompts: no training set drawn by the lab uses it.
+pub const HELD_OUT_SEED: u64 = 999_999;
+
+/// Samples one continuation for each of `n_prompts` held-out prompts and scores them.
+pub async fn held_out_gold_reward<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    n_prompts: usize,
+    sampling: &SamplingConfig,
+) -> Result<GoldReport> {
+    let mut world = World::new(HELD_OUT_SEED);
+    let prompts: Vec<String> = (0..n_prompts).map(|_| world.prompt().prompt).collect();
+    let scored = sample_and_score(model, tokenizer, &prompts, sampling).await?;
+    let rewards: Vec<f64> = scored.iter().map(|(_, r)| *r as f64).collect();
+    Ok(GoldReport {
+        reward: MeanCi::of(&rewards),
+        samples: prompts
+            .into_iter()
+            .zip(scored)
+            .map(|(p, (c, r))| (p, c, r))
+            .collect(),
+    })
 }

@@ -68,9 +68,16 @@ pub const WEATHER: &[(&str, f32)] = &[
 
 /// Sentiment score of a lower-case word; 0 for words not in the lexicon.
 pub fn score(word: &str) -> f32 {
-    [FEELINGS, QUALITIES, LIKING, EXCLAMATIONS, REACTIONS, WEATHER]
-        .iter()
-        .flat_map(|list| list.iter())
-        .find(|(w, _)| *w == word)
-        .map_or(0.0, |(_, s)| *s)
+    [
+        FEELINGS,
+        QUALITIES,
+        LIKING,
+        EXCLAMATIONS,
+        REACTIONS,
+        WEATHER,
+    ]
+    .iter()
+    .flat_map(|list| list.iter())
+    .find(|(w, _)| *w == word)
+    .map_or(0.0, |(_, s)| *s)
 }

@@ -68,7 +68,10 @@ pub fn tokenizer() -> Tokenizer {
     use tokenizers::{AddedToken, SplitDelimiterBehavior};
 
     let mut pieces: Vec<String> = vec![UNK.into(), BOS.into(), EOS.into()];
-    for w in words().into_iter().chain(story::PUNCTUATION.iter().map(|p| p.to_string())) {
+    for w in words()
+        .into_iter()
+        .chain(story::PUNCTUATION.iter().map(|p| p.to_string()))
+    {
         pieces.push(format!(" {w}"));
         pieces.push(w);
     }
@@ -152,8 +155,7 @@ fn sentences(text: &str) -> Vec<&str> {
     let mut start = 0;
     let bytes = text.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
-        let ends = (b == b'.' || b == b'!') && bytes.get(i + 1) == Some(&b' ')
-            && bytes.get(i.wrapping_sub(1)) != Some(&b'"');
+        let ends = (b == b'.' || b == b'!') && bytes.get(i + 1) == Some(&b' ');
         if ends {
             out.push(&text[start..=i]);
             start = i + 2;
@@ -202,6 +204,19 @@ impl World {
         }
     }
 
+    /// `n` prompts with cheerful continuations, as SFT examples.
+    pub fn positive_examples(&mut self, n: usize) -> Vec<crate::algo::sft::Example> {
+        (0..n)
+            .map(|_| {
+                let p = self.positive_example();
+                crate::algo::sft::Example {
+                    prompt: p.prompt,
+                    completion: p.continuation,
+                }
+            })
+            .collect()
+    }
+
     /// A sum question ("… Now Tom has") and its one-word answer (" five").
     pub fn sum_task(&mut self) -> story::SumTask {
         let name = *story::NAMES
@@ -233,25 +248,37 @@ mod tests {
         assert_eq!(gold_reward(" Tom felt happy."), 2.0);
         assert_eq!(gold_reward(" Tom felt sad. It was a rainy day."), -3.0);
         assert_eq!(gold_reward(" happy happy"), 4.0);
-        assert_eq!(gold_reward(" happy happy happy happy"), 4.0 - 2.0 * REPEAT_COST);
+        assert_eq!(
+            gold_reward(" happy happy happy happy"),
+            4.0 - 2.0 * REPEAT_COST
+        );
         assert_eq!(gold_reward(" The ball was red."), 0.0);
     }
 
     #[test]
     fn the_same_seed_gives_the_same_stories() {
-        let a: Vec<String> = (0..5).map({
-            let mut w = World::new(3);
-            move |_| w.story()
-        }).collect();
-        let b: Vec<String> = (0..5).map({
-            let mut w = World::new(3);
-            move |_| w.story()
-        }).collect();
+        let a: Vec<String> = (0..5)
+            .map({
+                let mut w = World::new(3);
+                move |_| w.story()
+            })
+            .collect();
+        let b: Vec<String> = (0..5)
+            .map({
+                let mut w = World::new(3);
+                move |_| w.story()
+            })
+            .collect();
         assert_eq!(a, b);
-        assert_ne!(a, (0..5).map({
-            let mut w = World::new(4);
-            move |_| w.story()
-        }).collect::<Vec<_>>());
+        assert_ne!(
+            a,
+            (0..5)
+                .map({
+                    let mut w = World::new(4);
+                    move |_| w.story()
+                })
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -271,7 +298,12 @@ mod tests {
             let task = world.sum_task();
             let words: Vec<&str> = task.question.split([' ', '.']).collect();
             let index = |w: &str| story::NUMBERS.iter().position(|n| *n == w).unwrap();
-            assert_eq!(index(words[2]) + index(words[7]), index(task.answer), "{}", task.question);
+            assert_eq!(
+                index(words[2]) + index(words[7]),
+                index(task.answer),
+                "{}",
+                task.question
+            );
         }
     }
 }

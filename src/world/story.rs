@@ -8,8 +8,12 @@ use rand::Rng;
 use super::lexicon::{EXCLAMATIONS, FEELINGS, LIKING, QUALITIES, REACTIONS, WEATHER};
 
 pub const NAMES: &[&str] = &["Lily", "Tom", "Ben", "Mia", "Sam", "Anna", "Max", "Lucy"];
-pub const ANIMALS: &[&str] = &["cat", "dog", "bird", "bunny", "bear", "fox", "frog", "girl", "boy"];
-pub const THINGS: &[&str] = &["ball", "kite", "toy", "book", "cake", "flower", "hat", "car", "boat", "apple"];
+pub const ANIMALS: &[&str] = &[
+    "cat", "dog", "bird", "bunny", "bear", "fox", "frog", "girl", "boy",
+];
+pub const THINGS: &[&str] = &[
+    "ball", "kite", "toy", "book", "cake", "flower", "hat", "car", "boat", "apple",
+];
 pub const PLACES: &[&str] = &["park", "garden", "forest", "house", "beach", "school"];
 pub const SIZES: &[&str] = &["big", "small", "little", "red", "blue", "green"];
 pub const NUMBERS: &[&str] = &[
@@ -26,7 +30,11 @@ pub const TEMPLATE_WORDS: &[&str] = &[
 pub const PUNCTUATION: &[&str] = &[".", ",", "!", "\""];
 
 /// Picks a word from a sentiment list, positive with probability `p_positive`.
-fn pick_feeling<R: Rng>(rng: &mut R, list: &[(&'static str, f32)], p_positive: f64) -> &'static str {
+fn pick_feeling<R: Rng>(
+    rng: &mut R,
+    list: &[(&'static str, f32)],
+    p_positive: f64,
+) -> &'static str {
     let positive = rng.random_bool(p_positive);
     let matching: Vec<&str> = list
         .iter()

@@ -29,5 +29,8 @@ pub fn assert_close(a: &[f32], b: &[f32], tolerance: f32) {
         .zip(b)
         .map(|(x, y)| (x - y).abs() / (1.0 + y.abs()))
         .fold(0.0f32, f32::max);
-    assert!(worst <= tolerance, "max scaled difference {worst} > {tolerance}");
+    assert!(
+        worst <= tolerance,
+        "max scaled difference {worst} > {tolerance}"
+    );
 }
