@@ -96,6 +96,42 @@ pub struct StepOutput<B: Backend> {
     pub lr: f64,
 }
 
+/// The global L2 norm of all float gradients of `model`: [1].
+pub fn grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &GradientsParams,
+) -> Tensor<B::InnerBackend, 1> {
+    let mut norm = SquaredNorm::<B> { grads, total: None };
+    model.visit(&mut norm);
+    norm.total
+        .map(|t| t.sqrt())
+        .unwrap_or_else(|| Tensor::zeros([1], &model_device(model)))
+}
+
+/// Rescales all gradients together so their global norm is at most `max_norm`
+/// (`torch.nn.utils.clip_grad_norm_`); returns them with the norm before clipping.
+pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    mut grads: GradientsParams,
+    max_norm: Option<f32>,
+) -> (GradientsParams, Tensor<B::InnerBackend, 1>) {
+    let norm = grad_norm(model, &grads);
+    if let Some(max_norm) = max_norm {
+        // min(1, max/(norm + ε)), computed on the device: no read-back in the hot loop.
+        let factor = norm
+            .clone()
+            .add_scalar(1e-6)
+            .recip()
+            .mul_scalar(max_norm)
+            .clamp_max(1.0);
+        model.visit(&mut Rescale::<B> {
+            grads: &mut grads,
+            factor,
+        });
+    }
+    (grads, norm)
+}
+
 pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B>> {
     optimizer: OptimizerAdaptor<AdamW, M, B>,
     pub config: OptimConfig,
@@ -135,29 +171,8 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
             self.step += 1;
             return (model, None);
         }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let mut norm = SquaredNorm::<B> {
-            grads: &grads,
-            total: None,
-        };
-        model.visit(&mut norm);
-        let grad_norm = norm
-            .total
-            .map(|t| t.sqrt())
-            .unwrap_or_else(|| Tensor::zeros([1], &model_device(&model)));
-        if let Some(max_norm) = self.config.max_grad_norm {
-            // min(1, max/(norm + ε)), computed on the device: no read-back in the hot loop.
-            let factor = grad_norm
-                .clone()
-                .add_scalar(1e-6)
-                .recip()
-                .mul_scalar(max_norm)
-                .clamp_max(1.0);
-            model.visit(&mut Rescale::<B> {
-                grads: &mut grads,
-                factor,
-            });
-        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (grads, grad_norm) = clip_grad_norm(&model, grads, self.config.max_grad_norm);
         let lr = self.config.learning_rate(self.step);
         let model = self.optimizer.step(lr, model, grads);
         self.step += 1;
