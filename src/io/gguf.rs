@@ -433,3 +433,58 @@ fn gguf_to_hf_name(name: &str) -> Option<String> {
     };
     Some(names::layer(index, suffix))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF v3 file with no metadata and one 1-D tensor of the given type and raw data.
+    fn one_tensor_file(type_id: u32, len: u64, data: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend(MAGIC.to_le_bytes());
+        bytes.extend(3u32.to_le_bytes());
+        bytes.extend(1u64.to_le_bytes()); // tensors
+        bytes.extend(0u64.to_le_bytes()); // metadata entries
+        let name = b"w";
+        bytes.extend((name.len() as u64).to_le_bytes());
+        bytes.extend(name);
+        bytes.extend(1u32.to_le_bytes());
+        bytes.extend(len.to_le_bytes());
+        bytes.extend(type_id.to_le_bytes());
+        bytes.extend(0u64.to_le_bytes()); // offset
+        bytes.resize(bytes.len().div_ceil(32) * 32, 0);
+        bytes.extend(data);
+        bytes
+    }
+
+    #[test]
+    fn f16_tensors_are_widened_exactly() {
+        let values = [1.0f32, -2.5, 0.0009765625, 65504.0];
+        let data: Vec<u8> = values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect();
+        let bytes = one_tensor_file(1, 4, &data);
+        let gguf = Gguf::parse(&bytes, "h.gguf").unwrap();
+        assert_eq!(gguf.tensor_data(&gguf.tensors[0]).unwrap().data, values);
+    }
+
+    #[test]
+    fn quantised_tensors_are_refused_by_name_and_type() {
+        let bytes = one_tensor_file(8, 32, &[0; 34]);
+        let gguf = Gguf::parse(&bytes, "q.gguf").unwrap();
+        let message = gguf.tensor_data(&gguf.tensors[0]).unwrap_err().to_string();
+        assert!(
+            message.contains("q.gguf") && message.contains("`w`") && message.contains("Q8_0"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_tensor_past_the_end_is_truncated() {
+        let bytes = one_tensor_file(0, 4, &[0; 12]);
+        let gguf = Gguf::parse(&bytes, "t.gguf").unwrap();
+        let message = gguf.tensor_data(&gguf.tensors[0]).unwrap_err().to_string();
+        assert!(message.contains("truncated"), "{message}");
+    }
+}

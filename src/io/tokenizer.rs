@@ -68,13 +68,8 @@ impl SentencePieceBpe {
     }
 
     fn build_lookup(&mut self) {
-        self.lookup = self
-            .pieces
-            .iter()
-            .enumerate()
-            .map(|(id, piece)| (piece.clone(), id as u32))
-            .collect();
-        // Later duplicates must not shadow the first id, as in llama2.c's sorted search.
+        self.lookup = HashMap::with_capacity(self.pieces.len());
+        // Inserted last to first, so that a duplicated piece maps to its first id.
         for (id, piece) in self.pieces.iter().enumerate().rev() {
             self.lookup.insert(piece.clone(), id as u32);
         }
