@@ -4,8 +4,10 @@ mod cache;
 mod config;
 mod heads;
 mod llama;
+mod reward;
 
 pub use cache::KvCache;
 pub use config::LlamaConfig;
 pub use heads::ScalarHead;
 pub use llama::{Block, Llama};
+pub use reward::RewardModel;
