@@ -19,7 +19,10 @@ type Train = Autodiff<Cpu>;
 
 /// (prompt, chosen, rejected) token ids: two stories' continuations of one prompt, ordered by
 /// gold reward (ties dropped).
-fn gold_pairs(n: usize) -> Vec<((Vec<u32>, Vec<u32>), (Vec<u32>, Vec<u32>))> {
+/// A (prompt, completion) pair of token ids.
+type Sequence = (Vec<u32>, Vec<u32>);
+
+fn gold_pairs(n: usize) -> Vec<(Sequence, Sequence)> {
     let tokenizer = world::tokenizer();
     let mut w = world::World::new(77);
     let mut pairs = Vec::new();
