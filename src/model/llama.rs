@@ -128,64 +128,71 @@ impl<B: Backend> Rope<B> {
         }
     }
 
-    /// Tables for positions 0..seq, shared by every row: [1, seq, width] each.
-    fn leading(&self, seq: usize) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    /// The rotation for positions 0..seq, shared by every row (tables [1, seq, width]).
+    fn leading(&self, seq: usize) -> Rotation<B> {
         let width = self.swap.dims()[0];
-        (
-            self.cos.clone().narrow(0, 0, seq).reshape([1, seq, width]),
-            self.sin.clone().narrow(0, 0, seq).reshape([1, seq, width]),
-        )
+        Rotation {
+            cos: self.cos.clone().narrow(0, 0, seq).reshape([1, seq, width]),
+            sin: self.sin.clone().narrow(0, 0, seq).reshape([1, seq, width]),
+            swap: self.swap.clone(),
+        }
     }
 
-    /// Tables at each row's own positions ([B, T] → [B, T, width] each).
-    fn at(&self, positions: Tensor<B, 2, Int>) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    /// The rotation at each row's own positions ([B, T] → tables [B, T, width]).
+    fn at(&self, positions: Tensor<B, 2, Int>) -> Rotation<B> {
         let [batch, seq] = positions.dims();
         let width = self.swap.dims()[0];
         let flat = positions.reshape([batch * seq]);
-        (
-            self.cos
-                .clone()
-                .select(0, flat.clone())
-                .reshape([batch, seq, width]),
-            self.sin
-                .clone()
-                .select(0, flat)
-                .reshape([batch, seq, width]),
-        )
-    }
-
-    /// x: [B, T, width]; cos, sin: [B or 1, T, width].
-    fn apply(&self, x: Tensor<B, 3>, cos: Tensor<B, 3>, sin: Tensor<B, 3>) -> Tensor<B, 3> {
-        let swapped = linear(x.clone(), self.swap.clone());
-        x * cos + swapped * sin
+        let rows = |table: &Tensor<B, 2>, index: Tensor<B, 1, Int>| {
+            table.clone().select(0, index).reshape([batch, seq, width])
+        };
+        Rotation {
+            cos: rows(&self.cos, flat.clone()),
+            sin: rows(&self.sin, flat),
+            swap: self.swap.clone(),
+        }
     }
 }
 
-/// The rotary tables a forward pass uses, for queries and keys.
+/// RoPE at the positions of one forward pass.
+struct Rotation<B: Backend> {
+    /// [B or 1, T, width]
+    cos: Tensor<B, 3>,
+    sin: Tensor<B, 3>,
+    swap: Tensor<B, 2>,
+}
+
+impl<B: Backend> Rotation<B> {
+    /// x: [B, T, width] → the same, rotated.
+    fn apply(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let swapped = linear(x.clone(), self.swap.clone());
+        x * self.cos.clone() + swapped * self.sin.clone()
+    }
+}
+
+/// The rotations a forward pass applies to queries and keys.
 struct RopeTables<B: Backend> {
-    q: (Tensor<B, 3>, Tensor<B, 3>),
-    k: (Tensor<B, 3>, Tensor<B, 3>),
+    q: Rotation<B>,
+    k: Rotation<B>,
 }
 
 impl<B: Backend> Block<B> {
-    #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
         x: Tensor<B, 3>,
         config: &LlamaConfig,
-        rope: (&Rope<B>, &Rope<B>, &RopeTables<B>),
+        rope: &RopeTables<B>,
         mask: &AttentionMask<B>,
         cache: Option<(&mut KvCache<B>, usize)>,
     ) -> Tensor<B, 3> {
         let [batch, seq, dim] = x.dims();
         let (n_heads, n_kv, head_dim) = (config.n_heads, config.n_kv_heads, config.head_dim());
         let h = rms_norm(x.clone(), self.attn_norm.val(), config.norm_eps);
-        let (rope_q, rope_k, tables) = rope;
         let q = linear(h.clone(), self.wq.val()); // [B, T, H·hd]
         let k = linear(h.clone(), self.wk.val()); // [B, T, KV·hd]
         let v = linear(h, self.wv.val()); // [B, T, KV·hd]
-        let q = rope_q.apply(q, tables.q.0.clone(), tables.q.1.clone());
-        let k = rope_k.apply(k, tables.k.0.clone(), tables.k.1.clone());
+        let q = rope.q.apply(q);
+        let k = rope.k.apply(k);
         let q = q.reshape([batch, seq, n_heads, head_dim]).swap_dims(1, 2); // [B, H, T, hd]
         let k = k.reshape([batch, seq, n_kv, head_dim]).swap_dims(1, 2); // [B, KV, T, hd]
         let v = v.reshape([batch, seq, n_kv, head_dim]).swap_dims(1, 2); // [B, KV, T, hd]
@@ -473,8 +480,7 @@ impl<B: Backend> Llama<B> {
         let mut x = embedding(self.embed.val(), tokens); // [B, T, dim]
         for (layer, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, layer));
-            let rope = (&self.rope_q, &self.rope_k, tables);
-            x = block.forward(x, &self.config, rope, &mask, layer_cache);
+            x = block.forward(x, &self.config, tables, &mask, layer_cache);
         }
         rms_norm(x, self.final_norm.val(), self.config.norm_eps)
     }
