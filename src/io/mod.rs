@@ -48,7 +48,18 @@ impl Checkpoint {
             let (config, weights, tokenizer) = checkpoint::from_bytes(bytes, source_name)?;
             return Self::checked(config, weights, tokenizer, source_name);
         }
-        let (config, weights) = llama2c::parse(bytes, source_name)?;
+        // Neither magic matched: the only format left is llama2.c's, which has none. Say so, so a
+        // stray file gets "not a model" rather than only a puzzling header complaint.
+        let (config, weights) = llama2c::parse(bytes, source_name).map_err(|e| match e {
+            Error::Format {
+                source_name,
+                message,
+            } => Error::Format {
+                source_name,
+                message: format!("not GGUF or alignlab safetensors; read as llama2.c: {message}"),
+            },
+            other => other,
+        })?;
         let Some((tok_bytes, tok_name)) = tokenizer_bytes else {
             return Err(Error::format(
                 source_name,
