@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod gguf;
 pub mod jsonl;
 pub mod llama2c;
+pub mod prefs;
 pub mod tokenizer;
 pub mod weights;
 
