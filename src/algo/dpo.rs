@@ -134,39 +134,23 @@ mod tests {
         let (pc, pr, rc, rr) = (-1.0, -3.0, -2.0, -2.0);
         let softplus = |x: f64| (1.0 + x.exp()).ln(); // −log σ(x) = softplus(−x)
         let close = |a: f32, b: f64| assert!(((a as f64) - b).abs() < 1e-5, "{a} vs {b}");
-        close(losses(SIGMOID, 0.5, pc, pr, rc, rr), softplus(-1.0));
+        let at_half_beta = |variant| losses(variant, 0.5, pc, pr, rc, rr);
+        close(at_half_beta(SIGMOID), softplus(-1.0));
         let eps = 0.1;
         close(
-            losses(
-                DpoVariant::Sigmoid {
-                    label_smoothing: eps,
-                },
-                0.5,
-                pc,
-                pr,
-                rc,
-                rr,
-            ),
+            at_half_beta(DpoVariant::Sigmoid {
+                label_smoothing: eps,
+            }),
             (1.0 - eps) * softplus(-1.0) + eps * softplus(1.0),
         );
         close(
-            losses(
-                DpoVariant::Robust {
-                    label_smoothing: eps,
-                },
-                0.5,
-                pc,
-                pr,
-                rc,
-                rr,
-            ),
+            at_half_beta(DpoVariant::Robust {
+                label_smoothing: eps,
+            }),
             ((1.0 - eps) * softplus(-1.0) - eps * softplus(1.0)) / (1.0 - 2.0 * eps),
         );
-        close(
-            losses(DpoVariant::Ipo, 0.5, pc, pr, rc, rr),
-            (2.0f64 - 1.0).powi(2),
-        );
-        close(losses(DpoVariant::Hinge, 0.5, pc, pr, rc, rr), 0.0);
+        close(at_half_beta(DpoVariant::Ipo), (2.0f64 - 1.0).powi(2));
+        close(at_half_beta(DpoVariant::Hinge), 0.0);
         close(losses(DpoVariant::Hinge, 0.25, pc, pr, rc, rr), 0.5);
     }
 
