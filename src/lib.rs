@@ -4,6 +4,7 @@
 pub mod algo;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+pub mod dataset;
 pub mod error;
 pub mod host;
 pub mod init;
@@ -12,6 +13,7 @@ pub mod logprobs;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod reward;
 pub mod sample;
 pub mod train;
 pub mod world;

@@ -14,6 +14,20 @@ pub const TRAIN_GRAD_NORM: &str = "train/grad_norm";
 /// 1 when the batch's loss was not finite and the update was skipped.
 pub const TRAIN_SKIPPED: &str = "train/skipped_nonfinite";
 pub const EVAL_LOSS: &str = "eval/loss";
+// Preference metrics, with TRL's names.
+pub const REWARDS_CHOSEN: &str = "rewards/chosen";
+pub const REWARDS_REJECTED: &str = "rewards/rejected";
+pub const REWARDS_MARGINS: &str = "rewards/margins";
+pub const REWARDS_ACCURACIES: &str = "rewards/accuracies";
+pub const LOGPS_CHOSEN: &str = "logps/chosen";
+pub const LOGPS_REJECTED: &str = "logps/rejected";
+/// KTO's and BCO's reference point (TRL: `kl`) and BCO's running reward shift δ.
+pub const KL: &str = "kl";
+pub const BCO_DELTA: &str = "delta";
+/// Share of pairs on which ensemble members do not all prefer the same completion.
+pub const ENSEMBLE_DISAGREEMENT: &str = "ensemble/disagreement";
+/// Mean standard deviation of the members' rewards.
+pub const ENSEMBLE_STD: &str = "ensemble/std";
 pub const TOKENS_PER_SECOND: &str = "perf/tokens_per_second";
 
 /// One step's named values.

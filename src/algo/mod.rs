@@ -1,5 +1,18 @@
-//! One file per method: its config, its pure loss over log-prob or reward tensors, its tests.
+//! One file per method: its pure loss over log-prob or reward tensors, citing the paper's
+//! equation, and its tests. `preference` is the one trainer around the offline losses.
 
+pub mod bco;
 pub mod dpo;
+pub mod ipo;
+pub mod kto;
+pub mod lipo;
+pub mod orpo;
+pub mod preference;
+pub mod pro;
 pub mod reward_model;
+pub mod rpo;
 pub mod sft;
+pub mod simpo;
+pub mod slic;
+#[cfg(test)]
+pub(crate) mod testing;

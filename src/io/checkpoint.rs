@@ -16,6 +16,16 @@ const FORMAT_VERSION: &str = "1";
 
 /// Serialises weights, config and tokenizer into safetensors bytes.
 pub fn to_bytes(config: &LlamaConfig, weights: &NamedWeights, tokenizer: &Tokenizer) -> Vec<u8> {
+    to_bytes_with_metadata(config, weights, tokenizer, &[])
+}
+
+/// As [`to_bytes`], with further metadata entries (a reward model's description).
+pub fn to_bytes_with_metadata(
+    config: &LlamaConfig,
+    weights: &NamedWeights,
+    tokenizer: &Tokenizer,
+    extra: &[(&str, String)],
+) -> Vec<u8> {
     let raw: Vec<(String, Vec<usize>, Vec<u8>)> = weights
         .tensors
         .iter()
@@ -30,7 +40,7 @@ pub fn to_bytes(config: &LlamaConfig, weights: &NamedWeights, tokenizer: &Tokeni
             TensorView::new(Dtype::F32, shape.clone(), bytes).expect("shape matches data"),
         )
     });
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("format_version".to_string(), FORMAT_VERSION.to_string()),
         (
@@ -39,12 +49,21 @@ pub fn to_bytes(config: &LlamaConfig, weights: &NamedWeights, tokenizer: &Tokeni
         ),
         ("tokenizer".to_string(), tokenizer.to_json()),
     ]);
+    for (key, value) in extra {
+        metadata.insert(key.to_string(), value.clone());
+    }
     safetensors::serialize(views, Some(metadata)).expect("in-memory serialisation")
 }
 
 pub fn is_safetensors(bytes: &[u8]) -> bool {
     // An 8-byte little-endian header length, then a JSON object.
     bytes.len() > 9 && bytes[8] == b'{'
+}
+
+/// One header metadata entry of a safetensors file, if the file has it.
+pub fn metadata_entry(bytes: &[u8], key: &str) -> Option<String> {
+    let (_, header) = SafeTensors::read_metadata(bytes).ok()?;
+    header.metadata().as_ref()?.get(key).cloned()
 }
 
 /// Reads a checkpoint written by [`to_bytes`].

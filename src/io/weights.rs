@@ -58,6 +58,34 @@ impl NamedWeights {
         Ok(tensor)
     }
 
+    /// The same tensors with every name prefixed (how one file holds several models).
+    pub fn prefixed(self, prefix: &str) -> Self {
+        Self {
+            source_name: self.source_name,
+            tensors: self
+                .tensors
+                .into_iter()
+                .map(|(name, t)| (format!("{prefix}{name}"), t))
+                .collect(),
+        }
+    }
+
+    /// Takes out every tensor whose name starts with `prefix`, with the prefix removed.
+    pub fn take_prefixed(&mut self, prefix: &str) -> Self {
+        let names: Vec<String> = self
+            .tensors
+            .keys()
+            .filter(|n| n.starts_with(prefix))
+            .cloned()
+            .collect();
+        let mut out = Self::new(format!("{} ({prefix}…)", self.source_name));
+        for name in names {
+            let tensor = self.tensors.remove(&name).expect("listed");
+            out.insert(&name[prefix.len()..], tensor);
+        }
+        out
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }

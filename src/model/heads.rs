@@ -3,7 +3,11 @@
 
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::error::Result;
+use crate::host::read_vec;
+use crate::io::weights::{HostTensor, NamedWeights};
 
 #[derive(Module, Debug)]
 pub struct ScalarHead<B: Backend> {
@@ -20,11 +24,65 @@ impl<B: Backend> ScalarHead<B> {
         let weight = crate::init::normal(&[dim, outputs], 1.0 / (dim as f32 + 1.0), seed);
         Self {
             weight: Param::from_tensor(Tensor::from_data(
-                burn::tensor::TensorData::new(weight, [dim, outputs]),
+                TensorData::new(weight, [dim, outputs]),
                 device,
             )),
             bias: Param::from_tensor(Tensor::zeros([outputs], device)),
         }
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    /// Adds the head to `weights` as `{name}.weight` [outputs, dim] (Hugging Face's layout for
+    /// `LlamaForSequenceClassification.score`) and `{name}.bias` [outputs].
+    pub async fn write_weights(&self, name: &str, weights: &mut NamedWeights) -> Result<()> {
+        let [dim, outputs] = self.weight.dims();
+        let w = read_vec(self.weight.val()).await?;
+        let mut transposed = vec![0.0; dim * outputs];
+        for i in 0..dim {
+            for o in 0..outputs {
+                transposed[o * dim + i] = w[i * outputs + o];
+            }
+        }
+        weights.insert(
+            format!("{name}.weight"),
+            HostTensor::new(vec![outputs, dim], transposed),
+        );
+        weights.insert(
+            format!("{name}.bias"),
+            HostTensor::new(vec![outputs], read_vec(self.bias.val()).await?),
+        );
+        Ok(())
+    }
+
+    /// The head written by [`Self::write_weights`].
+    pub fn from_weights(
+        name: &str,
+        dim: usize,
+        outputs: usize,
+        weights: &mut NamedWeights,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let w = weights.take(&format!("{name}.weight"), &[outputs, dim])?;
+        let bias = weights.take(&format!("{name}.bias"), &[outputs])?;
+        let mut data = vec![0.0; dim * outputs];
+        for o in 0..outputs {
+            for i in 0..dim {
+                data[i * outputs + o] = w.data[o * dim + i];
+            }
+        }
+        Ok(Self {
+            weight: Param::from_tensor(Tensor::from_data(
+                TensorData::new(data, [dim, outputs]),
+                device,
+            )),
+            bias: Param::from_tensor(Tensor::from_data(
+                TensorData::new(bias.data, [outputs]),
+                device,
+            )),
+        })
     }
 
     /// Per-token values: [batch, seq, dim] → [batch, seq, outputs].

@@ -10,4 +10,4 @@ pub use cache::KvCache;
 pub use config::LlamaConfig;
 pub use heads::ScalarHead;
 pub use llama::{Block, Llama};
-pub use reward::RewardModel;
+pub use reward::{RewardEnsemble, RewardModel};

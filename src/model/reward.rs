@@ -1,5 +1,5 @@
-//! A reward model: the decoder trunk with a scalar (or multi-objective) head read at each
-//! sequence's last real token, initialised from any policy checkpoint.
+//! Reward models: the decoder trunk with a scalar (or multi-objective) head read at each
+//! sequence's last real token, initialised from any policy checkpoint; and ensembles of them.
 
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -14,14 +14,14 @@ pub struct RewardModel<B: Backend> {
 }
 
 impl<B: Backend> RewardModel<B> {
-    /// A fresh head of `objectives` outputs on a policy's trunk.
-    pub fn from_policy(trunk: Llama<B>, objectives: usize, seed: u64) -> Self {
-        let head = ScalarHead::new(trunk.config().dim, objectives, seed, &trunk.device());
+    /// A fresh head of `outputs` scalars on a policy's trunk.
+    pub fn from_policy(trunk: Llama<B>, outputs: usize, seed: u64) -> Self {
+        let head = ScalarHead::new(trunk.config().dim, outputs, seed, &trunk.device());
         Self { trunk, head }
     }
 
     /// Rewards of right-padded sequences: tokens [batch, seq], `last_index` [batch]
-    /// → [batch, objectives].
+    /// → [batch, outputs].
     pub fn rewards(
         &self,
         tokens: Tensor<B, 2, Int>,
@@ -29,5 +29,32 @@ impl<B: Backend> RewardModel<B> {
     ) -> Tensor<B, 2> {
         let hidden = self.trunk.forward_hidden(tokens); // [B, T, dim]
         self.head.at_last_token(hidden, last_index)
+    }
+}
+
+/// Reward models whose outputs are read side by side: one member with K heads on a shared
+/// trunk, K independent members with one head each, or one member with a head per attribute.
+#[derive(Module, Debug)]
+pub struct RewardEnsemble<B: Backend> {
+    pub members: Vec<RewardModel<B>>,
+}
+
+impl<B: Backend> RewardEnsemble<B> {
+    /// Every member's outputs, concatenated: [batch, Σ outputs].
+    pub fn member_rewards(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        last_index: Tensor<B, 1, Int>,
+    ) -> Tensor<B, 2> {
+        let outputs: Vec<Tensor<B, 2>> = self
+            .members
+            .iter()
+            .map(|m| m.rewards(tokens.clone(), last_index.clone()))
+            .collect();
+        Tensor::cat(outputs, 1)
+    }
+
+    pub fn outputs(&self) -> usize {
+        self.members.iter().map(|m| m.head.outputs()).sum()
     }
 }

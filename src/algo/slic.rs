@@ -1,0 +1,35 @@
+//! The hinge loss of SLiC-HF, Zhao et al. 2023 ("Calibrating Sequence Likelihood Improves
+//! Conditional Language Generation"), Eq. 3, on log-ratios as in TRL's `hinge`:
+//! max(0, 1 − β·(ρ_c − ρ_r)).
+
+use burn::tensor::activation::relu;
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+
+pub fn hinge_loss<B: Backend>(
+    chosen_logratios: Tensor<B, 1>,
+    rejected_logratios: Tensor<B, 1>,
+    beta: f64,
+) -> Tensor<B, 1> {
+    relu(
+        (chosen_logratios - rejected_logratios)
+            .mul_scalar(-beta)
+            .add_scalar(1.0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::algo::testing::{assert_gradients_match, t, value};
+
+    #[test]
+    fn hand_values_and_gradient() {
+        value(hinge_loss(t(&[1.0]), t(&[-1.0]), 0.5), 0.0); // margin met
+        value(hinge_loss(t(&[1.0]), t(&[-1.0]), 0.25), 0.5);
+        value(hinge_loss(t(&[0.0]), t(&[0.0]), 0.25), 1.0);
+        assert_gradients_match(&[0.4, -0.3], |x| {
+            hinge_loss(x[0].clone(), x[1].clone(), 0.7)
+        });
+    }
+}

@@ -1,0 +1,225 @@
+//! Preference data as token ids, checked against the model's context: the one place where text
+//! rows become what the reward-model and preference trainers batch.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::io::prefs::{Ranking, RatedCompletion, UnpairedExample};
+use crate::io::Tokenizer;
+
+/// A (prompt, completion) pair of token ids.
+pub type Sequence = (Vec<u32>, Vec<u32>);
+
+/// What to do with a prompt + completion longer than the context.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LengthLimit {
+    /// Longest prompt + completion, in tokens (at most the model's context).
+    pub max_length: usize,
+    /// Truncate instead of rejecting: the prompt keeps BOS and its last tokens (at most half of
+    /// `max_length`, TRL's `keep_end`), then the completion is cut to fit.
+    pub truncate: bool,
+}
+
+impl LengthLimit {
+    fn fit(&self, prompt: &[u32], completion: &[u32]) -> std::result::Result<Sequence, String> {
+        let total = prompt.len() + completion.len();
+        if total <= self.max_length {
+            return Ok((prompt.to_vec(), completion.to_vec()));
+        }
+        if !self.truncate {
+            return Err(format!(
+                "prompt and completion have {total} tokens; the model's context is {} (truncate to keep it)",
+                self.max_length
+            ));
+        }
+        let prompt_budget = (self.max_length / 2).max(2);
+        let prompt = if prompt.len() > prompt_budget {
+            let mut kept = vec![prompt[0]];
+            kept.extend_from_slice(&prompt[prompt.len() - (prompt_budget - 1)..]);
+            kept
+        } else {
+            prompt.to_vec()
+        };
+        let room = self.max_length - prompt.len();
+        Ok((prompt, completion[..completion.len().min(room)].to_vec()))
+    }
+}
+
+/// A prompt and k ≥ 2 completions, best first (a preference pair is k = 2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankedSequences {
+    /// The row's index in the data it came from (bootstrap weights are keyed on it).
+    pub index: usize,
+    pub prompt: Vec<u32>,
+    pub completions: Vec<Vec<u32>>,
+    pub scores: Option<Vec<f64>>,
+}
+
+impl RankedSequences {
+    /// (prompt, completion) of each completion, best first.
+    pub fn sequences(&self) -> impl Iterator<Item = Sequence> + '_ {
+        self.completions
+            .iter()
+            .map(|c| (self.prompt.clone(), c.clone()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledSequence {
+    pub index: usize,
+    pub sequence: Sequence,
+    pub desirable: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatedSequence {
+    pub index: usize,
+    pub sequence: Sequence,
+    /// One target per attribute, in the attributes' (sorted) order.
+    pub targets: Vec<f32>,
+}
+
+/// Tokenized rows and the rows left out, with why.
+#[derive(Debug, Clone)]
+pub struct Tokenized<T> {
+    pub rows: Vec<T>,
+    pub skipped: Vec<String>,
+}
+
+fn encode_pair(
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    completion: &str,
+    limit: &LengthLimit,
+) -> std::result::Result<Sequence, String> {
+    let prompt = tokenizer
+        .encode_with_bos(prompt)
+        .map_err(|e| e.to_string())?;
+    let mut completion = tokenizer.encode(completion).map_err(|e| e.to_string())?;
+    if completion.is_empty() {
+        return Err("the completion gives no tokens".into());
+    }
+    completion.extend(tokenizer.eos_id());
+    limit.fit(&prompt, &completion)
+}
+
+/// Tokenizes rows with `encode`; a row that fails is skipped when `skip_bad_rows`, otherwise an
+/// error naming the row (`source_name` record i).
+fn tokenize_rows<R, T>(
+    rows: &[R],
+    source_name: &str,
+    skip_bad_rows: bool,
+    encode: impl Fn(usize, &R) -> std::result::Result<T, String>,
+) -> Result<Tokenized<T>> {
+    let mut out = Tokenized {
+        rows: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (index, row) in rows.iter().enumerate() {
+        match encode(index, row) {
+            Ok(t) => out.rows.push(t),
+            Err(reason) if skip_bad_rows => out.skipped.push(format!("record {index}: {reason}")),
+            Err(reason) => {
+                return Err(Error::format(
+                    format!("{source_name} record {index}"),
+                    reason,
+                ))
+            }
+        }
+    }
+    if out.rows.is_empty() {
+        return Err(Error::format(
+            source_name,
+            "no usable records after tokenizing (all too long or empty?)",
+        ));
+    }
+    Ok(out)
+}
+
+pub fn tokenize_rankings(
+    tokenizer: &Tokenizer,
+    rankings: &[Ranking],
+    limit: &LengthLimit,
+    source_name: &str,
+    skip_bad_rows: bool,
+) -> Result<Tokenized<RankedSequences>> {
+    tokenize_rows(rankings, source_name, skip_bad_rows, |index, r| {
+        let mut prompt = None;
+        let mut completions = Vec::new();
+        for completion in &r.completions {
+            let (p, c) = encode_pair(tokenizer, &r.prompt, completion, limit)?;
+            prompt.get_or_insert(p);
+            completions.push(c);
+        }
+        let mut sorted = completions.clone();
+        sorted.sort();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err("two completions are identical after tokenizing (and truncating)".into());
+        }
+        Ok(RankedSequences {
+            index,
+            prompt: prompt.expect("at least two completions"),
+            completions,
+            scores: r.scores.clone(),
+        })
+    })
+}
+
+pub fn tokenize_unpaired(
+    tokenizer: &Tokenizer,
+    examples: &[UnpairedExample],
+    limit: &LengthLimit,
+    source_name: &str,
+    skip_bad_rows: bool,
+) -> Result<Tokenized<LabelledSequence>> {
+    tokenize_rows(examples, source_name, skip_bad_rows, |index, e| {
+        Ok(LabelledSequence {
+            index,
+            sequence: encode_pair(tokenizer, &e.prompt, &e.completion, limit)?,
+            desirable: e.label,
+        })
+    })
+}
+
+pub fn tokenize_ratings(
+    tokenizer: &Tokenizer,
+    rated: &[RatedCompletion],
+    limit: &LengthLimit,
+    source_name: &str,
+    skip_bad_rows: bool,
+) -> Result<Tokenized<RatedSequence>> {
+    tokenize_rows(rated, source_name, skip_bad_rows, |index, r| {
+        Ok(RatedSequence {
+            index,
+            sequence: encode_pair(tokenizer, &r.prompt, &r.completion, limit)?,
+            targets: r.scores.values().map(|&v| v as f32).collect(),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_bos_and_the_end_of_the_prompt() {
+        let limit = LengthLimit {
+            max_length: 8,
+            truncate: true,
+        };
+        let prompt: Vec<u32> = (1..=10).collect();
+        let completion: Vec<u32> = (20..26).collect();
+        let (p, c) = limit.fit(&prompt, &completion).unwrap();
+        assert_eq!(p, vec![1, 8, 9, 10]);
+        assert_eq!(c, vec![20, 21, 22, 23]);
+        let strict = LengthLimit {
+            truncate: false,
+            ..limit
+        };
+        assert!(strict
+            .fit(&prompt, &completion)
+            .unwrap_err()
+            .contains("16 tokens"));
+        assert_eq!(strict.fit(&[1, 2], &[3]).unwrap(), (vec![1, 2], vec![3]));
+    }
+}
