@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::prefs::{Ranking, RatedCompletion, UnpairedExample};
+use crate::io::prefs::{
+    self, PreferenceKind, PreferencePair, Ranking, RatedCompletion, ReadReport, UnpairedExample,
+};
 use crate::io::Tokenizer;
 
 /// A (prompt, completion) pair of token ids.
@@ -195,6 +197,135 @@ pub fn tokenize_ratings(
             targets: r.scores.values().map(|&v| v as f32).collect(),
         })
     })
+}
+
+/// Rows of any preference file, as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PreferenceRows {
+    Pairs(Vec<PreferencePair>),
+    Rankings(Vec<Ranking>),
+    Unpaired(Vec<UnpairedExample>),
+    Ratings(Vec<RatedCompletion>),
+}
+
+impl PreferenceRows {
+    /// Reads any preference file, telling the kind from its first row; also returns the
+    /// skipped rows (when `skip_bad_rows`).
+    pub fn parse(
+        bytes: &[u8],
+        source_name: &str,
+        skip_bad_rows: bool,
+    ) -> Result<(Self, Vec<String>)> {
+        fn take<T>(
+            r: ReadReport<T>,
+            wrap: fn(Vec<T>) -> PreferenceRows,
+        ) -> (PreferenceRows, Vec<String>) {
+            (wrap(r.rows), r.skipped)
+        }
+        Ok(match prefs::detect_kind(bytes, source_name)? {
+            PreferenceKind::Pairs => take(
+                prefs::parse_pairs(bytes, source_name, skip_bad_rows)?,
+                Self::Pairs,
+            ),
+            PreferenceKind::Rankings => take(
+                prefs::parse_rankings(bytes, source_name, skip_bad_rows)?,
+                Self::Rankings,
+            ),
+            PreferenceKind::Unpaired => take(
+                prefs::parse_unpaired(bytes, source_name, skip_bad_rows)?,
+                Self::Unpaired,
+            ),
+            PreferenceKind::Ratings => take(
+                prefs::parse_ratings(bytes, source_name, skip_bad_rows)?,
+                Self::Ratings,
+            ),
+        })
+    }
+
+    pub fn read(path: &std::path::Path, skip_bad_rows: bool) -> Result<(Self, Vec<String>)> {
+        Self::parse(
+            &crate::error::read_file(path)?,
+            &path.display().to_string(),
+            skip_bad_rows,
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Pairs(r) => r.len(),
+            Self::Rankings(r) => r.len(),
+            Self::Unpaired(r) => r.len(),
+            Self::Ratings(r) => r.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn kind(&self) -> PreferenceKind {
+        match self {
+            Self::Pairs(_) => PreferenceKind::Pairs,
+            Self::Rankings(_) => PreferenceKind::Rankings,
+            Self::Unpaired(_) => PreferenceKind::Unpaired,
+            Self::Ratings(_) => PreferenceKind::Ratings,
+        }
+    }
+
+    /// (train, held out) by a seeded shuffle.
+    pub fn split(&self, held_out_fraction: f64, seed: u64) -> (Self, Self) {
+        fn both<T: Clone>(
+            rows: &[T],
+            f: f64,
+            seed: u64,
+            wrap: fn(Vec<T>) -> PreferenceRows,
+        ) -> (PreferenceRows, PreferenceRows) {
+            let (a, b) = split_held_out(rows, f, seed);
+            (wrap(a), wrap(b))
+        }
+        match self {
+            Self::Pairs(r) => both(r, held_out_fraction, seed, Self::Pairs),
+            Self::Rankings(r) => both(r, held_out_fraction, seed, Self::Rankings),
+            Self::Unpaired(r) => both(r, held_out_fraction, seed, Self::Unpaired),
+            Self::Ratings(r) => both(r, held_out_fraction, seed, Self::Ratings),
+        }
+    }
+
+    /// Pairs (as rankings of two) or rankings.
+    pub fn into_rankings(self) -> Result<Vec<Ranking>> {
+        match self {
+            Self::Pairs(pairs) => Ok(pairs.into_iter().map(Ranking::from).collect()),
+            Self::Rankings(r) => Ok(r),
+            other => Err(Error::Input(format!(
+                "this needs pairs or rankings; the file holds {:?} rows",
+                other.kind()
+            ))),
+        }
+    }
+
+    /// Unpaired labels; pairs are unpaired (chosen desirable, rejected undesirable).
+    pub fn into_unpaired(self) -> Result<Vec<UnpairedExample>> {
+        match self {
+            Self::Unpaired(u) => Ok(u),
+            Self::Pairs(pairs) => Ok(pairs.iter().flat_map(UnpairedExample::from_pair).collect()),
+            other => Err(Error::Input(format!(
+                "this needs unpaired labels or pairs; the file holds {:?} rows",
+                other.kind()
+            ))),
+        }
+    }
+}
+
+/// Splits rows into (train, held out) by a seeded shuffle; `held_out_fraction` in [0, 1).
+pub fn split_held_out<T: Clone>(rows: &[T], held_out_fraction: f64, seed: u64) -> (Vec<T>, Vec<T>) {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(seed));
+    let held = ((rows.len() as f64) * held_out_fraction.clamp(0.0, 0.99)).round() as usize;
+    let (held_idx, train_idx) = order.split_at(held);
+    let pick = |idx: &[usize]| idx.iter().map(|&i| rows[i].clone()).collect();
+    (pick(train_idx), pick(held_idx))
 }
 
 #[cfg(test)]

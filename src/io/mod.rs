@@ -46,6 +46,12 @@ impl Checkpoint {
             return Self::checked(config, gguf.llama_weights()?, tokenizer, source_name);
         }
         if checkpoint::is_safetensors(bytes) {
+            if checkpoint::metadata_entry(bytes, "reward").is_some() {
+                return Err(Error::format(
+                    source_name,
+                    "this is a reward model, not a policy: pass it as --reward-model",
+                ));
+            }
             let (config, weights, tokenizer) = checkpoint::from_bytes(bytes, source_name)?;
             return Self::checked(config, weights, tokenizer, source_name);
         }

@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::{checkpoint, Checkpoint, NamedWeights, Tokenizer};
+use crate::io::{checkpoint, NamedWeights, Tokenizer};
 use crate::model::{Llama, LlamaConfig, RewardEnsemble, RewardModel, ScalarHead};
 pub use ensemble::Aggregation;
 
@@ -27,10 +27,15 @@ pub enum RewardHeads {
         shared_trunk: bool,
         aggregation: Aggregation,
     },
-    /// One output per named attribute, combined along a direction (DPA).
+    /// One output per named attribute, combined along a direction (DPA). Outputs are in
+    /// standard units of the training ratings (z-scores), so attributes rated on different
+    /// scales weigh alike.
     Attributes {
         names: Vec<String>,
         direction: Vec<f32>,
+        /// (mean, std) of each attribute's training ratings; set when training starts.
+        #[serde(default)]
+        rating_scale: Vec<[f32; 2]>,
     },
 }
 
@@ -156,11 +161,7 @@ impl<B: Backend> LearnedReward<B> {
         })?;
         let heads: RewardHeads = serde_json::from_str(&spec)
             .map_err(|e| Error::format(source_name, format!("metadata field `reward`: {e}")))?;
-        let Checkpoint {
-            config,
-            mut weights,
-            tokenizer,
-        } = Checkpoint::from_bytes(bytes, source_name, None)?;
+        let (config, mut weights, tokenizer) = checkpoint::from_bytes(bytes, source_name)?;
         let (models, per_model) = heads.layout();
         let mut members = Vec::with_capacity(models);
         for i in 0..models {

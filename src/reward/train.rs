@@ -339,6 +339,7 @@ pub async fn evaluate_ratings<B: Backend>(
             "rated completions evaluate a multi-attribute reward model".into(),
         ));
     };
+    let scale = rating_scale(&reward.heads, names.len())?;
     let sequences: Vec<Sequence> = rated.iter().map(|r| r.sequence.clone()).collect();
     let (outputs, _) = score_sequences(reward, &sequences, batch_size).await?;
     let mut rmse = Vec::new();
@@ -347,7 +348,7 @@ pub async fn evaluate_ratings<B: Backend>(
         let mse = rated
             .iter()
             .zip(&outputs)
-            .map(|(r, o)| ((o[a] - r.targets[a]) as f64).powi(2))
+            .map(|(r, o)| ((o[a] * scale[a][1] + scale[a][0] - r.targets[a]) as f64).powi(2))
             .sum::<f64>()
             / rated.len() as f64;
         rmse.push(mse.sqrt());
@@ -368,6 +369,37 @@ pub async fn evaluate_ratings<B: Backend>(
         rmse,
         pairwise_accuracy: accuracy,
     })
+}
+
+/// (mean, std) of each attribute over `rows`; a constant attribute gets std 1.
+pub fn rating_scale_of(rows: &[RatedSequence]) -> Vec<[f32; 2]> {
+    let attributes = rows.first().map_or(0, |r| r.targets.len());
+    let n = rows.len().max(1) as f64;
+    (0..attributes)
+        .map(|a| {
+            let mean = rows.iter().map(|r| r.targets[a] as f64).sum::<f64>() / n;
+            let var = rows
+                .iter()
+                .map(|r| (r.targets[a] as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
+            let std = if var > 1e-12 { var.sqrt() } else { 1.0 };
+            [mean as f32, std as f32]
+        })
+        .collect()
+}
+
+/// (mean, std) per attribute of a multi-attribute head, or an error for other heads.
+fn rating_scale(heads: &RewardHeads, attributes: usize) -> Result<Vec<[f32; 2]>> {
+    match heads {
+        RewardHeads::Attributes { rating_scale, .. } if rating_scale.len() == attributes => {
+            Ok(rating_scale.clone())
+        }
+        RewardHeads::Attributes { .. } => Ok(vec![[0.0, 1.0]; attributes]),
+        _ => Err(Error::Input(
+            "rated completions need a multi-attribute reward model".into(),
+        )),
+    }
 }
 
 /// One update on a batch of rankings (all with k completions) or rated completions.
@@ -421,7 +453,16 @@ where
             let sequences: Vec<Sequence> = rows.iter().map(|r| r.sequence.clone()).collect();
             let seq = sequence_batch(&sequences, &ensemble)?;
             let predicted = ensemble.member_rewards(seq.tokens, seq.last_index);
-            let targets: Vec<f32> = rows.iter().flat_map(|r| r.targets.clone()).collect();
+            let scale = rating_scale(&heads, outputs)?;
+            let targets: Vec<f32> = rows
+                .iter()
+                .flat_map(|r| {
+                    r.targets
+                        .iter()
+                        .zip(&scale)
+                        .map(|(t, [mean, std])| (t - mean) / std)
+                })
+                .collect();
             let targets =
                 Tensor::from_data(TensorData::new(targets, [rows.len(), outputs]), &device);
             (predicted - targets).powi_scalar(2).mean()
@@ -457,6 +498,13 @@ where
         return Err(Error::Input("no training data for the reward model".into()));
     }
     data.check(&reward.heads)?;
+    if let (RewardData::Rated(rows), RewardHeads::Attributes { rating_scale, .. }) =
+        (data, &mut reward.heads)
+    {
+        if rating_scale.is_empty() {
+            *rating_scale = rating_scale_of(rows);
+        }
+    }
     let mut trainer = Trainer::new(config.optim.clone());
     let positions: Vec<usize> = (0..data.len()).collect();
     let mut batches = Batches::new(&positions, config.seed);

@@ -4,6 +4,7 @@
 
 pub mod eval;
 pub mod lexicon;
+pub mod preferences;
 pub mod story;
 
 use std::collections::HashMap;

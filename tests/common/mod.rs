@@ -34,3 +34,14 @@ pub fn assert_close(a: &[f32], b: &[f32], tolerance: f32) {
         "max scaled difference {worst} > {tolerance}"
     );
 }
+
+/// `k` continuations of `n` world prompts sampled from the built-in model, with gold rewards.
+pub fn world_samples(n: usize, k: usize, seed: u64) -> Vec<(String, Vec<(String, f32)>)> {
+    let device = Default::default();
+    let (model, tokenizer) =
+        alignlab::policy::load::<Cpu>(alignlab::policy::BUILTIN, None, &device).unwrap();
+    pollster::block_on(alignlab::world::preferences::sample_scored(
+        &model, &tokenizer, n, k, seed, 40,
+    ))
+    .unwrap()
+}

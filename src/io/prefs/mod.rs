@@ -193,6 +193,36 @@ pub(crate) fn read_rows<T>(
     parse_rows(&read_file(path)?, &name, skip_bad_rows, what, parse_row)
 }
 
+/// The kinds of preference file, told apart by their first row's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PreferenceKind {
+    Pairs,
+    Rankings,
+    Unpaired,
+    Ratings,
+}
+
+/// Which kind of preference rows `bytes` hold: `completions` → rankings, `label` → unpaired,
+/// `completion` with `scores` → ratings, otherwise pairs.
+pub fn detect_kind(bytes: &[u8], source_name: &str) -> Result<PreferenceKind> {
+    let text = decode_text(bytes, source_name)?;
+    let first = rows(&text)
+        .map_err(|e| Error::format(source_name, e))?
+        .into_iter()
+        .find_map(|(_, row)| row.ok())
+        .ok_or_else(|| Error::format(source_name, "no rows (empty file, or no row is JSON)"))?;
+    let has = |name: &str| first.get(name).is_some();
+    Ok(if has("completions") {
+        PreferenceKind::Rankings
+    } else if has("label") {
+        PreferenceKind::Unpaired
+    } else if has("completion") && has("scores") {
+        PreferenceKind::Ratings
+    } else {
+        PreferenceKind::Pairs
+    })
+}
+
 /// Records as JSON lines, in the same format the readers take back.
 pub fn to_jsonl<T: Serialize>(records: &[T]) -> String {
     let mut out = String::new();

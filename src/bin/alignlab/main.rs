@@ -1,22 +1,24 @@
 //! The command-line tool: thin clap commands over the library.
 
-use std::path::PathBuf;
-use std::time::Instant;
+mod data;
+mod eval;
+mod progress;
+mod train;
 
-use alignlab::algo::sft::{self, Example, SftConfig};
+use std::path::PathBuf;
+
+use alignlab::algo::sft::{self, Example};
 use alignlab::host::read_vec_blocking;
-use alignlab::io::{jsonl, Tokenizer};
 use alignlab::logprobs::{gather_logprobs, SequenceBatch};
-use alignlab::metrics::{self, JsonlWriter, Metrics};
 use alignlab::model::Llama;
 use alignlab::sample::{generate, SamplingConfig};
-use alignlab::train::OptimConfig;
 use alignlab::{bench, policy, world, Error, Result};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+
+use train::{train_sft, TrainArgs};
 
 #[derive(Parser)]
 #[command(
@@ -45,48 +47,13 @@ enum BackendKind {
 }
 
 #[derive(Args, Clone)]
-struct ModelArgs {
+pub struct ModelArgs {
     /// `builtin`, or a .gguf, llama2.c .bin, or alignlab .safetensors file.
     #[arg(long, default_value = policy::BUILTIN)]
-    model: String,
+    pub model: String,
     /// llama2.c tokenizer.bin (default: tokenizer.bin or tok<vocab>.bin beside the model).
     #[arg(long)]
-    tokenizer: Option<PathBuf>,
-}
-
-#[derive(Args, Clone)]
-struct TrainArgs {
-    #[arg(long, default_value_t = 100)]
-    steps: usize,
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
-    #[arg(long, default_value_t = 5e-4)]
-    lr: f64,
-    #[arg(long, default_value_t = 10)]
-    warmup: usize,
-    #[arg(long, default_value_t = 1.0)]
-    max_grad_norm: f32,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Write each step's metrics as JSON lines.
-    #[arg(long)]
-    metrics: Option<PathBuf>,
-}
-
-impl TrainArgs {
-    fn sft_config(&self) -> SftConfig {
-        SftConfig {
-            optim: OptimConfig {
-                lr: self.lr,
-                warmup_steps: self.warmup,
-                total_steps: self.steps,
-                max_grad_norm: Some(self.max_grad_norm),
-                ..Default::default()
-            },
-            batch_size: self.batch_size,
-            seed: self.seed,
-        }
-    }
+    pub tokenizer: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -138,18 +105,12 @@ enum Command {
         #[command(flatten)]
         train: TrainArgs,
     },
-    /// Supervised fine-tuning on JSONL {"prompt", "completion"} rows (default: the built-in
-    /// world's cheerful stories), loss on completion tokens only.
-    Sft {
-        #[command(flatten)]
-        model: ModelArgs,
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long, default_value = "sft.safetensors")]
-        out: PathBuf,
-        #[command(flatten)]
-        train: TrainArgs,
-    },
+    /// Write gold-labelled preference data for the built-in world, sampled from a policy.
+    Data(data::DataCommand),
+    /// Train with one method: sft, rm (reward model), or a preference method (dpo, ipo, kto…).
+    Train(Box<train::TrainCommand>),
+    /// Evaluate a reward model on preference data, or a policy's gold reward on the world.
+    Eval(eval::EvalCommand),
     /// The main job on the built-in world: samples and gold reward of the base model, a short SFT
     /// towards cheerful stories, and the same measurements after.
     Demo {
@@ -190,17 +151,6 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(1);
     }
-}
-
-fn progress(steps: usize) -> ProgressBar {
-    let bar = ProgressBar::new(steps as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
-        )
-        .expect("valid template"),
-    );
-    bar
 }
 
 fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
@@ -311,24 +261,9 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
             println!("saved {}", out.display());
             Ok(())
         }
-        Command::Sft {
-            model,
-            data,
-            out,
-            train,
-        } => {
-            let (policy, tokenizer) =
-                policy::load::<B>(&model.model, model.tokenizer.as_deref(), &device)?;
-            let examples: Vec<Example> = match &data {
-                Some(path) => jsonl::read(path)?,
-                None => world::World::new(train.seed + 1).positive_examples(2000),
-            };
-            let pairs = sft::tokenize_examples(&tokenizer, &examples)?;
-            let policy = train_sft(policy, &pairs, &train)?;
-            pollster::block_on(policy::save(&policy.valid(), &tokenizer, &out))?;
-            println!("saved {}", out.display());
-            Ok(())
-        }
+        Command::Data(command) => data::run::<B::InnerBackend>(command, &device),
+        Command::Train(command) => train::run::<B>(*command, &device),
+        Command::Eval(command) => eval::run::<B::InnerBackend>(command, &device),
         Command::Demo { steps, seed } => {
             let (policy, tokenizer) = policy::load::<B>(policy::BUILTIN, None, &device)?;
             println!("The built-in base model, continuing held-out story openings:");
@@ -373,71 +308,11 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
     }
 }
 
-/// Trains with a progress bar and optional JSONL metrics.
-fn train_sft<B: AutodiffBackend>(
-    model: Llama<B>,
-    pairs: &[(Vec<u32>, Vec<u32>)],
-    args: &TrainArgs,
-) -> Result<Llama<B>> {
-    let mut writer = args
-        .metrics
-        .as_deref()
-        .map(JsonlWriter::create)
-        .transpose()?;
-    let bar = progress(args.steps);
-    let start = Instant::now();
-    let mut write_error = None;
-    let model = pollster::block_on(sft::train(
-        model,
-        pairs,
-        &args.sft_config(),
-        |m: &Metrics| {
-            bar.inc(1);
-            if let Some(loss) = m.get(metrics::TRAIN_LOSS) {
-                bar.set_message(format!("loss {loss:.4}"));
-            }
-            if let Some(w) = writer.as_mut() {
-                if let Err(e) = w.write(m) {
-                    write_error.get_or_insert(e);
-                }
-            }
-            if m.get(metrics::TRAIN_SKIPPED).is_some() {
-                bar.println(format!(
-                    "step {}: loss was not finite; the update was skipped",
-                    m.step
-                ));
-            }
-        },
-    ))?;
-    bar.finish();
-    println!(
-        "trained {} steps in {:.1}s",
-        args.steps,
-        start.elapsed().as_secs_f64()
-    );
-    match write_error {
-        Some(e) => Err(e),
-        None => Ok(model),
-    }
-}
-
 /// Samples continuations of 200 held-out world prompts and prints their mean gold reward.
-fn report_gold_reward<B: Backend>(
+fn report_gold_reward<B: burn::tensor::backend::Backend>(
     label: &str,
     model: &Llama<B>,
-    tokenizer: &Tokenizer,
+    tokenizer: &alignlab::io::Tokenizer,
 ) -> Result<()> {
-    let sampling = SamplingConfig {
-        max_new_tokens: 48,
-        seed: 7,
-        ..Default::default()
-    };
-    let report = pollster::block_on(world::eval::held_out_gold_reward(
-        model, tokenizer, 200, &sampling,
-    ))?;
-    for (prompt, continuation, reward) in report.samples.iter().take(3) {
-        println!("  [{reward:+.1}] {prompt}{continuation}");
-    }
-    println!("{label}: mean gold reward {}", report.reward);
-    Ok(())
+    eval::report_gold_reward(label, model, tokenizer, 200, 48, 7)
 }

@@ -1,0 +1,94 @@
+//! `alignlab data`: gold-labelled preference files for the built-in world, sampled from a policy.
+
+use std::path::PathBuf;
+
+use alignlab::io::prefs::write_jsonl;
+use alignlab::world::preferences;
+use alignlab::{policy, Result};
+use burn::tensor::backend::Backend;
+use clap::{Args, ValueEnum};
+
+use crate::ModelArgs;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DataKind {
+    /// {"prompt", "chosen", "rejected"}: two samples per prompt, the higher gold reward chosen.
+    Pairs,
+    /// {"prompt", "completions", "scores"}: k samples per prompt with their gold rewards.
+    Rankings,
+    /// {"prompt", "completion", "label"}: desirable when the gold reward is above zero.
+    Unpaired,
+    /// {"prompt", "completion", "scores": {"brevity", "positivity"}}.
+    Ratings,
+}
+
+#[derive(Args, Clone)]
+pub struct DataCommand {
+    #[arg(long, value_enum)]
+    pub kind: DataKind,
+    /// The policy that writes the completions.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// World prompts to sample for (ties and repeats are dropped, so files can be shorter).
+    #[arg(long, default_value_t = 2000)]
+    pub prompts: usize,
+    /// Samples per prompt for rankings.
+    #[arg(long, default_value_t = 4)]
+    pub k: usize,
+    #[arg(long, default_value_t = 48)]
+    pub max_tokens: usize,
+    /// Seeds the prompts and the sampling; the held-out evaluation prompts use their own seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run<B: Backend>(command: DataCommand, device: &B::Device) -> Result<()> {
+    let (model, tokenizer) = policy::load::<B>(
+        &command.model.model,
+        command.model.tokenizer.as_deref(),
+        device,
+    )?;
+    let k = match command.kind {
+        DataKind::Rankings => command.k.max(2),
+        _ => 2,
+    };
+    let scored = pollster::block_on(preferences::sample_scored(
+        &model,
+        &tokenizer,
+        command.prompts,
+        k,
+        command.seed,
+        command.max_tokens,
+    ))?;
+    let written = match command.kind {
+        DataKind::Pairs => {
+            let rows = preferences::pairs(&scored);
+            write_jsonl(&command.out, &rows)?;
+            rows.len()
+        }
+        DataKind::Rankings => {
+            let rows = preferences::rankings(&scored, k);
+            write_jsonl(&command.out, &rows)?;
+            rows.len()
+        }
+        DataKind::Unpaired => {
+            let rows = preferences::unpaired(&scored);
+            write_jsonl(&command.out, &rows)?;
+            rows.len()
+        }
+        DataKind::Ratings => {
+            let rows = preferences::ratings(&scored);
+            write_jsonl(&command.out, &rows)?;
+            rows.len()
+        }
+    };
+    println!(
+        "wrote {written} {:?} rows from {} prompts to {}",
+        command.kind,
+        command.prompts,
+        command.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! A progress bar with rate and ETA, optional JSONL metrics, and a line for every batch whose
+//! loss was not finite (the update was skipped).
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use alignlab::metrics::{self, JsonlWriter, Metrics};
+use alignlab::{Error, Result};
+
+pub struct Progress {
+    bar: ProgressBar,
+    writer: Option<JsonlWriter>,
+    write_error: Option<Error>,
+    /// Steps whose update was skipped.
+    pub skipped: Vec<usize>,
+    start: std::time::Instant,
+}
+
+pub fn bar(steps: usize) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+impl Progress {
+    pub fn new(steps: usize, metrics_path: Option<&std::path::Path>) -> Result<Self> {
+        Ok(Self {
+            bar: bar(steps),
+            writer: metrics_path.map(JsonlWriter::create).transpose()?,
+            write_error: None,
+            skipped: Vec::new(),
+            start: std::time::Instant::now(),
+        })
+    }
+
+    pub fn on_step(&mut self, m: &Metrics) {
+        self.bar.inc(1);
+        let mut message = String::new();
+        for (name, label) in [
+            (metrics::TRAIN_LOSS, "loss"),
+            ("train/accuracy", "acc"),
+            (metrics::REWARDS_ACCURACIES, "acc"),
+            (metrics::REWARDS_MARGINS, "margin"),
+        ] {
+            if let Some(v) = m.get(name) {
+                message.push_str(&format!("{label} {v:.4} "));
+            }
+        }
+        self.bar.set_message(message);
+        if let Some(w) = self.writer.as_mut() {
+            if let Err(e) = w.write(m) {
+                self.write_error.get_or_insert(e);
+            }
+        }
+        if m.get(metrics::TRAIN_SKIPPED).is_some() {
+            self.skipped.push(m.step);
+            self.bar.println(format!(
+                "step {} (batch {}): the loss was not finite; the update was skipped",
+                m.step, m.step
+            ));
+        }
+    }
+
+    /// Ends the bar; reports skipped batches and any metrics-file error.
+    pub fn finish(self) -> Result<()> {
+        self.bar.finish();
+        println!(
+            "trained {} steps in {:.1}s",
+            self.bar.position(),
+            self.start.elapsed().as_secs_f64()
+        );
+        if !self.skipped.is_empty() {
+            println!(
+                "{} batch(es) had a non-finite loss and were skipped: steps {:?}",
+                self.skipped.len(),
+                self.skipped
+            );
+        }
+        match self.write_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
