@@ -9,6 +9,7 @@ pub mod error;
 pub mod host;
 pub mod init;
 pub mod io;
+pub mod kl;
 pub mod logprobs;
 pub mod metrics;
 pub mod model;

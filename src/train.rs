@@ -8,6 +8,10 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::error::Result;
+use crate::host::read_scalar;
+use crate::metrics::{self as names, Metrics};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimConfig {
     /// Peak learning rate, reached at the end of warmup.
@@ -177,6 +181,30 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
         let model = self.optimizer.step(lr, model, grads);
         self.step += 1;
         (model, Some(StepOutput { grad_norm, lr }))
+    }
+
+    /// [`Self::step`] with the loss read back asynchronously (browser-safe) and the step's
+    /// loss, learning rate and gradient norm — or the skip — recorded in `metrics`.
+    pub async fn step_logged(
+        &mut self,
+        model: M,
+        loss: Tensor<B, 1>,
+        metrics: &mut Metrics,
+    ) -> Result<M> {
+        let loss_value = read_scalar(loss.clone()).await?;
+        metrics.insert(names::TRAIN_LOSS, loss_value as f64);
+        let (model, output) = self.step(model, loss, loss_value);
+        match output {
+            Some(output) => {
+                metrics.insert(names::TRAIN_LR, output.lr);
+                metrics.insert(
+                    names::TRAIN_GRAD_NORM,
+                    read_scalar(output.grad_norm).await? as f64,
+                );
+            }
+            None => metrics.insert(names::TRAIN_SKIPPED, 1.0),
+        }
+        Ok(model)
     }
 }
 

@@ -454,19 +454,7 @@ where
                 losses.mean()
             }
         };
-        let loss_value = read_scalar(loss.clone()).await?;
-        m.insert(metrics::TRAIN_LOSS, loss_value as f64);
-        let (policy, output) = self.trainer.step(policy, loss, loss_value);
-        match output {
-            Some(output) => {
-                m.insert(metrics::TRAIN_LR, output.lr);
-                m.insert(
-                    metrics::TRAIN_GRAD_NORM,
-                    read_scalar(output.grad_norm).await? as f64,
-                );
-            }
-            None => m.insert(metrics::TRAIN_SKIPPED, 1.0),
-        }
+        let policy = self.trainer.step_logged(policy, loss, &mut m).await?;
         Ok((policy, m))
     }
 

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::host::read_scalar;
 use crate::io::Tokenizer;
 use crate::logprobs::{gather_logprobs, SequenceBatch};
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::model::Llama;
 use crate::train::{OptimConfig, Trainer};
 
@@ -124,21 +124,8 @@ pub async fn sft_step<B: AutodiffBackend>(
     let (inputs, targets) = batch.inputs_and_targets();
     let per_token_logps = gather_logprobs(model.forward(inputs), targets);
     let loss = sft_loss(per_token_logps, batch.completion_mask.clone());
-    let loss_value = read_scalar(loss.clone()).await?;
-    let step = trainer.step;
-    let (model, output) = trainer.step(model, loss, loss_value);
-    let mut m = Metrics::new(step);
-    m.insert(metrics::TRAIN_LOSS, loss_value as f64);
-    match output {
-        Some(output) => {
-            m.insert(metrics::TRAIN_LR, output.lr);
-            m.insert(
-                metrics::TRAIN_GRAD_NORM,
-                read_scalar(output.grad_norm).await? as f64,
-            );
-        }
-        None => m.insert(metrics::TRAIN_SKIPPED, 1.0),
-    }
+    let mut m = Metrics::new(trainer.step);
+    let model = trainer.step_logged(model, loss, &mut m).await?;
     Ok((model, m))
 }
 

@@ -15,7 +15,7 @@ use crate::algo::reward_model::{bradley_terry_loss, plackett_luce_loss};
 use crate::algo::sft::Batches;
 use crate::dataset::{RankedSequences, RatedSequence, Sequence};
 use crate::error::{Error, Result};
-use crate::host::{read_scalar, read_vec};
+use crate::host::read_vec;
 use crate::logprobs::SequenceBatch;
 use crate::metrics::{self, Metrics};
 use crate::model::RewardEnsemble;
@@ -468,19 +468,7 @@ where
             (predicted - targets).powi_scalar(2).mean()
         }
     };
-    let loss_value = read_scalar(loss.clone()).await?;
-    m.insert(metrics::TRAIN_LOSS, loss_value as f64);
-    let (ensemble, output) = trainer.step(ensemble, loss, loss_value);
-    match output {
-        Some(output) => {
-            m.insert(metrics::TRAIN_LR, output.lr);
-            m.insert(
-                metrics::TRAIN_GRAD_NORM,
-                read_scalar(output.grad_norm).await? as f64,
-            );
-        }
-        None => m.insert(metrics::TRAIN_SKIPPED, 1.0),
-    }
+    let ensemble = trainer.step_logged(ensemble, loss, &mut m).await?;
     Ok((LearnedReward { ensemble, heads }, m))
 }
 
