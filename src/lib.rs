@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod reward;
+pub mod rollout;
 pub mod sample;
 pub mod train;
 pub mod world;

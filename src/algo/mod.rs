@@ -2,14 +2,18 @@
 //! equation, and its tests. `preference` is the one trainer around the offline losses.
 
 pub mod bco;
+pub mod best_of_n;
 pub mod dpo;
+pub mod grpo;
 pub mod ipo;
 pub mod kto;
 pub mod lipo;
 pub mod orpo;
+pub mod policy_gradient;
 pub mod preference;
 pub mod pro;
 pub mod reward_model;
+pub mod rloo;
 pub mod rpo;
 pub mod sft;
 pub mod simpo;

@@ -2,6 +2,8 @@
 //! outputs become one reward, and their checkpoints.
 
 pub mod ensemble;
+pub mod lexicon;
+pub mod source;
 pub mod train;
 pub mod transform;
 

@@ -1,0 +1,122 @@
+//! Rollouts: `group_size` sampled completions for each prompt from the policy (with the KV
+//! cache), their per-token log-probs under the sampling policy and the frozen reference, and
+//! their rewards from any [`RewardSource`]. PPO, GRPO, RLOO, RAFT and best-of-n all start here.
+
+use burn::tensor::backend::Backend;
+
+use crate::dataset::Sequence;
+use crate::error::Result;
+use crate::host::read_vec;
+use crate::io::Tokenizer;
+use crate::logprobs::{completion_logprobs, SequenceBatch};
+use crate::model::Llama;
+use crate::reward::source::{RewardSource, Scored};
+use crate::sample::{generate, SamplingConfig};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollout {
+    /// Prompt text of each sample (samples of one prompt are consecutive).
+    pub prompts: Vec<String>,
+    /// Index of each sample's prompt in the prompt list.
+    pub group: Vec<usize>,
+    pub group_size: usize,
+    /// (prompt ids, completion ids), the completion ending in EOS when the sample stopped.
+    pub sequences: Vec<Sequence>,
+    pub completions: Vec<String>,
+    /// Per completion token: log π_old (the sampler) and log π_ref.
+    pub logps: Vec<Vec<f32>>,
+    pub ref_logps: Vec<Vec<f32>>,
+    pub rewards: Vec<f32>,
+}
+
+impl Rollout {
+    pub fn len(&self) -> usize {
+        self.sequences.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sequences.is_empty()
+    }
+
+    /// Mean completion length in tokens.
+    pub fn mean_length(&self) -> f64 {
+        self.sequences.iter().map(|s| s.1.len()).sum::<usize>() as f64 / self.len().max(1) as f64
+    }
+}
+
+/// Per-token log-probs of each sequence's completion tokens under `model`.
+pub async fn sequence_token_logps<B: Backend>(
+    model: &Llama<B>,
+    sequences: &[Sequence],
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(sequences.len());
+    for chunk in sequences.chunks(batch_size.max(1)) {
+        let batch = SequenceBatch::<B>::new(chunk, model.config().max_seq_len, &model.device())?;
+        let width = batch.tokens.dims()[1] - 1;
+        let values = read_vec(completion_logprobs(model, &batch)).await?;
+        for (row, (prompt, completion)) in chunk.iter().enumerate() {
+            let start = row * width + prompt.len() - 1;
+            out.push(values[start..start + completion.len()].to_vec());
+        }
+    }
+    Ok(out)
+}
+
+/// Samples `group_size` completions per prompt and scores them.
+#[allow(clippy::too_many_arguments)]
+pub async fn collect<B: Backend>(
+    policy: &Llama<B>,
+    reference: &Llama<B>,
+    tokenizer: &Tokenizer,
+    prompts: &[String],
+    group_size: usize,
+    sampling: &SamplingConfig,
+    reward: &RewardSource<B>,
+) -> Result<Rollout> {
+    let mut encoded = Vec::with_capacity(prompts.len() * group_size);
+    let mut group = Vec::with_capacity(prompts.len() * group_size);
+    for (i, prompt) in prompts.iter().enumerate() {
+        let ids = tokenizer.encode_with_bos(prompt)?;
+        for _ in 0..group_size {
+            encoded.push(ids.clone());
+            group.push(i);
+        }
+    }
+    let generated = generate(policy, &encoded, tokenizer.eos_id(), sampling).await?;
+    let mut sequences = Vec::with_capacity(generated.len());
+    let mut completions = Vec::with_capacity(generated.len());
+    for (prompt_ids, tokens) in encoded.into_iter().zip(generated) {
+        completions.push(tokenizer.decode(&tokens));
+        let mut completion = tokens;
+        // A sample that stopped early stopped at EOS: keep it, so stopping is learned too.
+        if completion.len() < sampling.max_new_tokens || completion.is_empty() {
+            completion.extend(tokenizer.eos_id());
+        }
+        sequences.push((prompt_ids, completion));
+    }
+    let logps = sequence_token_logps(policy, &sequences, 64).await?;
+    let ref_logps = sequence_token_logps(reference, &sequences, 64).await?;
+    let sample_prompts: Vec<String> = group.iter().map(|&g| prompts[g].clone()).collect();
+    let scored: Vec<Scored> = sample_prompts
+        .iter()
+        .zip(&completions)
+        .zip(&sequences)
+        .map(|((prompt, completion), sequence)| Scored {
+            prompt,
+            completion,
+            sequence,
+        })
+        .collect();
+    let rewards = reward.score(&scored).await?;
+    Ok(Rollout {
+        prompts: sample_prompts,
+        group,
+        group_size,
+        sequences,
+        completions,
+        logps,
+        ref_logps,
+        rewards,
+    })
+}
