@@ -13,6 +13,7 @@ pub mod kl;
 pub mod logprobs;
 pub mod metrics;
 pub mod model;
+pub mod online;
 pub mod policy;
 pub mod reward;
 pub mod rollout;

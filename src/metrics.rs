@@ -24,6 +24,16 @@ pub const LOGPS_REJECTED: &str = "logps/rejected";
 /// KTO's and BCO's reference point (TRL: `kl`) and BCO's running reward shift δ.
 pub const KL: &str = "kl";
 pub const BCO_DELTA: &str = "delta";
+// Online methods, with TRL's / OpenRLHF's names.
+pub const OBJECTIVE_SCORES: &str = "objective/scores";
+/// Mean per-sequence k1 estimate of KL(π‖π_ref) on the rollout.
+pub const OBJECTIVE_KL: &str = "objective/kl";
+pub const OBJECTIVE_SQRT_KL: &str = "objective/sqrt_kl";
+pub const OBJECTIVE_RLHF_REWARD: &str = "objective/rlhf_reward";
+/// Monte-Carlo entropy per sequence: −Σ log π of the sampled tokens.
+pub const OBJECTIVE_ENTROPY: &str = "objective/entropy";
+pub const RESPONSE_LENGTH: &str = "response_length";
+pub const KL_COEF: &str = "kl_coef";
 /// Share of pairs on which ensemble members do not all prefer the same completion.
 pub const ENSEMBLE_DISAGREEMENT: &str = "ensemble/disagreement";
 /// Mean standard deviation of the members' rewards.

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::io::Tokenizer;
 use crate::metrics::MeanCi;
 use crate::model::Llama;
+use crate::reward::source::first_word;
 use crate::sample::{generate, SamplingConfig};
 
 /// One sampled continuation per prompt, with its gold reward.
@@ -61,4 +62,35 @@ pub async fn held_out_gold_reward<B: Backend>(
             .map(|(p, (c, r))| (p, c, r))
             .collect(),
     })
+}
+
+/// Greedy exact-answer accuracy on `n` held-out sum questions ("… Now Tom has" → " five").
+pub async fn held_out_sum_accuracy<B: Backend>(
+    model: &Llama<B>,
+    tokenizer: &Tokenizer,
+    n: usize,
+) -> Result<f64> {
+    let tasks = sum_tasks(HELD_OUT_SEED, n);
+    let prompts = tasks
+        .iter()
+        .map(|t| tokenizer.encode_with_bos(&t.question))
+        .collect::<Result<Vec<_>>>()?;
+    let greedy = SamplingConfig {
+        max_new_tokens: 2,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let completions = generate(model, &prompts, tokenizer.eos_id(), &greedy).await?;
+    let right = tasks
+        .iter()
+        .zip(&completions)
+        .filter(|(t, c)| first_word(&tokenizer.decode(c)) == t.answer)
+        .count();
+    Ok(right as f64 / n.max(1) as f64)
+}
+
+/// `n` sum questions from the world seeded by `seed`.
+pub fn sum_tasks(seed: u64, n: usize) -> Vec<super::story::SumTask> {
+    let mut world = World::new(seed);
+    (0..n).map(|_| world.sum_task()).collect()
 }

@@ -1,0 +1,132 @@
+//! The online loop GRPO and RLOO share: sample a group per prompt from the current policy, score
+//! it, turn rewards into per-token advantages with the method's rule, and run the clipped
+//! policy-gradient update. Metrics use TRL/OpenRLHF names.
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::algo::grpo::{grpo_advantages, per_token};
+use crate::algo::policy_gradient::{self, PolicyGradientConfig};
+use crate::algo::rloo::{kl_penalised_rewards, rloo_advantages};
+use crate::error::Result;
+use crate::io::Tokenizer;
+use crate::metrics::{self, Metrics};
+use crate::model::Llama;
+use crate::reward::source::RewardSource;
+use crate::rollout::{collect, Rollout};
+use crate::sample::SamplingConfig;
+use crate::train::Trainer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum OnlineMethod {
+    /// Group-relative advantages; `scale_by_std: false` is Dr. GRPO.
+    Grpo { scale_by_std: bool },
+    /// Leave-one-out baseline, KL penalty in the reward.
+    Rloo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnlineConfig {
+    pub method: OnlineMethod,
+    /// Samples per prompt (GRPO's G, RLOO's k).
+    pub group_size: usize,
+    pub prompts_per_step: usize,
+    pub sampling: SamplingConfig,
+    pub policy_gradient: PolicyGradientConfig,
+    /// β of the k1 KL penalty folded into the reward (RLOO); GRPO uses the k3 loss term instead.
+    pub kl_coef: f64,
+}
+
+/// Mean over samples of Σ_t (log π_old − log π_ref): the k1 estimate of KL(π‖π_ref) per sequence.
+pub fn sequence_kl(rollout: &Rollout) -> Vec<f64> {
+    rollout
+        .logps
+        .iter()
+        .zip(&rollout.ref_logps)
+        .map(|(lp, rp)| lp.iter().zip(rp).map(|(a, b)| (a - b) as f64).sum())
+        .collect()
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    sum / n.max(1) as f64
+}
+
+/// One rollout and update on `prompts`.
+#[allow(clippy::too_many_arguments)]
+pub async fn online_step<B: AutodiffBackend>(
+    policy: Llama<B>,
+    reference: &Llama<B::InnerBackend>,
+    trainer: &mut Trainer<B, Llama<B>>,
+    tokenizer: &Tokenizer,
+    prompts: &[String],
+    reward: &RewardSource<B::InnerBackend>,
+    config: &OnlineConfig,
+    seed: u64,
+) -> Result<(Llama<B>, Metrics)>
+where
+    Llama<B>: AutodiffModule<B, InnerModule = Llama<B::InnerBackend>>,
+{
+    let sampling = SamplingConfig {
+        seed,
+        ..config.sampling.clone()
+    };
+    let rollout = collect(
+        &policy.valid(),
+        reference,
+        tokenizer,
+        prompts,
+        config.group_size,
+        &sampling,
+        reward,
+    )
+    .await?;
+    let kl = sequence_kl(&rollout);
+    let advantages = match config.method {
+        OnlineMethod::Grpo { scale_by_std } => {
+            grpo_advantages(&rollout.rewards, config.group_size, scale_by_std)
+        }
+        OnlineMethod::Rloo => {
+            let penalised = kl_penalised_rewards(
+                &rollout.rewards,
+                &rollout.logps,
+                &rollout.ref_logps,
+                config.kl_coef,
+            );
+            rloo_advantages(&penalised, config.group_size)
+        }
+    };
+    let lengths: Vec<usize> = rollout.sequences.iter().map(|s| s.1.len()).collect();
+    let (policy, mut m) = policy_gradient::update(
+        policy,
+        trainer,
+        &rollout,
+        &per_token(&advantages, &lengths),
+        &config.policy_gradient,
+        seed,
+    )
+    .await?;
+    let scores = mean(rollout.rewards.iter().map(|&r| r as f64));
+    let mean_kl = mean(kl.iter().copied());
+    m.insert(metrics::OBJECTIVE_SCORES, scores);
+    m.insert(metrics::OBJECTIVE_KL, mean_kl);
+    m.insert(metrics::OBJECTIVE_SQRT_KL, mean_kl.max(0.0).sqrt());
+    m.insert(
+        metrics::OBJECTIVE_RLHF_REWARD,
+        scores - config.kl_coef * mean_kl,
+    );
+    m.insert(
+        metrics::OBJECTIVE_ENTROPY,
+        mean(
+            rollout
+                .logps
+                .iter()
+                .map(|lp| -lp.iter().map(|&v| v as f64).sum::<f64>()),
+        ),
+    );
+    m.insert(metrics::RESPONSE_LENGTH, rollout.mean_length());
+    m.insert(metrics::KL_COEF, config.kl_coef);
+    Ok((policy, m))
+}
