@@ -4,12 +4,15 @@
 pub mod bco;
 pub mod best_of_n;
 pub mod dpo;
+pub mod gae;
 pub mod grpo;
 pub mod ipo;
+pub mod kl_controller;
 pub mod kto;
 pub mod lipo;
 pub mod orpo;
 pub mod policy_gradient;
+pub mod ppo;
 pub mod preference;
 pub mod pro;
 pub mod reward_model;

@@ -32,6 +32,19 @@ impl<B: Backend> RewardModel<B> {
     }
 }
 
+impl<B: Backend> RewardModel<B> {
+    /// Per-token outputs of the first head (a value function): tokens [batch, seq] →
+    /// [batch, seq]; position t values the state after token t.
+    pub fn token_values(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+        let [batch, seq] = tokens.dims();
+        let hidden = self.trunk.forward_hidden(tokens);
+        self.head
+            .per_token(hidden)
+            .narrow(2, 0, 1)
+            .reshape([batch, seq])
+    }
+}
+
 /// Reward models whose outputs are read side by side: one member with K heads on a shared
 /// trunk, K independent members with one head each, or one member with a head per attribute.
 #[derive(Module, Debug)]
