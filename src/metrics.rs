@@ -32,6 +32,8 @@ pub const OBJECTIVE_SQRT_KL: &str = "objective/sqrt_kl";
 pub const OBJECTIVE_RLHF_REWARD: &str = "objective/rlhf_reward";
 /// Monte-Carlo entropy per sequence: −Σ log π of the sampled tokens.
 pub const OBJECTIVE_ENTROPY: &str = "objective/entropy";
+/// The rollout scored by a second reward (the gold one, when a proxy is optimised).
+pub const OBJECTIVE_MONITOR_SCORES: &str = "objective/monitor_scores";
 pub const RESPONSE_LENGTH: &str = "response_length";
 pub const KL_COEF: &str = "kl_coef";
 /// Share of pairs on which ensemble members do not all prefer the same completion.

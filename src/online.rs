@@ -63,6 +63,7 @@ pub async fn online_step<B: AutodiffBackend>(
     tokenizer: &Tokenizer,
     prompts: &[String],
     reward: &RewardSource<B::InnerBackend>,
+    monitor: Option<&RewardSource<B::InnerBackend>>,
     config: &OnlineConfig,
     seed: u64,
 ) -> Result<(Llama<B>, Metrics)>
@@ -127,6 +128,11 @@ where
         ),
     );
     m.insert(metrics::RESPONSE_LENGTH, rollout.mean_length());
+    if let Some(monitor) = monitor {
+        let values = rollout.score_with(monitor).await?;
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64;
+        m.insert(metrics::OBJECTIVE_MONITOR_SCORES, mean);
+    }
     m.insert(metrics::KL_COEF, config.kl_coef);
     Ok((policy, m))
 }

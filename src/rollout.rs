@@ -63,6 +63,25 @@ pub async fn sequence_token_logps<B: Backend>(
     Ok(out)
 }
 
+impl Rollout {
+    /// The rollout's completions scored by another source (e.g. the gold reward, to watch a
+    /// proxy being over-optimised).
+    pub async fn score_with<B: Backend>(&self, source: &RewardSource<B>) -> Result<Vec<f32>> {
+        let scored: Vec<Scored> = self
+            .prompts
+            .iter()
+            .zip(&self.completions)
+            .zip(&self.sequences)
+            .map(|((prompt, completion), sequence)| Scored {
+                prompt,
+                completion,
+                sequence,
+            })
+            .collect();
+        source.score(&scored).await
+    }
+}
+
 /// Samples `group_size` completions per prompt and scores them.
 #[allow(clippy::too_many_arguments)]
 pub async fn collect<B: Backend>(

@@ -67,6 +67,7 @@ fn run(
             &tokenizer,
             &batch,
             reward,
+            None,
             &config,
             step as u64,
         ))
@@ -214,6 +215,7 @@ fn ppo_with_a_value_model_raises_the_gold_reward_and_its_value_head_learns() {
             &tokenizer,
             batch,
             &RewardSource::Gold,
+            None,
             &config,
             step as u64,
         ))
@@ -251,5 +253,59 @@ fn ppo_with_a_value_model_raises_the_gold_reward_and_its_value_head_learns() {
         betas.first(),
         betas.last(),
         "the adaptive controller never moved"
+    );
+}
+
+#[test]
+fn raft_keeps_the_best_samples_and_raises_their_reward() {
+    use alignlab::algo::raft::raft_round;
+
+    let device = Default::default();
+    let (mut policy, tokenizer) = policy::load::<Train>(policy::BUILTIN, None, &device).unwrap();
+    let reference = policy.valid();
+    let mut trainer = Trainer::new(OptimConfig {
+        lr: 1e-3,
+        warmup_steps: 2,
+        total_steps: 40,
+        ..Default::default()
+    });
+    let mut w = world::World::new(10);
+    let prompts: Vec<String> = (0..32 * 6).map(|_| w.prompt().prompt).collect();
+    let mut history = Vec::new();
+    for (round, batch) in prompts.chunks(32).enumerate() {
+        let sampling = SamplingConfig {
+            max_new_tokens: 32,
+            seed: round as u64,
+            ..Default::default()
+        };
+        let (p, m) = pollster::block_on(raft_round(
+            policy,
+            &mut trainer,
+            &reference,
+            &tokenizer,
+            batch,
+            &RewardSource::Gold,
+            4,
+            &sampling,
+            16,
+        ))
+        .unwrap();
+        policy = p;
+        history.push(m);
+    }
+    let scores: Vec<f64> = history
+        .iter()
+        .map(|m| m.get(metrics::OBJECTIVE_SCORES).unwrap())
+        .collect();
+    let kept: Vec<f64> = history
+        .iter()
+        .map(|m| m.get("raft/kept_scores").unwrap())
+        .collect();
+    println!("RAFT sample scores {scores:?}, kept {kept:?}");
+    // The kept samples are the best of each group, so they score at least the mean.
+    assert!(scores.iter().zip(&kept).all(|(s, k)| k >= s));
+    assert!(
+        scores[4..].iter().sum::<f64>() / 2.0 > scores[..2].iter().sum::<f64>() / 2.0 + 1.0,
+        "{scores:?}"
     );
 }

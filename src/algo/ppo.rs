@@ -122,6 +122,7 @@ pub async fn ppo_step<B: AutodiffBackend>(
     tokenizer: &Tokenizer,
     prompts: &[String],
     reward: &RewardSource<B::InnerBackend>,
+    monitor: Option<&RewardSource<B::InnerBackend>>,
     config: &PpoConfig,
     seed: u64,
 ) -> Result<(Llama<B>, RewardModel<B>, Metrics)>
@@ -246,6 +247,11 @@ where
             / rollout.len().max(1) as f64,
     );
     m.insert(metrics::RESPONSE_LENGTH, rollout.mean_length());
+    if let Some(monitor) = monitor {
+        let values = rollout.score_with(monitor).await?;
+        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64;
+        m.insert(metrics::OBJECTIVE_MONITOR_SCORES, mean);
+    }
     m.insert(metrics::KL_COEF, beta);
     state.kl.update(mean_kl, rollout.len());
     Ok((policy, value_model, m))

@@ -40,11 +40,24 @@ pub struct EvalCommand {
     pub max_tokens: usize,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// With --model: score samples with this reward (same specs as `train --reward`) instead of
+    /// the world's gold reward, on --prompt-file or the world's prompts.
+    #[arg(long)]
+    pub reward: Option<String>,
+    /// With --reward: `world`, `sums`, or a JSONL file of {"prompt"} rows.
+    #[arg(long, default_value = "world")]
+    pub prompt_source: String,
+    /// Samples per prompt with --reward.
+    #[arg(long, default_value_t = 1)]
+    pub samples: usize,
 }
 
 pub fn run<B: Backend>(command: EvalCommand, device: &B::Device) -> Result<()> {
     match (&command.reward_model, &command.model) {
         (Some(path), None) => evaluate_reward_model::<B>(path, &command, device),
+        (None, Some(model)) if command.reward.is_some() => {
+            evaluate_reward::<B>(model, &command, device)
+        }
         (None, Some(model)) => {
             let (policy, tokenizer) = policy::load::<B>(model, None, device)?;
             report_gold_reward(
@@ -131,5 +144,50 @@ pub fn report_gold_reward<B: Backend>(
         println!("  [{reward:+.1}] {prompt}{continuation}");
     }
     println!("{label}: mean gold reward {}", report.reward);
+    Ok(())
+}
+
+/// Mean reward (95% CI) of samples from a policy under any reward spec, with a few samples.
+fn evaluate_reward<B: Backend>(
+    model: &str,
+    command: &EvalCommand,
+    device: &B::Device,
+) -> Result<()> {
+    let (policy, tokenizer) = policy::load::<B>(model, None, device)?;
+    let (prompts, answers) = crate::online::prompts(
+        &command.prompt_source,
+        command.prompts,
+        command.seed + 1_000,
+    )?;
+    let spec = command.reward.as_deref().expect("checked");
+    let reward = crate::online::reward::<B>(spec, &answers, device)?;
+    let sampling = SamplingConfig {
+        max_new_tokens: command.max_tokens,
+        seed: command.seed,
+        ..Default::default()
+    };
+    let rollout = pollster::block_on(alignlab::rollout::collect(
+        &policy,
+        &policy,
+        &tokenizer,
+        &prompts,
+        command.samples.max(1),
+        &sampling,
+        &reward,
+    ))?;
+    for i in (0..rollout.len())
+        .step_by((rollout.len() / 3).max(1))
+        .take(3)
+    {
+        println!(
+            "  [{:+.3}] {}{}",
+            rollout.rewards[i], rollout.prompts[i], rollout.completions[i]
+        );
+    }
+    let values: Vec<f64> = rollout.rewards.iter().map(|&r| r as f64).collect();
+    println!(
+        "{model}: mean {spec} reward {}",
+        alignlab::metrics::MeanCi::of(&values)
+    );
     Ok(())
 }

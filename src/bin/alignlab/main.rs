@@ -2,6 +2,7 @@
 
 mod data;
 mod eval;
+mod online;
 mod progress;
 mod train;
 

@@ -48,6 +48,49 @@ pub enum Method {
     Pro,
     /// LiPO-λ (listwise, lambda-weighted).
     Lipo,
+    /// Online: group-relative advantages, k3 KL loss (--beta).
+    Grpo,
+    /// Online: GRPO without the std division, constant-normalised loss.
+    DrGrpo,
+    /// Online: leave-one-out baseline, KL penalty (--beta) in the reward.
+    Rloo,
+    /// Online: PPO with a value model; KL penalty --beta, adaptive with --target-kl.
+    Ppo,
+    /// Online: reward-ranked fine-tuning (best of --group-size, then SFT).
+    Raft,
+}
+
+#[derive(Args, Clone)]
+pub struct OnlineArgs {
+    /// Online methods: `world` (story openings), `sums` (questions with answers), or a JSONL
+    /// file of {"prompt"} rows.
+    #[arg(long, default_value = "world")]
+    pub prompts: String,
+    /// How many prompts to draw from `world` or `sums`.
+    #[arg(long, default_value_t = 2000)]
+    pub prompt_count: usize,
+    /// `gold`, `verifier` (with --prompts sums), `lexicon:PATH` (VADER/AFINN format), `rm:PATH`,
+    /// or weighted terms like `1*gold+0.5*lexicon:PATH`.
+    #[arg(long, default_value = "gold")]
+    pub reward: String,
+    #[arg(long, default_value_t = 8)]
+    pub group_size: usize,
+    #[arg(long, default_value_t = 16)]
+    pub prompts_per_step: usize,
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f32,
+    /// Passes over each rollout.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// A second reward to score every rollout with, logged as `objective/monitor_scores` (e.g.
+    /// `gold` while optimising `rm:PATH`, to watch over-optimisation).
+    #[arg(long)]
+    pub monitor: Option<String>,
+    /// PPO: adapt β towards this KL (Ziegler et al.).
+    #[arg(long)]
+    pub target_kl: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -179,6 +222,8 @@ pub struct TrainCommand {
     pub eval_fraction: f64,
     #[command(flatten)]
     pub train: TrainArgs,
+    #[command(flatten)]
+    pub online: OnlineArgs,
     /// Preference methods: strength of the tie to the reference.
     #[arg(long, default_value_t = 0.1)]
     pub beta: f64,
@@ -226,7 +271,13 @@ pub struct TrainCommand {
 impl TrainCommand {
     fn preference_loss(&self) -> Option<PreferenceLoss> {
         Some(match self.method {
-            Method::Sft | Method::Rm => return None,
+            Method::Sft
+            | Method::Rm
+            | Method::Grpo
+            | Method::DrGrpo
+            | Method::Rloo
+            | Method::Ppo
+            | Method::Raft => return None,
             Method::Dpo => PreferenceLoss::Dpo {
                 label_smoothing: self.label_smoothing,
             },
@@ -271,6 +322,9 @@ pub fn run<B: AutodiffBackend>(command: TrainCommand, device: &B::Device) -> Res
             pollster::block_on(policy::save(&policy.valid(), &tokenizer, &command.out))?;
         }
         Method::Rm => train_reward_model(policy, &tokenizer, &command, context)?,
+        Method::Grpo | Method::DrGrpo | Method::Rloo | Method::Ppo | Method::Raft => {
+            crate::online::run(&command, policy, device)?
+        }
         _ => train_preference(policy, &tokenizer, &command, context)?,
     }
     println!("saved {}", command.out.display());
