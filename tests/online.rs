@@ -309,3 +309,52 @@ fn raft_keeps_the_best_samples_and_raises_their_reward() {
         "{scores:?}"
     );
 }
+
+#[test]
+fn best_of_n_buys_reward_with_kl_near_the_analytic_curve() {
+    use alignlab::algo::best_of_n::measure;
+    use alignlab::reward::{LearnedReward, RewardHeads};
+
+    let device = Default::default();
+    let (policy, tokenizer) = policy::load::<Cpu>(policy::BUILTIN, None, &device).unwrap();
+    // Any continuous reward makes the identity exact; a fresh reward head on the trunk is one.
+    let reward = RewardSource::Learned(Box::new(
+        LearnedReward::from_policy(policy.clone(), RewardHeads::single(), 5).unwrap(),
+    ));
+    let mut w = world::World::new(12);
+    let prompts: Vec<String> = (0..12).map(|_| w.prompt().prompt).collect();
+    let sampling = SamplingConfig {
+        max_new_tokens: 16,
+        ..Default::default()
+    };
+    let points = pollster::block_on(measure(
+        &policy,
+        &tokenizer,
+        &prompts,
+        &reward,
+        Some(&RewardSource::Gold),
+        &[1, 2, 4],
+        192,
+        16,
+        &sampling,
+    ))
+    .unwrap();
+    for p in &points {
+        println!(
+            "n={} analytic {:.3} estimated {} reward {}",
+            p.n, p.analytic_kl, p.estimated_kl, p.reward
+        );
+        // MC error of the selected samples, plus the pool's: (n−1)·√((1−F)/(F·M·prompts)) ≲ 0.1.
+        assert!(
+            (p.estimated_kl.mean - p.analytic_kl).abs() < p.estimated_kl.ci95 + 0.1,
+            "n={}: {} vs {}",
+            p.n,
+            p.estimated_kl,
+            p.analytic_kl
+        );
+    }
+    assert!(
+        points[2].reward.mean > points[1].reward.mean
+            && points[1].reward.mean > points[0].reward.mean
+    );
+}

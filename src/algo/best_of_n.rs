@@ -3,7 +3,15 @@
 //! equality for continuous rewards without ties, Beirami et al. 2024), because for a continuous
 //! reward with CDF F under π_ref, π_bon(y) = n·F(r(y))^{n−1}·π_ref(y).
 
+use burn::tensor::backend::Backend;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::io::Tokenizer;
 use crate::metrics::MeanCi;
+use crate::model::Llama;
+use crate::reward::source::{RewardSource, Scored};
+use crate::sample::{generate, SamplingConfig};
 
 /// log n − (n−1)/n.
 pub fn analytic_kl(n: usize) -> f64 {
@@ -44,6 +52,96 @@ pub fn estimated_kl(selected: &[(f32, &[f32])], n: usize) -> MeanCi {
         })
         .collect();
     MeanCi::of(&values)
+}
+
+/// Best-of-n at one n: its KL to π_ref, measured and analytic, and its rewards.
+#[derive(Debug, Clone, Serialize)]
+pub struct BestOfNPoint {
+    pub n: usize,
+    pub analytic_kl: f64,
+    pub estimated_kl: MeanCi,
+    /// The selecting reward of the chosen samples.
+    pub reward: MeanCi,
+    /// A second reward of the chosen samples (the gold one when a proxy selects).
+    pub monitor_reward: Option<MeanCi>,
+}
+
+/// Draws `pool + max(n)·groups` samples per prompt from `policy`; the first `pool` give each
+/// prompt's reward CDF, the rest are cut into groups of n for every n in `ns`.
+#[allow(clippy::too_many_arguments)]
+pub async fn measure<B: Backend>(
+    policy: &Llama<B>,
+    tokenizer: &Tokenizer,
+    prompts: &[String],
+    reward: &RewardSource<B>,
+    monitor: Option<&RewardSource<B>>,
+    ns: &[usize],
+    pool: usize,
+    groups: usize,
+    sampling: &SamplingConfig,
+) -> Result<Vec<BestOfNPoint>> {
+    let per_prompt = pool + ns.iter().max().copied().unwrap_or(1) * groups;
+    let mut rewards: Vec<Vec<f32>> = Vec::new();
+    let mut monitored: Vec<Vec<f32>> = Vec::new();
+    for (index, prompt) in prompts.iter().enumerate() {
+        let ids = tokenizer.encode_with_bos(prompt)?;
+        let config = SamplingConfig {
+            seed: sampling.seed.wrapping_add(index as u64),
+            ..sampling.clone()
+        };
+        let completions = generate(
+            policy,
+            &vec![ids.clone(); per_prompt],
+            tokenizer.eos_id(),
+            &config,
+        )
+        .await?;
+        let texts: Vec<String> = completions.iter().map(|c| tokenizer.decode(c)).collect();
+        let sequences: Vec<(Vec<u32>, Vec<u32>)> = completions
+            .into_iter()
+            .map(|mut c| {
+                c.extend(tokenizer.eos_id());
+                (ids.clone(), c)
+            })
+            .collect();
+        let scored: Vec<Scored> = texts
+            .iter()
+            .zip(&sequences)
+            .map(|(completion, sequence)| Scored {
+                prompt,
+                completion,
+                sequence,
+            })
+            .collect();
+        rewards.push(reward.score(&scored).await?);
+        if let Some(m) = monitor {
+            monitored.push(m.score(&scored).await?);
+        }
+    }
+    let mut points = Vec::new();
+    for &n in ns {
+        let (mut selected_kl, mut selected_reward, mut selected_monitor) =
+            (Vec::new(), Vec::new(), Vec::new());
+        for (p, r) in rewards.iter().enumerate() {
+            let (pool_rewards, rest) = r.split_at(pool);
+            let draws = &rest[..n * groups];
+            for best in best_of_groups(draws, n) {
+                selected_kl.push((draws[best], pool_rewards));
+                selected_reward.push(draws[best] as f64);
+                if let Some(m) = monitored.get(p) {
+                    selected_monitor.push(m[pool + best] as f64);
+                }
+            }
+        }
+        points.push(BestOfNPoint {
+            n,
+            analytic_kl: analytic_kl(n),
+            estimated_kl: estimated_kl(&selected_kl, n),
+            reward: MeanCi::of(&selected_reward),
+            monitor_reward: (!selected_monitor.is_empty()).then(|| MeanCi::of(&selected_monitor)),
+        });
+    }
+    Ok(points)
 }
 
 #[cfg(test)]

@@ -112,6 +112,8 @@ enum Command {
     Train(Box<train::TrainCommand>),
     /// Evaluate a reward model on preference data, or a policy's gold reward on the world.
     Eval(eval::EvalCommand),
+    /// Best-of-n sampling: measured KL against log n − (n−1)/n, and the rewards it buys.
+    BestOfN(online::BestOfNCommand),
     /// The main job on the built-in world: samples and gold reward of the base model, a short SFT
     /// towards cheerful stories, and the same measurements after.
     Demo {
@@ -265,6 +267,7 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
         Command::Data(command) => data::run::<B::InnerBackend>(command, &device),
         Command::Train(command) => train::run::<B>(*command, &device),
         Command::Eval(command) => eval::run::<B::InnerBackend>(command, &device),
+        Command::BestOfN(command) => online::best_of_n::<B::InnerBackend>(command, &device),
         Command::Demo { steps, seed } => {
             let (policy, tokenizer) = policy::load::<B>(policy::BUILTIN, None, &device)?;
             println!("The built-in base model, continuing held-out story openings:");

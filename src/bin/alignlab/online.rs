@@ -252,3 +252,85 @@ pub fn run<B: AutodiffBackend>(
     progress.finish()?;
     pollster::block_on(policy::save(&policy.valid(), &tokenizer, &command.out))
 }
+
+#[derive(clap::Args, Clone)]
+pub struct BestOfNCommand {
+    #[command(flatten)]
+    pub model: crate::ModelArgs,
+    /// The selecting reward (same specs as `train --reward`).
+    #[arg(long, default_value = "gold")]
+    pub reward: String,
+    /// A second reward of the selected samples (e.g. `gold` while an `rm:` proxy selects).
+    #[arg(long)]
+    pub monitor: Option<String>,
+    #[arg(long, default_value = "world")]
+    pub prompts: String,
+    #[arg(long, default_value_t = 32)]
+    pub prompt_count: usize,
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    pub ns: Vec<usize>,
+    /// Samples per prompt that give the reward's CDF under π_ref.
+    #[arg(long, default_value_t = 256)]
+    pub pool: usize,
+    /// Best-of-n draws per prompt and n.
+    #[arg(long, default_value_t = 16)]
+    pub groups: usize,
+    #[arg(long, default_value_t = 32)]
+    pub max_new_tokens: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the points as JSON.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// Best-of-n as an inference-time policy: measured against analytic KL, with its rewards.
+pub fn best_of_n<B: Backend>(command: BestOfNCommand, device: &B::Device) -> Result<()> {
+    let (policy, tokenizer) = policy::load::<B>(
+        &command.model.model,
+        command.model.tokenizer.as_deref(),
+        device,
+    )?;
+    let (prompts, answers) = prompts(&command.prompts, command.prompt_count, command.seed)?;
+    let selecting = reward::<B>(&command.reward, &answers, device)?;
+    let monitor = command
+        .monitor
+        .as_deref()
+        .map(|s| reward::<B>(s, &answers, device))
+        .transpose()?;
+    let sampling = SamplingConfig {
+        max_new_tokens: command.max_new_tokens,
+        seed: command.seed,
+        ..Default::default()
+    };
+    let points = pollster::block_on(alignlab::algo::best_of_n::measure(
+        &policy,
+        &tokenizer,
+        &prompts,
+        &selecting,
+        monitor.as_ref(),
+        &command.ns,
+        command.pool,
+        command.groups,
+        &sampling,
+    ))?;
+    println!("n\tanalytic KL\testimated KL\treward\tmonitor");
+    for p in &points {
+        println!(
+            "{}\t{:.4}\t{}\t{}\t{}",
+            p.n,
+            p.analytic_kl,
+            p.estimated_kl,
+            p.reward,
+            p.monitor_reward.map(|m| m.to_string()).unwrap_or_default()
+        );
+    }
+    if let Some(path) = &command.json {
+        std::fs::write(
+            path,
+            serde_json::to_string_pretty(&points).expect("serialises"),
+        )
+        .map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
+}
