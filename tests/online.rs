@@ -358,3 +358,50 @@ fn best_of_n_buys_reward_with_kl_near_the_analytic_curve() {
             && points[1].reward.mean > points[0].reward.mean
     );
 }
+
+#[test]
+fn an_update_that_moves_too_far_is_rolled_back_and_reported() {
+    let device = Default::default();
+    let (policy, tokenizer) = policy::load::<Train>(policy::BUILTIN, None, &device).unwrap();
+    let reference = policy.valid();
+    let before = pollster::block_on(reference.to_weights()).unwrap();
+    let mut w = world::World::new(13);
+    let prompts: Vec<String> = (0..8).map(|_| w.prompt().prompt).collect();
+    let config = OnlineConfig {
+        method: OnlineMethod::Grpo { scale_by_std: true },
+        group_size: 4,
+        prompts_per_step: 8,
+        sampling: SamplingConfig {
+            max_new_tokens: 16,
+            ..Default::default()
+        },
+        policy_gradient: PolicyGradientConfig {
+            minibatch_size: 8,
+            epochs: 2,
+            // Any movement at all counts as too far: the second minibatch sees it.
+            max_approx_kl: Some(1e-12),
+            ..Default::default()
+        },
+        kl_coef: 0.0,
+    };
+    let mut trainer = Trainer::new(OptimConfig {
+        lr: 1e-2,
+        ..Default::default()
+    });
+    let (policy, m) = pollster::block_on(online_step(
+        policy,
+        &reference,
+        &mut trainer,
+        &tokenizer,
+        &prompts,
+        &RewardSource::Gold,
+        None,
+        &config,
+        0,
+    ))
+    .unwrap();
+    assert_eq!(m.get("policy/rolled_back"), Some(1.0), "{m:?}");
+    assert_eq!(m.get("policy/rolled_back_at_minibatch"), Some(1.0), "{m:?}");
+    let after = pollster::block_on(policy.valid().to_weights()).unwrap();
+    assert_eq!(before.tensors, after.tensors);
+}

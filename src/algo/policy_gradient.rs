@@ -43,6 +43,11 @@ pub struct PolicyGradientConfig {
     pub minibatch_size: usize,
     /// The longest completion the sampler may write (Dr. GRPO's constant).
     pub max_completion_length: usize,
+    /// A minibatch whose approximate KL to the rollout policy exceeds this (or is not finite)
+    /// ends the update and restores the policy from before it (the optimiser's moments keep
+    /// what they saw); logged as `policy/rolled_back`.
+    #[serde(default)]
+    pub max_approx_kl: Option<f64>,
 }
 
 impl Default for PolicyGradientConfig {
@@ -54,6 +59,7 @@ impl Default for PolicyGradientConfig {
             epochs: 1,
             minibatch_size: 32,
             max_completion_length: 48,
+            max_approx_kl: None,
         }
     }
 }
@@ -161,7 +167,9 @@ where
     let mut updates = 0usize;
     let mut skipped = 0usize;
     let mut last = Metrics::new(trainer.step);
-    for _ in 0..config.epochs.max(1) {
+    let before = config.max_approx_kl.map(|_| policy.clone());
+    let mut rolled_back = None;
+    'epochs: for _ in 0..config.epochs.max(1) {
         let mut order: Vec<usize> = (0..rollout.len()).collect();
         order.shuffle(&mut rng);
         for chunk in order.chunks(config.minibatch_size.max(1)) {
@@ -193,6 +201,13 @@ where
             ] {
                 m.insert(name, read_scalar(value).await? as f64);
             }
+            if let (Some(limit), Some(approx_kl)) = (config.max_approx_kl, m.get("policy/approxkl"))
+            {
+                if !approx_kl.is_finite() || approx_kl > limit {
+                    rolled_back = Some(updates + skipped);
+                    break 'epochs;
+                }
+            }
             policy = trainer.step_logged(policy, out.loss, &mut m).await?;
             if m.get(crate::metrics::TRAIN_SKIPPED).is_some() {
                 skipped += 1;
@@ -210,7 +225,17 @@ where
             last = m;
         }
     }
+    if let (Some(at), Some(before)) = (rolled_back, before) {
+        policy = before;
+        last.insert("policy/rolled_back", 1.0);
+        last.insert("policy/rolled_back_at_minibatch", at as f64);
+    }
     let mut out = Metrics::new(last.step);
+    for name in ["policy/rolled_back", "policy/rolled_back_at_minibatch"] {
+        if let Some(v) = last.get(name) {
+            out.insert(name, v);
+        }
+    }
     for (name, sum) in sums {
         out.insert(name, sum / updates.max(1) as f64);
     }

@@ -141,6 +141,7 @@ pub fn run<B: AutodiffBackend>(
         epochs: online.epochs,
         minibatch_size: command.train.batch_size,
         max_completion_length: online.max_new_tokens + 1,
+        max_approx_kl: online.max_approx_kl,
     };
     let mut progress = Progress::new(command.train.steps, command.train.metrics.as_deref())?;
     let mut trainer = Trainer::new(command.train.optim());

@@ -56,6 +56,12 @@ impl Progress {
                 self.write_error.get_or_insert(e);
             }
         }
+        if let Some(at) = m.get("policy/rolled_back_at_minibatch") {
+            self.bar.println(format!(
+                "step {}: the policy moved too far from the rollout policy at minibatch {at}; the update was rolled back",
+                m.step
+            ));
+        }
         if m.get(metrics::TRAIN_SKIPPED).is_some() {
             self.skipped.push(m.step);
             self.bar.println(format!(

@@ -88,6 +88,9 @@ pub struct OnlineArgs {
     /// `gold` while optimising `rm:PATH`, to watch over-optimisation).
     #[arg(long)]
     pub monitor: Option<String>,
+    /// Roll an update back when a minibatch's approximate KL to the rollout policy exceeds this.
+    #[arg(long)]
+    pub max_approx_kl: Option<f64>,
     /// PPO: adapt β towards this KL (Ziegler et al.).
     #[arg(long)]
     pub target_kl: Option<f64>,
