@@ -89,6 +89,18 @@ mod tests {
     }
 
     #[test]
+    fn gradients_match_finite_differences() {
+        use crate::algo::testing::{assert_gradients_match, t};
+        assert_gradients_match(&[0.7, -0.4], |x| {
+            bradley_terry_loss(x[0].clone(), x[1].clone(), Some(t(&[0.3])))
+        });
+        assert_gradients_match(&[2.0, 1.0, -1.0], |x| {
+            let ranked = Tensor::cat(x.iter().map(|v| v.clone().reshape([1, 1])).collect(), 1);
+            plackett_luce_loss(ranked)
+        });
+    }
+
+    #[test]
     fn accuracy_is_strict() {
         let acc =
             pairwise_accuracy(t1(&[1.0, 0.5, 2.0, 0.0]), t1(&[0.0, 0.5, 3.0, -1.0])).into_scalar();
