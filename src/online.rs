@@ -3,7 +3,7 @@
 //! policy-gradient update. Metrics use TRL/OpenRLHF names.
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use crate::algo::grpo::{grpo_advantages, per_token};
@@ -54,6 +54,41 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     sum / n.max(1) as f64
 }
 
+/// Adds the rollout's objective metrics (scores, KL and its root, the KL-penalised reward at
+/// `kl_coef`, entropy, length, and the monitor's scores when given); returns the mean KL.
+pub async fn insert_rollout_metrics<B: Backend>(
+    m: &mut Metrics,
+    rollout: &Rollout,
+    kl_coef: f64,
+    monitor: Option<&RewardSource<B>>,
+) -> Result<f64> {
+    let scores = mean(rollout.rewards.iter().map(|&r| r as f64));
+    let mean_kl = mean(sequence_kl(rollout).into_iter());
+    m.insert(metrics::OBJECTIVE_SCORES, scores);
+    m.insert(metrics::OBJECTIVE_KL, mean_kl);
+    m.insert(metrics::OBJECTIVE_SQRT_KL, mean_kl.max(0.0).sqrt());
+    m.insert(metrics::OBJECTIVE_RLHF_REWARD, scores - kl_coef * mean_kl);
+    m.insert(
+        metrics::OBJECTIVE_ENTROPY,
+        mean(
+            rollout
+                .logps
+                .iter()
+                .map(|lp| -lp.iter().map(|&v| v as f64).sum::<f64>()),
+        ),
+    );
+    m.insert(metrics::RESPONSE_LENGTH, rollout.mean_length());
+    if let Some(monitor) = monitor {
+        let values = rollout.score_with(monitor).await?;
+        m.insert(
+            metrics::OBJECTIVE_MONITOR_SCORES,
+            mean(values.iter().map(|&v| v as f64)),
+        );
+    }
+    m.insert(metrics::KL_COEF, kl_coef);
+    Ok(mean_kl)
+}
+
 /// One rollout and update on `prompts`.
 #[allow(clippy::too_many_arguments)]
 pub async fn online_step<B: AutodiffBackend>(
@@ -84,7 +119,6 @@ where
         reward,
     )
     .await?;
-    let kl = sequence_kl(&rollout);
     let advantages = match config.method {
         OnlineMethod::Grpo { scale_by_std } => {
             grpo_advantages(&rollout.rewards, config.group_size, scale_by_std)
@@ -109,30 +143,6 @@ where
         seed,
     )
     .await?;
-    let scores = mean(rollout.rewards.iter().map(|&r| r as f64));
-    let mean_kl = mean(kl.iter().copied());
-    m.insert(metrics::OBJECTIVE_SCORES, scores);
-    m.insert(metrics::OBJECTIVE_KL, mean_kl);
-    m.insert(metrics::OBJECTIVE_SQRT_KL, mean_kl.max(0.0).sqrt());
-    m.insert(
-        metrics::OBJECTIVE_RLHF_REWARD,
-        scores - config.kl_coef * mean_kl,
-    );
-    m.insert(
-        metrics::OBJECTIVE_ENTROPY,
-        mean(
-            rollout
-                .logps
-                .iter()
-                .map(|lp| -lp.iter().map(|&v| v as f64).sum::<f64>()),
-        ),
-    );
-    m.insert(metrics::RESPONSE_LENGTH, rollout.mean_length());
-    if let Some(monitor) = monitor {
-        let values = rollout.score_with(monitor).await?;
-        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64;
-        m.insert(metrics::OBJECTIVE_MONITOR_SCORES, mean);
-    }
-    m.insert(metrics::KL_COEF, config.kl_coef);
+    insert_rollout_metrics(&mut m, &rollout, config.kl_coef, monitor).await?;
     Ok((policy, m))
 }

@@ -44,6 +44,19 @@ impl Rollout {
     }
 }
 
+/// Each sequence's completion-token values out of a row-major [rows, width] read-back laid out
+/// like the batch's targets (position t predicts token t + 1).
+pub fn completion_rows(values: &[f32], sequences: &[Sequence], width: usize) -> Vec<Vec<f32>> {
+    sequences
+        .iter()
+        .enumerate()
+        .map(|(row, (prompt, completion))| {
+            let start = row * width + prompt.len() - 1;
+            values[start..start + completion.len()].to_vec()
+        })
+        .collect()
+}
+
 /// Per-token log-probs of each sequence's completion tokens under `model`.
 pub async fn sequence_token_logps<B: Backend>(
     model: &Llama<B>,
@@ -55,10 +68,7 @@ pub async fn sequence_token_logps<B: Backend>(
         let batch = SequenceBatch::<B>::new(chunk, model.config().max_seq_len, &model.device())?;
         let width = batch.tokens.dims()[1] - 1;
         let values = read_vec(completion_logprobs(model, &batch)).await?;
-        for (row, (prompt, completion)) in chunk.iter().enumerate() {
-            let start = row * width + prompt.len() - 1;
-            out.push(values[start..start + completion.len()].to_vec());
-        }
+        out.extend(completion_rows(&values, chunk, width));
     }
     Ok(out)
 }

@@ -22,9 +22,9 @@ use crate::io::Tokenizer;
 use crate::logprobs::SequenceBatch;
 use crate::metrics::{self, Metrics};
 use crate::model::{Llama, RewardModel};
-use crate::online::sequence_kl;
+use crate::online::insert_rollout_metrics;
 use crate::reward::source::RewardSource;
-use crate::rollout::collect;
+use crate::rollout::{collect, completion_rows};
 use crate::sample::SamplingConfig;
 use crate::train::Trainer;
 
@@ -81,10 +81,7 @@ pub async fn completion_values<B: Backend>(
         let (inputs, _) = batch.inputs_and_targets();
         let width = inputs.dims()[1];
         let values = read_vec(value_model.token_values(inputs)).await?;
-        for (row, (prompt, completion)) in chunk.iter().enumerate() {
-            let start = row * width + prompt.len() - 1;
-            out.push(values[start..start + completion.len()].to_vec());
-        }
+        out.extend(completion_rows(&values, chunk, width));
     }
     Ok(out)
 }
@@ -223,36 +220,13 @@ where
             }
         }
     }
-    let kl = sequence_kl(&rollout);
-    let mean_kl = kl.iter().sum::<f64>() / kl.len().max(1) as f64;
-    let scores =
-        rollout.rewards.iter().map(|&r| r as f64).sum::<f64>() / rollout.len().max(1) as f64;
     let flat = |v: &[Vec<f32>]| -> Vec<f32> { v.iter().flatten().copied().collect() };
     m.insert("loss/value", value_loss_sum / value_updates.max(1) as f64);
     m.insert(
         "val/explained_variance",
         explained_variance(&flat(&old_values), &flat(&returns)),
     );
-    m.insert(metrics::OBJECTIVE_SCORES, scores);
-    m.insert(metrics::OBJECTIVE_KL, mean_kl);
-    m.insert(metrics::OBJECTIVE_SQRT_KL, mean_kl.max(0.0).sqrt());
-    m.insert(metrics::OBJECTIVE_RLHF_REWARD, scores - beta * mean_kl);
-    m.insert(
-        metrics::OBJECTIVE_ENTROPY,
-        rollout
-            .logps
-            .iter()
-            .map(|lp| -lp.iter().map(|&v| v as f64).sum::<f64>())
-            .sum::<f64>()
-            / rollout.len().max(1) as f64,
-    );
-    m.insert(metrics::RESPONSE_LENGTH, rollout.mean_length());
-    if let Some(monitor) = monitor {
-        let values = rollout.score_with(monitor).await?;
-        let mean = values.iter().map(|&v| v as f64).sum::<f64>() / values.len().max(1) as f64;
-        m.insert(metrics::OBJECTIVE_MONITOR_SCORES, mean);
-    }
-    m.insert(metrics::KL_COEF, beta);
+    let mean_kl = insert_rollout_metrics(&mut m, &rollout, beta, monitor).await?;
     state.kl.update(mean_kl, rollout.len());
     Ok((policy, value_model, m))
 }
