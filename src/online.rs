@@ -1,4 +1,4 @@
-//! The online loop GRPO and RLOO share: sample a group per prompt from the current policy, score
+//! The online loop GRPO, RLOO and REINFORCE++ share: sample a group per prompt from the current policy, score
 //! it, turn rewards into per-token advantages with the method's rule, and run the clipped
 //! policy-gradient update. Metrics use TRL/OpenRLHF names.
 
@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::algo::grpo::{grpo_advantages, per_token};
 use crate::algo::policy_gradient::{self, PolicyGradientConfig};
+use crate::algo::reinforce_pp::reinforce_pp_advantages;
 use crate::algo::rloo::{kl_penalised_rewards, rloo_advantages};
 use crate::error::Result;
 use crate::io::Tokenizer;
@@ -25,6 +26,8 @@ pub enum OnlineMethod {
     Grpo { scale_by_std: bool },
     /// Leave-one-out baseline, KL penalty in the reward.
     Rloo,
+    /// Per-token KL penalty and returns-to-go, normalised over the batch; no critic.
+    ReinforcePlusPlus,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,7 +38,8 @@ pub struct OnlineConfig {
     pub prompts_per_step: usize,
     pub sampling: SamplingConfig,
     pub policy_gradient: PolicyGradientConfig,
-    /// β of the k1 KL penalty folded into the reward (RLOO); GRPO uses the k3 loss term instead.
+    /// β of the k1 KL penalty folded into the reward (RLOO, REINFORCE++); GRPO uses the k3 loss
+    /// term instead.
     pub kl_coef: f64,
 }
 
@@ -119,10 +123,12 @@ where
         reward,
     )
     .await?;
+    let lengths: Vec<usize> = rollout.sequences.iter().map(|s| s.1.len()).collect();
     let advantages = match config.method {
-        OnlineMethod::Grpo { scale_by_std } => {
-            grpo_advantages(&rollout.rewards, config.group_size, scale_by_std)
-        }
+        OnlineMethod::Grpo { scale_by_std } => per_token(
+            &grpo_advantages(&rollout.rewards, config.group_size, scale_by_std),
+            &lengths,
+        ),
         OnlineMethod::Rloo => {
             let penalised = kl_penalised_rewards(
                 &rollout.rewards,
@@ -130,15 +136,20 @@ where
                 &rollout.ref_logps,
                 config.kl_coef,
             );
-            rloo_advantages(&penalised, config.group_size)
+            per_token(&rloo_advantages(&penalised, config.group_size), &lengths)
         }
+        OnlineMethod::ReinforcePlusPlus => reinforce_pp_advantages(
+            &rollout.rewards,
+            &rollout.logps,
+            &rollout.ref_logps,
+            config.kl_coef,
+        ),
     };
-    let lengths: Vec<usize> = rollout.sequences.iter().map(|s| s.1.len()).collect();
     let (policy, mut m) = policy_gradient::update(
         policy,
         trainer,
         &rollout,
-        &per_token(&advantages, &lengths),
+        &advantages,
         &config.policy_gradient,
         seed,
     )

@@ -147,14 +147,8 @@ pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B>> {
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
     pub fn new(config: OptimConfig) -> Self {
-        let optimizer = AdamWConfig::new()
-            .with_beta_1(config.beta1)
-            .with_beta_2(config.beta2)
-            .with_epsilon(config.epsilon)
-            .with_weight_decay(config.weight_decay)
-            .init();
         Self {
-            optimizer,
+            optimizer: adamw(&config),
             config,
             step: 0,
             skipped: Vec::new(),
@@ -206,6 +200,38 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
         }
         Ok(model)
     }
+}
+
+impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
+    /// The optimiser's moments and step counts, for a checkpoint.
+    pub fn optimizer_bytes(&self) -> Result<Vec<u8>> {
+        crate::io::record::to_bytes::<B, _>(self.optimizer.to_record())
+    }
+
+    /// Restores what [`Self::optimizer_bytes`] saved; the model's parameters must carry the
+    /// ids they had then (load the model from its record, not from weights).
+    pub fn load_optimizer_bytes(
+        &mut self,
+        bytes: Vec<u8>,
+        source: &str,
+        device: &B::Device,
+    ) -> Result<()> {
+        let record = crate::io::record::from_bytes::<B, _>(bytes, source, device)?;
+        let optimizer = std::mem::replace(&mut self.optimizer, adamw(&self.config));
+        self.optimizer = optimizer.load_record(record);
+        Ok(())
+    }
+}
+
+fn adamw<B: AutodiffBackend, M: AutodiffModule<B>>(
+    config: &OptimConfig,
+) -> OptimizerAdaptor<AdamW, M, B> {
+    AdamWConfig::new()
+        .with_beta_1(config.beta1)
+        .with_beta_2(config.beta2)
+        .with_epsilon(config.epsilon)
+        .with_weight_decay(config.weight_decay)
+        .init()
 }
 
 fn model_device<B: AutodiffBackend, M: AutodiffModule<B>>(

@@ -16,6 +16,7 @@ pub mod ppo;
 pub mod preference;
 pub mod pro;
 pub mod raft;
+pub mod reinforce_pp;
 pub mod reward_model;
 pub mod rloo;
 pub mod rpo;

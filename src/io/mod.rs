@@ -6,6 +6,7 @@ pub mod gguf;
 pub mod jsonl;
 pub mod llama2c;
 pub mod prefs;
+pub mod record;
 pub mod tokenizer;
 pub mod weights;
 

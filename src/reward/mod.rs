@@ -4,6 +4,7 @@
 pub mod ensemble;
 pub mod lexicon;
 pub mod source;
+pub mod spec;
 pub mod train;
 pub mod transform;
 

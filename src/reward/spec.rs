@@ -1,0 +1,83 @@
+//! Rewards named in one line, as the CLI, frontier configs and the page give them:
+//! `gold`, `verifier`, `lexicon:PATH`, `rm:PATH`, or weighted sums `0.5*gold+1*lexicon:PATH`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+
+use super::lexicon::Lexicon;
+use super::source::RewardSource;
+use super::LearnedReward;
+use crate::error::{Error, Result};
+
+/// Builds the reward `spec` names; `answers` are the verifier's expected answers by prompt.
+pub fn parse<B: Backend>(
+    spec: &str,
+    answers: &HashMap<String, String>,
+    device: &B::Device,
+) -> Result<RewardSource<B>> {
+    if spec.contains('+') || spec.contains('*') {
+        let parts = spec
+            .split('+')
+            .map(|term| {
+                let (weight, inner) = term.split_once('*').unwrap_or(("1", term));
+                let weight: f32 = weight.trim().parse().map_err(|_| {
+                    Error::Input(format!(
+                        "reward `{spec}`: `{weight}` is not a weight in `{term}`"
+                    ))
+                })?;
+                Ok((weight, parse(inner.trim(), answers, device)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(RewardSource::Weighted(parts));
+    }
+    match spec.split_once(':') {
+        None if spec == "gold" => Ok(RewardSource::Gold),
+        None if spec == "verifier" => {
+            if answers.is_empty() {
+                return Err(Error::Input(
+                    "reward `verifier` needs prompts with answers (the `sums` prompts)".into(),
+                ));
+            }
+            Ok(RewardSource::Verifier {
+                answers: answers.clone(),
+            })
+        }
+        Some(("lexicon", path)) => Ok(RewardSource::Lexicon(Lexicon::read(Path::new(path))?)),
+        Some(("rm", path)) => Ok(RewardSource::Learned(Box::new(
+            LearnedReward::load(Path::new(path), device)?.0,
+        ))),
+        _ => Err(Error::Input(format!(
+            "reward `{spec}`: expected gold, verifier, lexicon:PATH, rm:PATH or WEIGHT*SPEC+…"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    #[test]
+    fn specs_parse_or_say_what_is_wrong() {
+        let device = Default::default();
+        let none = HashMap::new();
+        assert!(matches!(
+            parse::<NdArray>("gold", &none, &device),
+            Ok(RewardSource::Gold)
+        ));
+        match parse::<NdArray>("0.5*gold+2*gold", &none, &device) {
+            Ok(RewardSource::Weighted(parts)) => {
+                assert_eq!(parts.iter().map(|p| p.0).collect::<Vec<_>>(), [0.5, 2.0])
+            }
+            _ => panic!("weighted"),
+        }
+        let e = parse::<NdArray>("x*gold", &none, &device).err().unwrap();
+        assert!(e.to_string().contains("`x` is not a weight"), "{e}");
+        let e = parse::<NdArray>("verifier", &none, &device).err().unwrap();
+        assert!(e.to_string().contains("sums"), "{e}");
+        let e = parse::<NdArray>("bogus", &none, &device).err().unwrap();
+        assert!(e.to_string().contains("expected gold"), "{e}");
+    }
+}
