@@ -82,6 +82,19 @@ impl JsonlWriter {
         })
     }
 
+    /// Opens `path` to add lines after what it holds (a resumed run).
+    pub fn append(path: &Path) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(Self {
+            file,
+            path: path.display().to_string(),
+        })
+    }
+
     pub fn write<T: Serialize>(&mut self, record: &T) -> Result<()> {
         let line = serde_json::to_string(record).expect("metrics serialise");
         writeln!(self.file, "{line}")

@@ -154,13 +154,14 @@ fn evaluate_reward<B: Backend>(
     device: &B::Device,
 ) -> Result<()> {
     let (policy, tokenizer) = policy::load::<B>(model, None, device)?;
-    let (prompts, answers) = crate::online::prompts(
+    let set = alignlab::prompts::load(
         &command.prompt_source,
         command.prompts,
         command.seed + 1_000,
     )?;
     let spec = command.reward.as_deref().expect("checked");
-    let reward = crate::online::reward::<B>(spec, &answers, device)?;
+    let reward = alignlab::reward::spec::parse::<B>(spec, &set.answers, device)?;
+    let prompts = set.prompts;
     let sampling = SamplingConfig {
         max_new_tokens: command.max_tokens,
         seed: command.seed,

@@ -1,257 +1,144 @@
-//! The online methods of `alignlab train`: grpo, dr-grpo, rloo, ppo and raft, on prompts from
-//! the built-in world, its sum questions, or a JSONL file, against a reward given as a spec.
+//! The online methods of `alignlab train` (grpo, dr-grpo, rloo, reinforce-pp, ppo, raft) on
+//! prompts from the built-in world, its sum questions, or a JSONL file, against a reward given
+//! as a spec; checkpoints and resuming; and `alignlab best-of-n`.
 
-use std::collections::HashMap;
-use std::path::Path;
-
-use alignlab::algo::kl_controller::KlController;
-use alignlab::algo::policy_gradient::{LossAggregation, PolicyGradientConfig};
-use alignlab::algo::ppo::{ppo_step, PpoConfig, PpoState};
-use alignlab::algo::raft::raft_round;
-use alignlab::io::jsonl;
-use alignlab::model::{Llama, RewardModel};
-use alignlab::online::{online_step, OnlineConfig, OnlineMethod};
-use alignlab::reward::lexicon::Lexicon;
-use alignlab::reward::source::RewardSource;
-use alignlab::reward::LearnedReward;
+use alignlab::algo::policy_gradient::PolicyGradientConfig;
+use alignlab::algo::salsa::soup;
+use alignlab::model::Llama;
+use alignlab::reward::spec;
+use alignlab::run::checkpoint::resume;
+use alignlab::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 use alignlab::sample::SamplingConfig;
-use alignlab::train::Trainer;
-use alignlab::world::eval::sum_tasks;
-use alignlab::{policy, world, Error, Result};
+use alignlab::{policy, prompts, Error, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use serde::Deserialize;
+use clap::ValueEnum;
 
 use crate::progress::Progress;
-use crate::train::{Method, TrainCommand};
+use crate::train::TrainCommand;
 
-/// Prompts and, for sum questions, their answers.
-pub fn prompts(
-    spec: &str,
-    count: usize,
-    seed: u64,
-) -> Result<(Vec<String>, HashMap<String, String>)> {
-    match spec {
-        "world" => {
-            let mut w = world::World::new(seed + 100);
-            Ok((
-                (0..count).map(|_| w.prompt().prompt).collect(),
-                HashMap::new(),
-            ))
-        }
-        "sums" => {
-            let tasks = sum_tasks(seed + 200, count);
-            let answers = tasks
-                .iter()
-                .map(|t| (t.question.clone(), t.answer.to_string()))
-                .collect();
-            Ok((tasks.into_iter().map(|t| t.question).collect(), answers))
-        }
-        path => {
-            #[derive(Deserialize)]
-            struct Row {
-                prompt: String,
-            }
-            let rows: Vec<Row> = jsonl::read(Path::new(path))?;
-            Ok((rows.into_iter().map(|r| r.prompt).collect(), HashMap::new()))
-        }
-    }
-}
-
-/// `gold`, `verifier`, `lexicon:PATH`, `rm:PATH`, or a sum of `WEIGHT*SPEC` terms joined by `+`.
-pub fn reward<B: Backend>(
-    spec: &str,
-    answers: &HashMap<String, String>,
-    device: &B::Device,
-) -> Result<RewardSource<B>> {
-    if spec.contains('+') || spec.contains('*') {
-        let parts = spec
-            .split('+')
-            .map(|term| {
-                let (weight, inner) = term.split_once('*').unwrap_or(("1", term));
-                let weight: f32 = weight.trim().parse().map_err(|_| {
-                    Error::Input(format!("--reward: `{weight}` is not a weight in `{term}`"))
-                })?;
-                Ok((weight, reward(inner.trim(), answers, device)?))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        return Ok(RewardSource::Weighted(parts));
-    }
-    match spec.split_once(':') {
-        None if spec == "gold" => Ok(RewardSource::Gold),
-        None if spec == "verifier" => {
-            if answers.is_empty() {
-                return Err(Error::Input(
-                    "--reward verifier needs --prompts sums".into(),
-                ));
-            }
-            Ok(RewardSource::Verifier {
-                answers: answers.clone(),
-            })
-        }
-        Some(("lexicon", path)) => Ok(RewardSource::Lexicon(Lexicon::read(Path::new(path))?)),
-        Some(("rm", path)) => Ok(RewardSource::Learned(Box::new(
-            LearnedReward::load(Path::new(path), device)?.0,
-        ))),
-        _ => Err(Error::Input(format!(
-            "--reward `{spec}`: expected gold, verifier, lexicon:PATH, rm:PATH or WEIGHT*SPEC+…"
-        ))),
-    }
-}
-
-pub fn run<B: AutodiffBackend>(
-    command: &TrainCommand,
-    policy: Llama<B>,
-    device: &B::Device,
-) -> Result<()> {
+pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Result<()> {
     let online = &command.online;
-    let (_, tokenizer) = policy::load::<B::InnerBackend>(
-        &command.model.model,
-        command.model.tokenizer.as_deref(),
-        device,
+    let algorithm = OnlineAlgorithm::parse(
+        command
+            .method
+            .to_possible_value()
+            .expect("methods have names")
+            .get_name(),
     )?;
-    let (prompts, answers) = prompts(&online.prompts, online.prompt_count, command.train.seed)?;
-    if prompts.is_empty() {
-        return Err(Error::Input("no prompts".into()));
+    let prompts = prompts::load(&online.prompts, online.prompt_count, command.train.seed)?;
+    if prompts.prompts.is_empty() {
+        return Err(Error::Input(format!(
+            "--prompts {}: no prompts",
+            online.prompts
+        )));
     }
     let monitor = online
         .monitor
         .as_deref()
-        .map(|spec| reward::<B::InnerBackend>(spec, &answers, device))
+        .map(|spec| spec::parse::<B::InnerBackend>(spec, &prompts.answers, device))
         .transpose()?;
-    let reward = reward::<B::InnerBackend>(&online.reward, &answers, device)?;
-    let reference = policy.valid();
-    let sampling = SamplingConfig {
-        max_new_tokens: online.max_new_tokens,
-        temperature: online.temperature,
-        ..Default::default()
-    };
-    let pg = PolicyGradientConfig {
-        clip_epsilon: 0.2,
-        kl_loss_coef: if matches!(command.method, Method::Grpo | Method::DrGrpo) {
-            command.beta
-        } else {
-            0.0
+    let reward = spec::parse::<B::InnerBackend>(&online.reward, &prompts.answers, device)?;
+    let config = OnlineRunConfig {
+        algorithm,
+        kl_coef: command.beta,
+        target_kl: online.target_kl,
+        group_size: online.group_size,
+        prompts_per_step: online.prompts_per_step,
+        sampling: SamplingConfig {
+            max_new_tokens: online.max_new_tokens,
+            temperature: online.temperature,
+            ..Default::default()
         },
-        aggregation: match command.method {
-            Method::DrGrpo => LossAggregation::Constant,
-            Method::Ppo => LossAggregation::TokenMean,
-            _ => LossAggregation::SequenceMean,
+        policy_gradient: PolicyGradientConfig {
+            epochs: online.epochs,
+            minibatch_size: command.train.batch_size,
+            max_approx_kl: online.max_approx_kl,
+            ..Default::default()
         },
-        epochs: online.epochs,
-        minibatch_size: command.train.batch_size,
-        max_completion_length: online.max_new_tokens + 1,
-        max_approx_kl: online.max_approx_kl,
+        optim: command.train.optim(),
+        seed: command.train.seed,
     };
-    let mut progress = Progress::new(command.train.steps, command.train.metrics.as_deref())?;
-    let mut trainer = Trainer::new(command.train.optim());
-    let batch_of = |step: usize| -> Vec<String> {
-        (0..online.prompts_per_step)
-            .map(|i| prompts[(step * online.prompts_per_step + i) % prompts.len()].clone())
-            .collect()
+    let (mut run, reference, tokenizer) = match &online.resume {
+        Some(dir) => {
+            let (run, reference, tokenizer, at) = resume::<B>(dir, device)?;
+            if run.config != config {
+                return Err(Error::Input(format!(
+                    "{}: this checkpoint is of a different run; its settings are\n{}",
+                    at.display(),
+                    serde_json::to_string_pretty(&run.config).expect("serialises")
+                )));
+            }
+            println!("resuming {} at step {}", at.display(), run.step);
+            (run, reference, tokenizer)
+        }
+        None => {
+            let (policy, tokenizer) = start::<B>(command, device)?;
+            let reference = policy.valid();
+            (OnlineRun::new(policy, config), reference, tokenizer)
+        }
     };
-    let mut policy = policy;
-    match command.method {
-        Method::Ppo => {
-            let mut value_model =
-                RewardModel::from_policy(policy.clone(), 1, command.train.seed + 1);
-            let mut state = PpoState {
-                policy_trainer: trainer,
-                value_trainer: Trainer::new(command.train.optim()),
-                kl: match online.target_kl {
-                    Some(target) => KlController::Adaptive {
-                        kl_coef: command.beta,
-                        target,
-                        horizon: 10_000.0,
-                    },
-                    None => KlController::Fixed {
-                        kl_coef: command.beta,
-                    },
-                },
-            };
-            let config = PpoConfig {
-                samples_per_prompt: 1,
-                sampling,
-                policy_gradient: pg,
-                ..Default::default()
-            };
-            for step in 0..command.train.steps {
-                let (p, v, m) = pollster::block_on(ppo_step(
-                    policy,
-                    value_model,
-                    &mut state,
-                    &reference,
-                    &tokenizer,
-                    &batch_of(step),
-                    &reward,
-                    monitor.as_ref(),
-                    &config,
-                    step as u64,
-                ))?;
-                policy = p;
-                value_model = v;
-                progress.on_step(&m);
-            }
-        }
-        Method::Raft => {
-            for step in 0..command.train.steps {
-                let sampling = SamplingConfig {
-                    seed: step as u64,
-                    ..sampling.clone()
-                };
-                let (p, m) = pollster::block_on(raft_round(
-                    policy,
-                    &mut trainer,
-                    &reference,
-                    &tokenizer,
-                    &batch_of(step),
-                    &reward,
-                    online.group_size,
-                    &sampling,
-                    command.train.batch_size,
-                ))?;
-                policy = p;
-                progress.on_step(&m);
-            }
-        }
-        method => {
-            let config = OnlineConfig {
-                method: match method {
-                    Method::Rloo => OnlineMethod::Rloo,
-                    Method::DrGrpo => OnlineMethod::Grpo {
-                        scale_by_std: false,
-                    },
-                    _ => OnlineMethod::Grpo { scale_by_std: true },
-                },
-                group_size: online.group_size,
-                prompts_per_step: online.prompts_per_step,
-                sampling,
-                policy_gradient: pg,
-                kl_coef: if method == Method::Rloo {
-                    command.beta
-                } else {
-                    0.0
-                },
-            };
-            for step in 0..command.train.steps {
-                let (p, m) = pollster::block_on(online_step(
-                    policy,
-                    &reference,
-                    &mut trainer,
-                    &tokenizer,
-                    &batch_of(step),
-                    &reward,
-                    monitor.as_ref(),
-                    &config,
-                    step as u64,
-                ))?;
-                policy = p;
-                progress.on_step(&m);
-            }
+    let checkpoint_dir = online.checkpoint_dir.clone().unwrap_or_else(|| {
+        let mut name = command.out.clone().into_os_string();
+        name.push(".checkpoints");
+        name.into()
+    });
+    let metrics_path = command.train.metrics.as_deref();
+    let mut progress = Progress::new(command.train.steps, metrics_path.filter(|_| run.step == 0))?;
+    progress.resume_at(run.step, metrics_path)?;
+    while run.step < command.train.steps {
+        let m = pollster::block_on(run.step(
+            &reference,
+            &tokenizer,
+            &prompts,
+            &reward,
+            monitor.as_ref(),
+        ))?;
+        progress.on_step(&m);
+        let due = online
+            .checkpoint_every
+            .is_some_and(|every| run.step % every.max(1) == 0 || run.step == command.train.steps);
+        if due {
+            let at =
+                pollster::block_on(run.save_checkpoint(&reference, &tokenizer, &checkpoint_dir))?;
+            progress.println(&format!("checkpoint {}", at.display()));
         }
     }
     progress.finish()?;
-    pollster::block_on(policy::save(&policy.valid(), &tokenizer, &command.out))
+    pollster::block_on(policy::save(
+        &run.policy().valid(),
+        &tokenizer,
+        &command.out,
+    ))
+}
+
+/// The starting policy: `--model`, or with `--reference-soup` the SALSA soup of two models.
+fn start<B: AutodiffBackend>(
+    command: &TrainCommand,
+    device: &B::Device,
+) -> Result<(Llama<B>, alignlab::io::Tokenizer)> {
+    let tokenizer_path = command.model.tokenizer.as_deref();
+    match &command.online.reference_soup {
+        None => policy::load::<B>(&command.model.model, tokenizer_path, device),
+        Some(models) => {
+            let (a, tokenizer) =
+                policy::load::<B::InnerBackend>(&models[0], tokenizer_path, device)?;
+            let (b, _) = policy::load::<B::InnerBackend>(&models[1], tokenizer_path, device)?;
+            let mixed = pollster::block_on(soup(&a, &b, command.online.soup_weight))?;
+            let weights = pollster::block_on(mixed.to_weights())?;
+            println!(
+                "SALSA: policy and reference = {} × {} + {} × {}",
+                command.online.soup_weight,
+                models[0],
+                1.0 - command.online.soup_weight,
+                models[1]
+            );
+            Ok((
+                Llama::from_weights(mixed.config(), weights, device)?,
+                tokenizer,
+            ))
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -292,13 +179,14 @@ pub fn best_of_n<B: Backend>(command: BestOfNCommand, device: &B::Device) -> Res
         command.model.tokenizer.as_deref(),
         device,
     )?;
-    let (prompts, answers) = prompts(&command.prompts, command.prompt_count, command.seed)?;
-    let selecting = reward::<B>(&command.reward, &answers, device)?;
+    let set = prompts::load(&command.prompts, command.prompt_count, command.seed)?;
+    let selecting = spec::parse::<B>(&command.reward, &set.answers, device)?;
     let monitor = command
         .monitor
         .as_deref()
-        .map(|s| reward::<B>(s, &answers, device))
+        .map(|s| spec::parse::<B>(s, &set.answers, device))
         .transpose()?;
+    let prompts = set.prompts;
     let sampling = SamplingConfig {
         max_new_tokens: command.max_new_tokens,
         seed: command.seed,

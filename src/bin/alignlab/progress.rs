@@ -37,6 +37,19 @@ impl Progress {
         })
     }
 
+    /// Continues a resumed run: the bar starts at `step`, and metrics are appended to the file.
+    pub fn resume_at(&mut self, step: usize, metrics_path: Option<&std::path::Path>) -> Result<()> {
+        if step > 0 {
+            self.bar.set_position(step as u64);
+            self.writer = metrics_path.map(JsonlWriter::append).transpose()?;
+        }
+        Ok(())
+    }
+
+    pub fn println(&self, line: &str) {
+        self.bar.println(line);
+    }
+
     pub fn on_step(&mut self, m: &Metrics) {
         self.bar.inc(1);
         let mut message = String::new();

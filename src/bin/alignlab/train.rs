@@ -54,6 +54,8 @@ pub enum Method {
     DrGrpo,
     /// Online: leave-one-out baseline, KL penalty (--beta) in the reward.
     Rloo,
+    /// Online: REINFORCE++ (per-token KL penalty --beta, returns normalised over the batch).
+    ReinforcePp,
     /// Online: PPO with a value model; KL penalty --beta, adaptive with --target-kl.
     Ppo,
     /// Online: reward-ranked fine-tuning (best of --group-size, then SFT).
@@ -94,6 +96,23 @@ pub struct OnlineArgs {
     /// PPO: adapt β towards this KL (Ziegler et al.).
     #[arg(long)]
     pub target_kl: Option<f64>,
+    /// Write a resumable checkpoint every N steps (and at the end) under --checkpoint-dir.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Where checkpoints go (default: the --out path with `.checkpoints` appended).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Continue a stopped run from a checkpoint (or the latest in a folder of them); the other
+    /// flags must describe the same run.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// SALSA (Chegini et al. 2024): start from, and take the KL to, the weight average of these
+    /// two models (same architecture), e.g. two SFT runs: `A.safetensors,B.safetensors`.
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub reference_soup: Option<Vec<String>>,
+    /// SALSA: the soup's weight on the first model.
+    #[arg(long, default_value_t = 0.5)]
+    pub soup_weight: f32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -279,6 +298,7 @@ impl TrainCommand {
             | Method::Grpo
             | Method::DrGrpo
             | Method::Rloo
+            | Method::ReinforcePp
             | Method::Ppo
             | Method::Raft => return None,
             Method::Dpo => PreferenceLoss::Dpo {
@@ -325,9 +345,12 @@ pub fn run<B: AutodiffBackend>(command: TrainCommand, device: &B::Device) -> Res
             pollster::block_on(policy::save(&policy.valid(), &tokenizer, &command.out))?;
         }
         Method::Rm => train_reward_model(policy, &tokenizer, &command, context)?,
-        Method::Grpo | Method::DrGrpo | Method::Rloo | Method::Ppo | Method::Raft => {
-            crate::online::run(&command, policy, device)?
-        }
+        Method::Grpo
+        | Method::DrGrpo
+        | Method::Rloo
+        | Method::ReinforcePp
+        | Method::Ppo
+        | Method::Raft => crate::online::run::<B>(&command, device)?,
         _ => train_preference(policy, &tokenizer, &command, context)?,
     }
     println!("saved {}", command.out.display());
