@@ -6,6 +6,7 @@ pub mod algo;
 pub mod bench;
 pub mod dataset;
 pub mod error;
+pub mod frontier;
 pub mod host;
 pub mod init;
 pub mod io;

@@ -107,7 +107,7 @@ impl JsonlWriter {
 }
 
 /// Mean with a normal-approximation 95% confidence half-width (1.96·s/√n).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq)]
 pub struct MeanCi {
     pub mean: f64,
     pub ci95: f64,

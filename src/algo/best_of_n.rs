@@ -55,7 +55,7 @@ pub fn estimated_kl(selected: &[(f32, &[f32])], n: usize) -> MeanCi {
 }
 
 /// Best-of-n at one n: its KL to π_ref, measured and analytic, and its rewards.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BestOfNPoint {
     pub n: usize,
     pub analytic_kl: f64,

@@ -2,6 +2,7 @@
 
 mod data;
 mod eval;
+mod frontier;
 mod online;
 mod progress;
 mod train;
@@ -114,14 +115,16 @@ enum Command {
     Eval(eval::EvalCommand),
     /// Best-of-n sampling: measured KL against log n − (n−1)/n, and the rewards it buys.
     BestOfN(online::BestOfNCommand),
-    /// The main job on the built-in world: samples and gold reward of the base model, a short SFT
-    /// towards cheerful stories, and the same measurements after.
+    /// The main job on the built-in world: gold-labelled pairs from the base model → proxy
+    /// reward models → best-of-n, PPO, GRPO and DPO → the frontier report (the built-in sweep).
     Demo {
-        #[arg(long, default_value_t = 60)]
-        steps: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Folder for frontier.json, frontier.csv and frontier.html.
+        #[arg(long, default_value = "demo")]
+        out: PathBuf,
     },
+    /// Sweep best-of-n, PPO, GRPO and DPO from a TOML config and write the KL–reward frontier
+    /// report (JSON, CSV, HTML with charts and Gao et al. fits).
+    Frontier(frontier::FrontierCommand),
     /// Measure generation and scoring speed.
     Bench {
         #[command(flatten)]
@@ -268,29 +271,10 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
         Command::Train(command) => train::run::<B>(*command, &device),
         Command::Eval(command) => eval::run::<B::InnerBackend>(command, &device),
         Command::BestOfN(command) => online::best_of_n::<B::InnerBackend>(command, &device),
-        Command::Demo { steps, seed } => {
-            let (policy, tokenizer) = policy::load::<B>(policy::BUILTIN, None, &device)?;
-            println!("The built-in base model, continuing held-out story openings:");
-            report_gold_reward("before SFT", &policy.valid(), &tokenizer)?;
-            let examples = world::World::new(seed + 1).positive_examples(2000);
-            println!(
-                "\nSupervised fine-tuning on {} cheerful stories ({steps} steps):",
-                examples.len()
-            );
-            let pairs = sft::tokenize_examples(&tokenizer, &examples)?;
-            let train = TrainArgs {
-                steps,
-                batch_size: 16,
-                lr: 1e-3,
-                warmup: 5,
-                max_grad_norm: 1.0,
-                seed,
-                metrics: None,
-            };
-            let policy = train_sft(policy, &pairs, &train)?;
-            report_gold_reward("after SFT", &policy.valid(), &tokenizer)?;
-            Ok(())
+        Command::Demo { out } => {
+            frontier::run::<B>(&frontier::FrontierCommand { config: None, out }, &device)
         }
+        Command::Frontier(command) => frontier::run::<B>(&command, &device),
         Command::Bench {
             model,
             repeats,
@@ -310,13 +294,4 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Samples continuations of 200 held-out world prompts and prints their mean gold reward.
-fn report_gold_reward<B: burn::tensor::backend::Backend>(
-    label: &str,
-    model: &Llama<B>,
-    tokenizer: &alignlab::io::Tokenizer,
-) -> Result<()> {
-    eval::report_gold_reward(label, model, tokenizer, 200, 48, 7)
 }

@@ -1,0 +1,86 @@
+//! `alignlab frontier` (a sweep from a TOML config) and `alignlab demo` (the built-in sweep):
+//! the core's frontier run with timestamps, then the report files and a summary.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use alignlab::frontier::{self, report, FrontierConfig, FrontierReport};
+use alignlab::model::{Llama, RewardEnsemble, RewardModel};
+use alignlab::{Error, Result};
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+
+#[derive(clap::Args, Clone)]
+pub struct FrontierCommand {
+    /// The sweep, as TOML (default: the built-in demo, configs/frontier-demo.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Folder for frontier.json, frontier.csv and frontier.html.
+    #[arg(long, default_value = "frontier")]
+    pub out: PathBuf,
+}
+
+pub fn run<B: AutodiffBackend>(command: &FrontierCommand, device: &B::Device) -> Result<()>
+where
+    Llama<B>: AutodiffModule<B, InnerModule = Llama<B::InnerBackend>>,
+    RewardModel<B>: AutodiffModule<B, InnerModule = RewardModel<B::InnerBackend>>,
+    RewardEnsemble<B>: AutodiffModule<B, InnerModule = RewardEnsemble<B::InnerBackend>>,
+{
+    let config = match &command.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            FrontierConfig::parse(&text, &path.display().to_string())?
+        }
+        None => FrontierConfig::parse(frontier::config::DEMO, "configs/frontier-demo.toml")?,
+    };
+    let start = Instant::now();
+    let mut log = |line: &str| println!("[{:>6.1}s] {line}", start.elapsed().as_secs_f64());
+    let report = pollster::block_on(frontier::run::<B>(&config, device, &mut log))?;
+    let paths = report::write(&report, &command.out)?;
+    summarise(&report, &paths, &command.out, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn summarise(report: &FrontierReport, paths: &[PathBuf], out: &Path, seconds: f64) {
+    println!("\nbase policy: gold {}", report.base.gold);
+    for p in &report.proxies {
+        if let Some(accuracy) = p.held_out_accuracy {
+            println!(
+                "proxy {}: held-out accuracy {accuracy:.3} ({} pairs)",
+                p.name, p.held_out_pairs
+            );
+        }
+    }
+    if let Some(bon) = &report.best_of_n {
+        if let Some(fit) = &bon.gold_fit {
+            println!(
+                "best-of-n gold fit d(α − βd): α {:.3}, β {:.3}, R² {:.2}",
+                fit.alpha, fit.beta, fit.r_squared
+            );
+        }
+    }
+    println!("\nrun\tfinal KL\tfinal proxy\tgold peak\tfinal gold");
+    for run in &report.runs {
+        let last = run.points.last().expect("runs have points");
+        let (peak, final_gold) = run.gold_peak_and_final();
+        println!(
+            "{}\t{:.3}\t{:.3}\t{:.3}\t{}",
+            run.name,
+            last.kl.mean,
+            last.proxies
+                .get(&run.proxy)
+                .map(|m| m.mean)
+                .unwrap_or(f64::NAN),
+            peak,
+            if final_gold.is_finite() {
+                last.gold.to_string()
+            } else {
+                "-".into()
+            }
+        );
+    }
+    println!("\nwrote {} in {seconds:.0}s:", out.display());
+    for p in paths {
+        println!("  {}", p.display());
+    }
+}

@@ -1,0 +1,362 @@
+//! The sweep a frontier report runs, read from TOML. Every section is optional; unknown keys are
+//! errors naming the key, line and column.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::reward::Aggregation;
+
+/// The built-in demo: a proxy reward model and an ensemble trained on 1,000 gold-labelled pairs,
+/// best-of-n, PPO and GRPO at several KL coefficients, DPO at several β.
+pub const DEMO: &str = include_str!("../../configs/frontier-demo.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrontierConfig {
+    /// The base policy and reference: `builtin` or a model file.
+    #[serde(default = "builtin")]
+    pub model: String,
+    #[serde(default)]
+    pub seed: u64,
+    /// Training and evaluation prompts: `world`, `sums` or a JSONL file of {"prompt"}.
+    #[serde(default = "world")]
+    pub prompts: String,
+    /// The true reward (a reward spec: `gold`, `lexicon:PATH`, …).
+    #[serde(default = "gold")]
+    pub gold: String,
+    #[serde(default)]
+    pub eval: EvalSettings,
+    #[serde(default)]
+    pub preferences: PreferenceSettings,
+    /// Proxy rewards, each trained on the preference pairs or read from a file.
+    #[serde(default, rename = "proxy")]
+    pub proxies: Vec<ProxySettings>,
+    pub best_of_n: Option<BestOfNSettings>,
+    pub ppo: Option<RlSettings>,
+    pub grpo: Option<RlSettings>,
+    pub dpo: Option<DpoSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSettings {
+    /// Held-out prompts each policy is measured on.
+    pub prompts: usize,
+    pub samples_per_prompt: usize,
+    pub max_new_tokens: usize,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        Self {
+            prompts: 64,
+            samples_per_prompt: 2,
+            max_new_tokens: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreferenceSettings {
+    /// Prompts whose two samples from the base policy the gold reward labels (ties dropped).
+    pub prompts: usize,
+    pub max_new_tokens: usize,
+}
+
+impl Default for PreferenceSettings {
+    fn default() -> Self {
+        Self {
+            prompts: 1000,
+            max_new_tokens: 32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregationName {
+    Mean,
+    Min,
+    MeanMinusStd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    pub name: String,
+    /// An existing reward model file; without it the proxy is trained here.
+    pub path: Option<String>,
+    #[serde(default = "one")]
+    pub members: usize,
+    #[serde(default = "yes")]
+    pub shared_trunk: bool,
+    #[serde(default = "mean")]
+    pub aggregation: AggregationName,
+    /// λ of mean − λ·std.
+    #[serde(default = "one_f")]
+    pub lambda: f64,
+    /// Use only the first `pairs` labelled pairs (a weaker proxy over-optimises sooner).
+    pub pairs: Option<usize>,
+    #[serde(default = "rm_steps")]
+    pub steps: usize,
+    #[serde(default = "rm_lr")]
+    pub lr: f64,
+    #[serde(default = "rm_batch")]
+    pub batch_size: usize,
+    #[serde(default = "rm_warmup")]
+    pub warmup: usize,
+}
+
+impl ProxySettings {
+    pub fn aggregation(&self) -> Aggregation {
+        match self.aggregation {
+            AggregationName::Mean => Aggregation::Mean,
+            AggregationName::Min => Aggregation::Min,
+            AggregationName::MeanMinusStd => Aggregation::MeanMinusStd {
+                lambda: self.lambda,
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BestOfNSettings {
+    #[serde(default = "bon_ns")]
+    pub ns: Vec<usize>,
+    /// The selecting proxy's name (default: the first).
+    pub proxy: Option<String>,
+    #[serde(default = "bon_prompts")]
+    pub prompts: usize,
+    /// Samples per prompt giving the reward's CDF under π_ref (for the measured KL).
+    #[serde(default = "bon_pool")]
+    pub pool: usize,
+    /// Best-of-n draws per prompt and n.
+    #[serde(default = "bon_groups")]
+    pub groups: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RlSettings {
+    /// One run per KL coefficient and proxy.
+    pub kl_coefs: Vec<f64>,
+    /// The proxies optimised (default: the first).
+    #[serde(default)]
+    pub proxies: Vec<String>,
+    #[serde(default = "rl_steps")]
+    pub steps: usize,
+    /// Measure KL, proxy and gold on the evaluation prompts every this many steps.
+    #[serde(default = "rl_eval_every")]
+    pub eval_every: usize,
+    #[serde(default = "rl_prompts_per_step")]
+    pub prompts_per_step: usize,
+    /// Samples per prompt (GRPO's G; PPO takes one).
+    #[serde(default = "rl_group")]
+    pub group_size: usize,
+    #[serde(default = "rl_lr")]
+    pub lr: f64,
+    #[serde(default = "rl_batch")]
+    pub batch_size: usize,
+    #[serde(default = "one")]
+    pub epochs: usize,
+    /// PPO: adapt β towards this KL.
+    pub target_kl: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DpoSettings {
+    pub betas: Vec<f64>,
+    /// The proxy the trained policies are measured with (default: the first).
+    pub proxy: Option<String>,
+    #[serde(default = "dpo_steps")]
+    pub steps: usize,
+    #[serde(default = "rl_lr")]
+    pub lr: f64,
+    #[serde(default = "dpo_batch")]
+    pub batch_size: usize,
+}
+
+fn builtin() -> String {
+    crate::policy::BUILTIN.into()
+}
+fn world() -> String {
+    "world".into()
+}
+fn gold() -> String {
+    "gold".into()
+}
+fn one() -> usize {
+    1
+}
+fn one_f() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+fn mean() -> AggregationName {
+    AggregationName::Mean
+}
+fn rm_steps() -> usize {
+    300
+}
+fn rm_lr() -> f64 {
+    3e-3
+}
+fn rm_batch() -> usize {
+    32
+}
+fn rm_warmup() -> usize {
+    20
+}
+fn bon_ns() -> Vec<usize> {
+    vec![1, 2, 4, 8, 16, 32, 64]
+}
+fn bon_prompts() -> usize {
+    32
+}
+fn bon_pool() -> usize {
+    256
+}
+fn bon_groups() -> usize {
+    8
+}
+fn rl_steps() -> usize {
+    30
+}
+fn rl_eval_every() -> usize {
+    5
+}
+fn rl_prompts_per_step() -> usize {
+    16
+}
+fn rl_group() -> usize {
+    8
+}
+fn rl_lr() -> f64 {
+    1e-3
+}
+fn rl_batch() -> usize {
+    64
+}
+fn dpo_steps() -> usize {
+    60
+}
+fn dpo_batch() -> usize {
+    16
+}
+
+impl FrontierConfig {
+    /// Parses TOML; `source` names the file in errors (which carry line and column).
+    pub fn parse(text: &str, source: &str) -> Result<Self> {
+        let config: Self =
+            toml::from_str(text).map_err(|e| Error::Input(format!("{source}: {e}")))?;
+        config.check(source)?;
+        Ok(config)
+    }
+
+    fn check(&self, source: &str) -> Result<()> {
+        let names: Vec<&str> = self.proxies.iter().map(|p| p.name.as_str()).collect();
+        let known = |name: &str, field: &str| -> Result<()> {
+            if names.contains(&name) {
+                Ok(())
+            } else {
+                Err(Error::Input(format!(
+                    "{source}: {field} names proxy `{name}`, but the [[proxy]] entries are {names:?}"
+                )))
+            }
+        };
+        let wants_proxy = self.best_of_n.is_some()
+            || self.ppo.is_some()
+            || self.grpo.is_some()
+            || self.dpo.is_some();
+        if wants_proxy && names.is_empty() {
+            return Err(Error::Input(format!(
+                "{source}: the sweep needs at least one [[proxy]]"
+            )));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if names[..i].contains(name) {
+                return Err(Error::Input(format!(
+                    "{source}: two proxies are named `{name}`"
+                )));
+            }
+        }
+        if let Some(bon) = &self.best_of_n {
+            if let Some(p) = &bon.proxy {
+                known(p, "best_of_n.proxy")?;
+            }
+            if bon.ns.is_empty() || bon.ns.contains(&0) {
+                return Err(Error::Input(format!(
+                    "{source}: best_of_n.ns must be positive numbers"
+                )));
+            }
+        }
+        for (section, rl) in [("ppo", &self.ppo), ("grpo", &self.grpo)] {
+            if let Some(rl) = rl {
+                for p in &rl.proxies {
+                    known(p, &format!("{section}.proxies"))?;
+                }
+                if rl.kl_coefs.is_empty() || rl.kl_coefs.iter().any(|k| !(*k >= 0.0)) {
+                    return Err(Error::Input(format!(
+                        "{source}: {section}.kl_coefs must be a non-empty list of numbers ≥ 0"
+                    )));
+                }
+                if rl.eval_every == 0 || rl.steps == 0 {
+                    return Err(Error::Input(format!(
+                        "{source}: {section}.steps and {section}.eval_every must be positive"
+                    )));
+                }
+            }
+        }
+        if let Some(dpo) = &self.dpo {
+            if let Some(p) = &dpo.proxy {
+                known(p, "dpo.proxy")?;
+            }
+            if dpo.betas.is_empty() || dpo.betas.iter().any(|b| !(*b > 0.0)) {
+                return Err(Error::Input(format!(
+                    "{source}: dpo.betas must be a non-empty list of numbers > 0"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn proxy(&self, name: Option<&str>) -> &ProxySettings {
+        name.and_then(|n| self.proxies.iter().find(|p| p.name == n))
+            .unwrap_or(&self.proxies[0])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_parses() {
+        let c = FrontierConfig::parse(DEMO, "demo").unwrap();
+        assert!(!c.proxies.is_empty());
+        assert!(c.best_of_n.is_some());
+    }
+
+    #[test]
+    fn mistakes_name_the_field_and_place() {
+        let e = FrontierConfig::parse("seed = 1\nbogus = 2\n", "f.toml").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("f.toml") && text.contains("bogus") && text.contains("line 2"),
+            "{text}"
+        );
+        let e = FrontierConfig::parse(
+            "[[proxy]]\nname = \"a\"\n[ppo]\nkl_coefs = [0.1]\nproxies = [\"b\"]\n",
+            "f.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("ppo.proxies names proxy `b`"), "{e}");
+        let e = FrontierConfig::parse("[dpo]\nbetas = [0.1]\n", "f.toml").unwrap_err();
+        assert!(e.to_string().contains("at least one [[proxy]]"), "{e}");
+    }
+}

@@ -1,0 +1,513 @@
+//! The frontier report as files: `frontier.json` (everything), `frontier.csv` (one row per
+//! measured policy) and `frontier.html`, self-contained, with SVG charts drawn by plotters.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::element::ErrorBar;
+use plotters::prelude::*;
+
+use super::fit::Fit;
+use super::{FrontierPoint, FrontierReport};
+use crate::algo::best_of_n::analytic_kl;
+use crate::error::{Error, Result};
+
+const WIDTH: u32 = 760;
+const HEIGHT: u32 = 460;
+
+/// One row per measured policy: best-of-n points, then every run's points.
+pub fn to_csv(report: &FrontierReport) -> String {
+    let mut out = String::from(
+        "run,method,coef,proxy,step_or_n,kl,kl_ci95,sqrt_kl,proxy_reward,proxy_ci95,gold_reward,gold_ci95\n",
+    );
+    if let Some(bon) = &report.best_of_n {
+        for p in &bon.points {
+            let gold = p.monitor_reward.unwrap_or(p.reward);
+            let _ = writeln!(
+                out,
+                "best-of-n,best_of_n,,{},{},{},{},{},{},{},{},{}",
+                bon.proxy,
+                p.n,
+                p.estimated_kl.mean,
+                p.estimated_kl.ci95,
+                p.analytic_kl.sqrt(),
+                p.reward.mean,
+                p.reward.ci95,
+                gold.mean,
+                gold.ci95
+            );
+        }
+    }
+    for run in &report.runs {
+        for p in &run.points {
+            let proxy = p.proxies.get(&run.proxy);
+            let _ = writeln!(
+                out,
+                "\"{}\",{},{},{},{},{},{},{},{},{},{},{}",
+                run.name,
+                run.method,
+                run.coef.map(|c| c.to_string()).unwrap_or_default(),
+                run.proxy,
+                p.step,
+                p.kl.mean,
+                p.kl.ci95,
+                p.sqrt_kl,
+                proxy.map(|m| m.mean).unwrap_or(f64::NAN),
+                proxy.map(|m| m.ci95).unwrap_or(f64::NAN),
+                p.gold.mean,
+                p.gold.ci95
+            );
+        }
+    }
+    out
+}
+
+/// Writes frontier.json, frontier.csv and frontier.html into `dir`; returns their paths.
+pub fn write(report: &FrontierReport, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let files = [
+        (
+            "frontier.json",
+            serde_json::to_string_pretty(report).expect("serialises"),
+        ),
+        ("frontier.csv", to_csv(report)),
+        ("frontier.html", html(report)?),
+    ];
+    let mut paths = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, text).map_err(|e| Error::io(&partial, e))?;
+        std::fs::rename(&partial, &path).map_err(|e| Error::io(&path, e))?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
+struct Series {
+    label: String,
+    points: Vec<(f64, f64)>,
+    /// Vertical 95% half-widths, when known.
+    errors: Vec<f64>,
+    /// Draw as a dashed fitted curve without markers.
+    fitted: bool,
+    colour: usize,
+}
+
+fn colour(i: usize) -> RGBColor {
+    let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
+    RGBColor(r, g, b)
+}
+
+fn extent(series: &[Series], axis: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
+    let values = series.iter().flat_map(|s| s.points.iter().map(&axis));
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.06).max(1e-3);
+    (lo - pad, hi + pad)
+}
+
+fn plot_error<E: std::fmt::Debug>(e: E) -> Error {
+    Error::Input(format!("drawing a chart failed: {e:?}"))
+}
+
+/// One chart as an SVG string.
+fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root: DrawingArea<SVGBackend, Shift> =
+            SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let (x0, x1) = extent(series, |p| p.0);
+        let (y0, y1) = {
+            let (lo, hi) = extent(series, |p| p.1);
+            let spread = series
+                .iter()
+                .flat_map(|s| s.errors.iter().copied())
+                .filter(|e| e.is_finite())
+                .fold(0.0, f64::max);
+            (lo - spread, hi + spread)
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(56)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(plot_error)?;
+        for s in series {
+            let c = colour(s.colour);
+            let points: Vec<(f64, f64)> = s
+                .points
+                .iter()
+                .copied()
+                .filter(|p| p.0.is_finite() && p.1.is_finite())
+                .collect();
+            if s.fitted {
+                chart
+                    .draw_series(DashedLineSeries::new(points, 6, 4, c.stroke_width(1)))
+                    .map_err(plot_error)?
+                    .label(&s.label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c));
+                continue;
+            }
+            chart
+                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(&s.label)
+                .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
+                .map_err(plot_error)?;
+            if !s.errors.is_empty() {
+                chart
+                    .draw_series(
+                        s.points
+                            .iter()
+                            .zip(&s.errors)
+                            .filter(|(p, e)| p.0.is_finite() && p.1.is_finite() && e.is_finite())
+                            .map(|(&(x, y), &e)| {
+                                ErrorBar::new_vertical(x, y - e, y, y + e, c.stroke_width(1), 6)
+                            }),
+                    )
+                    .map_err(plot_error)?;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
+fn fit_curve(fit: &Fit, d_max: f64) -> Vec<(f64, f64)> {
+    (1..=60)
+        .map(|i| {
+            let d = d_max * i as f64 / 60.0;
+            (d, fit.predict(d))
+        })
+        .collect()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn fit_text(fit: &Option<Fit>) -> String {
+    match fit {
+        None => "—".into(),
+        Some(f) => {
+            let peak = f
+                .peak_d()
+                .map(|d| format!(", peak at √KL {d:.2}"))
+                .unwrap_or_default();
+            format!(
+                "α {:.3}, β {:.3}, R² {:.2}{peak}",
+                f.alpha, f.beta, f.r_squared
+            )
+        }
+    }
+}
+
+fn gold_series(report: &FrontierReport) -> Vec<Series> {
+    let mut series = Vec::new();
+    let max_d = report
+        .runs
+        .iter()
+        .flat_map(|r| r.points.iter().map(|p| p.sqrt_kl))
+        .chain(
+            report
+                .best_of_n
+                .iter()
+                .flat_map(|b| b.points.iter().map(|p| p.analytic_kl.sqrt())),
+        )
+        .fold(0.0, f64::max);
+    if let Some(bon) = &report.best_of_n {
+        series.push(Series {
+            label: format!("best-of-n ({})", bon.proxy),
+            points: bon
+                .points
+                .iter()
+                .map(|p| {
+                    (
+                        p.analytic_kl.sqrt(),
+                        p.monitor_reward.map(|m| m.mean).unwrap_or(f64::NAN),
+                    )
+                })
+                .collect(),
+            errors: bon
+                .points
+                .iter()
+                .map(|p| p.monitor_reward.map(|m| m.ci95).unwrap_or(f64::NAN))
+                .collect(),
+            fitted: false,
+            colour: 0,
+        });
+        if let Some(fit) = &bon.gold_fit {
+            series.push(Series {
+                label: "best-of-n fit d(α − βd)".into(),
+                points: fit_curve(fit, max_d),
+                errors: Vec::new(),
+                fitted: true,
+                colour: 0,
+            });
+        }
+    }
+    for (i, run) in report.runs.iter().enumerate() {
+        series.push(Series {
+            label: run.name.clone(),
+            points: run
+                .points
+                .iter()
+                .map(|p| (p.sqrt_kl, p.gold.mean))
+                .collect(),
+            errors: run.points.iter().map(|p| p.gold.ci95).collect(),
+            fitted: false,
+            colour: i + 1,
+        });
+        if let Some(fit) = &run.gold_fit {
+            let d_max = run.points.iter().map(|p| p.sqrt_kl).fold(0.0, f64::max);
+            series.push(Series {
+                label: format!("{} fit d(α − β ln d)", run.name),
+                points: fit_curve(fit, d_max),
+                errors: Vec::new(),
+                fitted: true,
+                colour: i + 1,
+            });
+        }
+    }
+    series
+}
+
+fn run_series(
+    report: &FrontierReport,
+    value: impl Fn(&FrontierPoint, &str) -> (f64, f64),
+    bon_value: impl Fn(&crate::algo::best_of_n::BestOfNPoint) -> (f64, f64),
+) -> Vec<Series> {
+    let mut series = Vec::new();
+    if let Some(bon) = &report.best_of_n {
+        series.push(Series {
+            label: format!("best-of-n ({})", bon.proxy),
+            points: bon.points.iter().map(&bon_value).collect(),
+            errors: Vec::new(),
+            fitted: false,
+            colour: 0,
+        });
+    }
+    for (i, run) in report.runs.iter().enumerate() {
+        series.push(Series {
+            label: run.name.clone(),
+            points: run.points.iter().map(|p| value(p, &run.proxy)).collect(),
+            errors: Vec::new(),
+            fitted: false,
+            colour: i + 1,
+        });
+    }
+    series
+}
+
+/// The report page: charts, the fitted parameters, and tables of every measured point.
+pub fn html(report: &FrontierReport) -> Result<String> {
+    let proxy_of =
+        |p: &FrontierPoint, name: &str| p.proxies.get(name).map(|m| m.mean).unwrap_or(f64::NAN);
+    let gold_chart = chart(
+        "Gold reward against √KL(π‖π_ref)",
+        "√KL (nats^½)",
+        "gold reward",
+        &gold_series(report),
+    )?;
+    let proxy_chart = chart(
+        "Proxy reward against √KL (each run's own proxy)",
+        "√KL (nats^½)",
+        "proxy reward",
+        &run_series(
+            report,
+            |p, name| (p.sqrt_kl, proxy_of(p, name)),
+            |p| (p.analytic_kl.sqrt(), p.reward.mean),
+        ),
+    )?;
+    let overoptimisation_chart = chart(
+        "Proxy against gold reward: over-optimisation is gold falling while proxy rises",
+        "proxy reward",
+        "gold reward",
+        &run_series(
+            report,
+            |p, name| (proxy_of(p, name), p.gold.mean),
+            |p| {
+                (
+                    p.reward.mean,
+                    p.monitor_reward.map(|m| m.mean).unwrap_or(f64::NAN),
+                )
+            },
+        ),
+    )?;
+    let bon_chart = match &report.best_of_n {
+        None => String::new(),
+        Some(bon) => {
+            let max_n = bon.points.iter().map(|p| p.n).max().unwrap_or(1);
+            let analytic: Vec<(f64, f64)> = (0..=60)
+                .map(|i| {
+                    let n = (max_n as f64).powf(i as f64 / 60.0);
+                    // log n − (n−1)/n extends to real n.
+                    (n.log2(), n.ln() - (n - 1.0) / n)
+                })
+                .collect();
+            debug_assert!((analytic_kl(4) - (4f64.ln() - 0.75)).abs() < 1e-12);
+            chart(
+                "Best-of-n: KL(π_n‖π_ref), analytic log n − (n−1)/n against measured",
+                "log₂ n",
+                "KL (nats)",
+                &[
+                    Series {
+                        label: "analytic".into(),
+                        points: analytic,
+                        errors: Vec::new(),
+                        fitted: true,
+                        colour: 0,
+                    },
+                    Series {
+                        label: "measured (95% CI)".into(),
+                        points: bon
+                            .points
+                            .iter()
+                            .map(|p| ((p.n as f64).log2(), p.estimated_kl.mean))
+                            .collect(),
+                        errors: bon.points.iter().map(|p| p.estimated_kl.ci95).collect(),
+                        fitted: false,
+                        colour: 3,
+                    },
+                ],
+            )?
+        }
+    };
+
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>alignlab frontier</title>\
+<style>body{{font-family:sans-serif;max-width:820px;margin:2em auto;padding:0 1em;color:#222}}\
+table{{border-collapse:collapse;font-size:0.85em;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}\
+th{{background:#f3f3f3}}td:first-child{{text-align:left}}figure{{margin:1.5em 0}}svg{{max-width:100%;height:auto}}</style></head><body>\
+<h1>KL–reward frontier</h1><p>Model <code>{}</code>, prompts <code>{}</code>, gold reward <code>{}</code>, seed {}. \
+Every policy is measured on the same {} held-out prompts × {} samples: KL is Σ log π/π_ref over the sampled tokens \
+(mean ± 95% CI), rewards are means ± 95% CI. {} gold-labelled pairs of base samples (a tenth held out).</p>",
+        escape(&report.config.model),
+        escape(&report.config.prompts),
+        escape(&report.config.gold),
+        report.config.seed,
+        report.config.eval.prompts,
+        report.config.eval.samples_per_prompt,
+        report.preference_pairs,
+    );
+    page.push_str("<h2>Proxy rewards</h2><table><tr><th>proxy</th><th>members</th><th>aggregation</th><th>training pairs</th><th>held-out accuracy</th></tr>");
+    for p in &report.proxies {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&p.name),
+            p.members,
+            escape(&p.aggregation),
+            p.training_pairs,
+            p.held_out_accuracy
+                .map(|a| format!("{a:.3} ({} pairs)", p.held_out_pairs))
+                .unwrap_or_else(|| "—".into())
+        );
+    }
+    page.push_str("</table>");
+    for svg in [
+        &gold_chart,
+        &proxy_chart,
+        &overoptimisation_chart,
+        &bon_chart,
+    ] {
+        if !svg.is_empty() {
+            let _ = write!(page, "<figure>{svg}</figure>");
+        }
+    }
+    page.push_str("<h2>Runs</h2><table><tr><th>run</th><th>final √KL</th><th>final proxy</th><th>gold peak</th><th>final gold</th><th>gold drop</th><th>gold fit</th></tr>");
+    for run in &report.runs {
+        let last = run.points.last().expect("runs have points");
+        let (peak, final_gold) = run.gold_peak_and_final();
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3} ± {:.3}</td><td>{:.3}</td><td>{}</td></tr>",
+            escape(&run.name),
+            last.sqrt_kl,
+            proxy_of(last, &run.proxy),
+            peak,
+            final_gold,
+            last.gold.ci95,
+            peak - final_gold,
+            fit_text(&run.gold_fit)
+        );
+    }
+    page.push_str("</table>");
+    if let Some(bon) = &report.best_of_n {
+        let _ = write!(
+            page,
+            "<h2>Best-of-n (selected by {})</h2><p>Gold fit d(α − βd): {}. Proxy fit: {}.</p>\
+<table><tr><th>n</th><th>analytic KL</th><th>measured KL</th><th>proxy</th><th>gold</th></tr>",
+            escape(&bon.proxy),
+            fit_text(&bon.gold_fit),
+            fit_text(&bon.proxy_fit)
+        );
+        for p in &bon.points {
+            let gold = p.monitor_reward.unwrap_or(p.reward);
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{:.3}</td><td>{:.3} ± {:.3}</td><td>{:.3} ± {:.3}</td><td>{:.3} ± {:.3}</td></tr>",
+                p.n,
+                p.analytic_kl,
+                p.estimated_kl.mean,
+                p.estimated_kl.ci95,
+                p.reward.mean,
+                p.reward.ci95,
+                gold.mean,
+                gold.ci95
+            );
+        }
+        page.push_str("</table>");
+    }
+    page.push_str("<h2>Every measured policy</h2><table><tr><th>run</th><th>step</th><th>KL</th><th>proxy</th><th>gold</th></tr>");
+    for run in &report.runs {
+        for p in &run.points {
+            let proxy = p.proxies.get(&run.proxy).copied();
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td>{:.3} ± {:.3}</td><td>{}</td><td>{:.3} ± {:.3}</td></tr>",
+                escape(&run.name),
+                p.step,
+                p.kl.mean,
+                p.kl.ci95,
+                proxy
+                    .map(|m| format!("{:.3} ± {:.3}", m.mean, m.ci95))
+                    .unwrap_or_default(),
+                p.gold.mean,
+                p.gold.ci95
+            );
+        }
+    }
+    page.push_str("</table></body></html>\n");
+    Ok(page)
+}

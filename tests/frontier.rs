@@ -1,0 +1,113 @@
+//! `alignlab frontier` end to end on a small sweep: every method runs, every policy is
+//! measured on the same prompts, and the JSON, CSV and HTML report agree with the sweep.
+
+mod common;
+
+use alignlab::frontier::{self, report, FrontierConfig, FrontierReport};
+use burn::backend::Autodiff;
+use common::{temp_path, Cpu};
+
+const SMALL: &str = r#"
+seed = 4
+[eval]
+prompts = 8
+samples_per_prompt = 2
+max_new_tokens = 16
+[preferences]
+prompts = 120
+max_new_tokens = 16
+[[proxy]]
+name = "rm"
+steps = 8
+warmup = 2
+[[proxy]]
+name = "ensemble"
+members = 2
+aggregation = "mean_minus_std"
+steps = 8
+warmup = 2
+[best_of_n]
+ns = [1, 2, 4]
+prompts = 3
+pool = 16
+groups = 2
+[ppo]
+kl_coefs = [0.1]
+steps = 2
+eval_every = 1
+prompts_per_step = 4
+[grpo]
+kl_coefs = [0.1]
+proxies = ["ensemble"]
+steps = 2
+eval_every = 2
+prompts_per_step = 2
+group_size = 4
+[dpo]
+betas = [0.1, 1.0]
+steps = 3
+batch_size = 8
+"#;
+
+#[test]
+fn a_small_sweep_measures_every_method_and_writes_the_report() {
+    let config = FrontierConfig::parse(SMALL, "small").unwrap();
+    let mut lines = Vec::new();
+    let mut log = |l: &str| lines.push(l.to_string());
+    let report = pollster::block_on(frontier::run::<Autodiff<Cpu>>(
+        &config,
+        &Default::default(),
+        &mut log,
+    ))
+    .unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("ppo β=0.1 rm")),
+        "{lines:?}"
+    );
+
+    // The base policy is its own reference: KL exactly 0.
+    assert_eq!(report.base.kl.mean, 0.0);
+    assert_eq!(report.base.gold.n, 16);
+    assert_eq!(report.proxies.len(), 2);
+    assert!(report.preference_pairs > 50);
+    let bon = report.best_of_n.as_ref().unwrap();
+    assert_eq!(
+        bon.points.iter().map(|p| p.n).collect::<Vec<_>>(),
+        [1, 2, 4]
+    );
+    assert_eq!(bon.points[0].estimated_kl.mean, 0.0);
+
+    let names: Vec<&str> = report.runs.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ppo β=0.1 rm", "grpo β=0.1 ensemble", "dpo β∈{0.1, 1}"]
+    );
+    let ppo = &report.runs[0];
+    assert_eq!(
+        ppo.points.iter().map(|p| p.step).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    assert_eq!(report.runs[1].points.len(), 2);
+    assert_eq!(report.runs[2].points.len(), 3);
+    for run in &report.runs {
+        let last = run.points.last().unwrap();
+        assert!(last.kl.mean > 0.0, "{} did not move: {last:?}", run.name);
+        assert!(last.kl.ci95.is_finite());
+        assert!(last.proxies.contains_key("rm") && last.proxies.contains_key("ensemble"));
+        assert!((last.sqrt_kl - last.kl.mean.sqrt()).abs() < 1e-12);
+    }
+
+    let dir = temp_path("frontier-report");
+    let _ = std::fs::remove_dir_all(&dir);
+    let paths = report::write(&report, &dir).unwrap();
+    assert_eq!(paths.len(), 3);
+    let json = std::fs::read_to_string(dir.join("frontier.json")).unwrap();
+    let back: FrontierReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.runs.len(), 3);
+    let csv = std::fs::read_to_string(dir.join("frontier.csv")).unwrap();
+    let rows = 3 + report.runs.iter().map(|r| r.points.len()).sum::<usize>();
+    assert_eq!(csv.lines().count(), 1 + rows, "{csv}");
+    let html = std::fs::read_to_string(dir.join("frontier.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4);
+    assert!(html.contains("Gold reward against √KL") && html.contains("ppo β=0.1 rm"));
+}
