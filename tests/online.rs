@@ -405,3 +405,60 @@ fn an_update_that_moves_too_far_is_rolled_back_and_reported() {
     let after = pollster::block_on(policy.valid().to_weights()).unwrap();
     assert_eq!(before.tensors, after.tensors);
 }
+
+#[test]
+fn reinforce_pp_through_an_online_run_raises_the_gold_reward_of_samples() {
+    use alignlab::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
+    let tokenizer = world::tokenizer();
+    let sampling = SamplingConfig {
+        max_new_tokens: 32,
+        seed: 3,
+        ..Default::default()
+    };
+    let gold = |model: &Llama<Cpu>| {
+        pollster::block_on(world::eval::held_out_gold_reward(
+            model, &tokenizer, 200, &sampling,
+        ))
+        .unwrap()
+        .reward
+    };
+    let (base, _) = policy::load::<Train>(policy::BUILTIN, None, &Default::default()).unwrap();
+    let reference = base.valid();
+    let before = gold(&reference);
+    let prompts = alignlab::prompts::load("world", 400, 8).unwrap();
+    let mut run = OnlineRun::new(
+        base,
+        OnlineRunConfig {
+            algorithm: OnlineAlgorithm::ReinforcePp,
+            kl_coef: 0.05,
+            target_kl: None,
+            group_size: 4,
+            prompts_per_step: 32,
+            sampling: SamplingConfig {
+                max_new_tokens: 32,
+                ..Default::default()
+            },
+            policy_gradient: PolicyGradientConfig {
+                minibatch_size: 64,
+                ..Default::default()
+            },
+            optim: OptimConfig {
+                lr: 1e-3,
+                warmup_steps: 2,
+                total_steps: 50,
+                ..Default::default()
+            },
+            seed: 1,
+        },
+    );
+    for _ in 0..25 {
+        pollster::block_on(run.step(&reference, &tokenizer, &prompts, &RewardSource::Gold, None))
+            .unwrap();
+    }
+    let after = gold(&run.policy().valid());
+    println!("REINFORCE++: gold reward {before} → {after}");
+    assert!(
+        after.mean - after.ci95 > before.mean + before.ci95,
+        "{before} → {after}"
+    );
+}

@@ -47,7 +47,20 @@ pub struct FrontierPoint {
     /// Every proxy's reward of the same samples, by name.
     pub proxies: BTreeMap<String, MeanCi>,
     pub gold: MeanCi,
+    /// The first few samples, to read what the rewards reward.
+    #[serde(default)]
+    pub examples: Vec<Example>,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Example {
+    pub prompt: String,
+    pub completion: String,
+    pub gold: f32,
+}
+
+/// Samples kept per measured policy.
+const EXAMPLES: usize = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProxySummary {
@@ -159,12 +172,23 @@ impl<B: Backend> Setup<'_, B> {
             proxies.insert(name.clone(), MeanCi::of(&values));
         }
         let gold: Vec<f64> = rollout.rewards.iter().map(|&r| r as f64).collect();
+        // One sample from each of the first prompts.
+        let examples = (0..rollout.len())
+            .step_by(self.samples_per_prompt.max(1))
+            .take(EXAMPLES)
+            .map(|i| Example {
+                prompt: rollout.prompts[i].clone(),
+                completion: rollout.completions[i].clone(),
+                gold: rollout.rewards[i],
+            })
+            .collect();
         Ok(FrontierPoint {
             step,
             kl,
             sqrt_kl: kl.mean.max(0.0).sqrt(),
             proxies,
             gold: MeanCi::of(&gold),
+            examples,
         })
     }
 

@@ -489,6 +489,26 @@ Every policy is measured on the same {} held-out prompts × {} samples: KL is Σ
         }
         page.push_str("</table>");
     }
+    page.push_str("<h2>Samples</h2><p>The first samples of the base policy and of each run's last policy, with their gold reward.</p><table><tr><th>policy</th><th>prompt</th><th>completion</th><th>gold</th></tr>");
+    let finals = std::iter::once(("base", &report.base)).chain(
+        report
+            .runs
+            .iter()
+            .map(|r| (r.name.as_str(), r.points.last().expect("runs have points"))),
+    );
+    for (name, point) in finals {
+        for e in &point.examples {
+            let _ = write!(
+                page,
+                "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td><td>{:.2}</td></tr>",
+                escape(name),
+                escape(&e.prompt),
+                escape(&e.completion),
+                e.gold
+            );
+        }
+    }
+    page.push_str("</table>");
     page.push_str("<h2>Every measured policy</h2><table><tr><th>run</th><th>step</th><th>KL</th><th>proxy</th><th>gold</th></tr>");
     for run in &report.runs {
         for p in &run.points {
