@@ -65,6 +65,7 @@ fn ensembles_train_disagree_aggregate_and_round_trip() {
             members: 3,
             shared_trunk,
             aggregation: Aggregation::Mean,
+            member_scale: Vec::new(),
         };
         let reward = LearnedReward::from_policy(trunk, heads, 0).unwrap();
         let mut history: Vec<Metrics> = Vec::new();

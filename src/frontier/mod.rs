@@ -71,6 +71,9 @@ pub struct ProxySummary {
     pub training_pairs: usize,
     /// Accuracy on held-out gold-labelled pairs (none without pairs).
     pub held_out_accuracy: Option<f64>,
+    /// Each member's own held-out accuracy (ensembles).
+    #[serde(default)]
+    pub member_accuracy: Vec<f64>,
     pub held_out_pairs: usize,
 }
 
@@ -328,6 +331,7 @@ where
                     members: p.members.max(1),
                     shared_trunk: p.shared_trunk,
                     aggregation: p.aggregation(),
+                    member_scale: Vec::new(),
                 };
                 let fresh = LearnedReward::from_policy(base.clone(), heads, config.seed + 17)?;
                 let rm_config = RewardTrainConfig {
@@ -366,12 +370,16 @@ where
             aggregation: format!("{:?}", p.aggregation()),
             training_pairs,
             held_out_accuracy: eval.as_ref().map(|e| e.accuracy),
+            member_accuracy: eval
+                .as_ref()
+                .map(|e| e.member_accuracy.clone())
+                .unwrap_or_default(),
             held_out_pairs: held_out.len(),
         };
         if let Some(accuracy) = summary.held_out_accuracy {
             log.line(&format!(
-                "proxy `{}`: held-out accuracy {accuracy:.3} on {} pairs",
-                summary.name, summary.held_out_pairs
+                "proxy `{}`: held-out accuracy {accuracy:.3} on {} pairs (members {:.3?})",
+                summary.name, summary.held_out_pairs, summary.member_accuracy
             ));
         }
         summaries.push(summary);

@@ -29,6 +29,12 @@ pub enum RewardHeads {
         members: usize,
         shared_trunk: bool,
         aggregation: Aggregation,
+        /// (mean, std) of each member's reward over its training completions, set after
+        /// training when there are several: a Bradley–Terry reward is defined only up to a
+        /// shift (and, in practice, scale), so members are standardised before they are
+        /// aggregated — otherwise mean − λ·std measures the members' offsets, not their doubt.
+        #[serde(default)]
+        member_scale: Vec<[f32; 2]>,
     },
     /// One output per named attribute, combined along a direction (DPA). Outputs are in
     /// standard units of the training ratings (z-scores), so attributes rated on different
@@ -48,6 +54,7 @@ impl RewardHeads {
             members: 1,
             shared_trunk: true,
             aggregation: Aggregation::Mean,
+            member_scale: Vec::new(),
         }
     }
 
@@ -195,7 +202,25 @@ const REWARD_KEY: &str = "reward";
 /// One reward per sequence from every output [batch, outputs], as `heads` says.
 pub fn combine<B: Backend>(member_rewards: Tensor<B, 2>, heads: &RewardHeads) -> Tensor<B, 1> {
     match heads {
-        RewardHeads::Ensemble { aggregation, .. } => {
+        RewardHeads::Ensemble {
+            aggregation,
+            member_scale,
+            ..
+        } => {
+            let [_, members] = member_rewards.dims();
+            let member_rewards = if member_scale.len() == members {
+                let device = member_rewards.device();
+                let row = |f: fn(&[f32; 2]) -> f32| {
+                    Tensor::<B, 1>::from_floats(
+                        member_scale.iter().map(f).collect::<Vec<f32>>().as_slice(),
+                        &device,
+                    )
+                    .reshape([1, members])
+                };
+                (member_rewards - row(|s| s[0])) / row(|s| s[1])
+            } else {
+                member_rewards
+            };
             ensemble::aggregate(member_rewards, *aggregation)
         }
         RewardHeads::Attributes { direction, .. } => {

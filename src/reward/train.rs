@@ -506,7 +506,36 @@ where
         reward = next;
         on_step(&metrics);
     }
+    if let (RewardData::Ranked(rows), RewardHeads::Ensemble { members, .. }) =
+        (data, &reward.heads)
+    {
+        if *members > 1 {
+            let scale = member_scale_of(&reward, rows).await?;
+            if let RewardHeads::Ensemble { member_scale, .. } = &mut reward.heads {
+                *member_scale = scale;
+            }
+        }
+    }
     Ok(reward)
+}
+
+/// (mean, std) of each member's reward over (up to 512 rows of) the training completions.
+async fn member_scale_of<B: Backend>(
+    reward: &LearnedReward<B>,
+    rows: &[RankedSequences],
+) -> Result<Vec<[f32; 2]>> {
+    let sequences: Vec<Sequence> = rows.iter().take(512).flat_map(|r| r.sequences()).collect();
+    let (members, _) = score_sequences(reward, &sequences, 32).await?;
+    let outputs = reward.heads.outputs();
+    Ok((0..outputs)
+        .map(|j| {
+            let values: Vec<f64> = members.iter().map(|m| m[j] as f64).collect();
+            let n = values.len().max(1) as f64;
+            let mean = values.iter().sum::<f64>() / n;
+            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+            [mean as f32, var.sqrt().max(1e-6) as f32]
+        })
+        .collect())
 }
 
 #[cfg(test)]

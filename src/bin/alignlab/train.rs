@@ -424,6 +424,7 @@ fn train_reward_model<B: AutodiffBackend>(
                 members: command.ensemble.max(1),
                 shared_trunk: !command.independent,
                 aggregation: command.aggregate.aggregation(command.std_weight),
+                member_scale: Vec::new(),
             };
             (heads, RewardData::Ranked(tokenized.rows), held)
         }

@@ -1,0 +1,162 @@
+//! The core on WebGPU inside headless Chromium (wasm-bindgen-test), always against the CPU
+//! backend in the same page: a known wgpu/Chrome issue can make shaders fail silently.
+//! Run: `cargo test --target wasm32-unknown-unknown --test webgpu` (see DEVELOPERS.md).
+#![cfg(target_arch = "wasm32")]
+
+use alignlab::algo::preference::{self, PreferenceConfig, PreferenceData, PreferenceLoss};
+use alignlab::dataset::RankedSequences;
+use alignlab::host::read_vec;
+use alignlab::io::Checkpoint;
+use alignlab::logprobs::{completion_logprobs, SequenceBatch};
+use alignlab::metrics::TRAIN_LOSS;
+use alignlab::model::Llama;
+use alignlab::policy;
+use alignlab::sample::{generate, SamplingConfig};
+use alignlab::train::OptimConfig;
+use burn::backend::wgpu::{init_setup_async, graphics::WebGpu, Wgpu, WgpuDevice};
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::backend::Backend;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// The WebGPU device, set up once per page (a second setup of the same device panics).
+async fn gpu() -> WgpuDevice {
+    static READY: AtomicBool = AtomicBool::new(false);
+    let device = WgpuDevice::default();
+    if !READY.swap(true, Ordering::SeqCst) {
+        init_setup_async::<WebGpu>(&device, Default::default()).await;
+    }
+    device
+}
+
+fn builtin() -> Checkpoint {
+    policy::builtin_checkpoint().expect("the built-in model")
+}
+
+fn sequences() -> Vec<(Vec<u32>, Vec<u32>)> {
+    let tokenizer = builtin().tokenizer;
+    [
+        ("Once upon a time", " there was a happy dog."),
+        ("Tom went to the park.", " He was sad and the rain fell."),
+        ("The cat", " liked to play with Lily in the sun all day long."),
+    ]
+    .iter()
+    .map(|(p, c)| {
+        (
+            tokenizer.encode_with_bos(p).unwrap(),
+            tokenizer.encode(c).unwrap(),
+        )
+    })
+    .collect()
+}
+
+async fn logprobs<B: Backend>(model: &Llama<B>, device: &B::Device) -> Vec<f32> {
+    let batch = SequenceBatch::<B>::new(&sequences(), model.config().max_seq_len, device).unwrap();
+    read_vec(completion_logprobs(model, &batch)).await.unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn a_forward_pass_on_webgpu_equals_the_cpu_backend() {
+    let device = gpu().await;
+    let (gpu_model, _) = builtin().into_model::<Wgpu>(&device).unwrap();
+    let (cpu_model, _) = builtin().into_model::<NdArray>(&Default::default()).unwrap();
+    let on_gpu = logprobs(&gpu_model, &device).await;
+    let on_cpu = logprobs(&cpu_model, &Default::default()).await;
+    assert_eq!(on_gpu.len(), on_cpu.len());
+    let worst = on_gpu
+        .iter()
+        .zip(&on_cpu)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(on_cpu.iter().any(|&v| v < -0.5), "log-probs look empty");
+    assert!(worst < 1e-4, "WebGPU differs from the CPU by {worst}");
+}
+
+async fn dpo_losses<B: burn::tensor::backend::AutodiffBackend>(
+    device: &B::Device,
+) -> Vec<f64> {
+    let (policy, _) = builtin().into_model::<B>(device).unwrap();
+    let reference = policy.clone().valid();
+    let rows: Vec<RankedSequences> = sequences()
+        .into_iter()
+        .enumerate()
+        .map(|(index, (prompt, completion))| {
+            let mut worse = completion.clone();
+            worse.reverse();
+            RankedSequences {
+                index,
+                prompt,
+                completions: vec![completion, worse],
+                scores: None,
+            }
+        })
+        .collect();
+    let config = PreferenceConfig {
+        loss: PreferenceLoss::Dpo {
+            label_smoothing: 0.0,
+        },
+        beta: 0.1,
+        optim: OptimConfig {
+            lr: 2e-3,
+            warmup_steps: 1,
+            total_steps: 3,
+            ..Default::default()
+        },
+        batch_size: 3,
+        seed: 0,
+    };
+    let mut losses = Vec::new();
+    preference::train(
+        policy,
+        &reference,
+        &PreferenceData::Ranked(rows),
+        &config,
+        |m| losses.push(m.get(TRAIN_LOSS).unwrap()),
+    )
+    .await
+    .unwrap();
+    losses
+}
+
+use burn::module::AutodiffModule;
+
+#[wasm_bindgen_test]
+async fn dpo_steps_on_webgpu_lower_the_loss_as_on_the_cpu() {
+    let device = gpu().await;
+    let on_gpu = dpo_losses::<Autodiff<Wgpu>>(&device).await;
+    let on_cpu = dpo_losses::<Autodiff<NdArray>>(&Default::default()).await;
+    assert!((on_gpu[0] - std::f64::consts::LN_2).abs() < 1e-4, "{on_gpu:?}");
+    assert!(
+        on_gpu[1] < on_gpu[0] && on_gpu[2] < on_gpu[1],
+        "the loss did not fall: {on_gpu:?}"
+    );
+    for (g, c) in on_gpu.iter().zip(&on_cpu) {
+        assert!((g - c).abs() < 1e-3, "WebGPU {on_gpu:?} vs CPU {on_cpu:?}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn greedy_sampling_on_webgpu_equals_the_cpu_backend() {
+    let device = gpu().await;
+    let checkpoint = builtin();
+    let tokenizer = checkpoint.tokenizer.clone();
+    let (gpu_model, _) = checkpoint.clone().into_model::<Wgpu>(&device).unwrap();
+    let (cpu_model, _) = checkpoint.into_model::<NdArray>(&Default::default()).unwrap();
+    let prompts = vec![tokenizer.encode_with_bos("Once upon a time").unwrap(); 2];
+    let config = SamplingConfig {
+        max_new_tokens: 12,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let on_gpu = generate(&gpu_model, &prompts, tokenizer.eos_id(), &config)
+        .await
+        .unwrap();
+    let on_cpu = generate(&cpu_model, &prompts, tokenizer.eos_id(), &config)
+        .await
+        .unwrap();
+    assert!(!on_gpu[0].is_empty());
+    assert_eq!(on_gpu, on_cpu, "{:?}", tokenizer.decode(&on_gpu[0]));
+}
