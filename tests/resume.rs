@@ -76,7 +76,8 @@ fn check(algorithm: OnlineAlgorithm) {
     let saved = pollster::block_on(first.save_checkpoint(&reference, &tokenizer, &dir)).unwrap();
     drop(first);
     assert_eq!(latest(&dir).unwrap(), saved);
-    let (mut resumed, saved_reference, _, _) = resume::<Train>(&dir, &device).unwrap();
+    let restored = resume::<Train>(&dir, &device).unwrap();
+    let (mut resumed, saved_reference) = (restored.run, restored.reference);
     assert_eq!(resumed.step, 2);
     let continued: Vec<Metrics> = (0..2)
         .map(|_| step(&mut resumed, &saved_reference))

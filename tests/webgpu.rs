@@ -13,7 +13,7 @@ use alignlab::model::Llama;
 use alignlab::policy;
 use alignlab::sample::{generate, SamplingConfig};
 use alignlab::train::OptimConfig;
-use burn::backend::wgpu::{init_setup_async, graphics::WebGpu, Wgpu, WgpuDevice};
+use burn::backend::wgpu::{graphics::WebGpu, init_setup_async, Wgpu, WgpuDevice};
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::Backend;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +41,10 @@ fn sequences() -> Vec<(Vec<u32>, Vec<u32>)> {
     [
         ("Once upon a time", " there was a happy dog."),
         ("Tom went to the park.", " He was sad and the rain fell."),
-        ("The cat", " liked to play with Lily in the sun all day long."),
+        (
+            "The cat",
+            " liked to play with Lily in the sun all day long.",
+        ),
     ]
     .iter()
     .map(|(p, c)| {
@@ -62,7 +65,9 @@ async fn logprobs<B: Backend>(model: &Llama<B>, device: &B::Device) -> Vec<f32> 
 async fn a_forward_pass_on_webgpu_equals_the_cpu_backend() {
     let device = gpu().await;
     let (gpu_model, _) = builtin().into_model::<Wgpu>(&device).unwrap();
-    let (cpu_model, _) = builtin().into_model::<NdArray>(&Default::default()).unwrap();
+    let (cpu_model, _) = builtin()
+        .into_model::<NdArray>(&Default::default())
+        .unwrap();
     let on_gpu = logprobs(&gpu_model, &device).await;
     let on_cpu = logprobs(&cpu_model, &Default::default()).await;
     assert_eq!(on_gpu.len(), on_cpu.len());
@@ -75,9 +80,7 @@ async fn a_forward_pass_on_webgpu_equals_the_cpu_backend() {
     assert!(worst < 1e-4, "WebGPU differs from the CPU by {worst}");
 }
 
-async fn dpo_losses<B: burn::tensor::backend::AutodiffBackend>(
-    device: &B::Device,
-) -> Vec<f64> {
+async fn dpo_losses<B: burn::tensor::backend::AutodiffBackend>(device: &B::Device) -> Vec<f64> {
     let (policy, _) = builtin().into_model::<B>(device).unwrap();
     let reference = policy.clone().valid();
     let rows: Vec<RankedSequences> = sequences()
@@ -128,7 +131,10 @@ async fn dpo_steps_on_webgpu_lower_the_loss_as_on_the_cpu() {
     let device = gpu().await;
     let on_gpu = dpo_losses::<Autodiff<Wgpu>>(&device).await;
     let on_cpu = dpo_losses::<Autodiff<NdArray>>(&Default::default()).await;
-    assert!((on_gpu[0] - std::f64::consts::LN_2).abs() < 1e-4, "{on_gpu:?}");
+    assert!(
+        (on_gpu[0] - std::f64::consts::LN_2).abs() < 1e-4,
+        "{on_gpu:?}"
+    );
     assert!(
         on_gpu[1] < on_gpu[0] && on_gpu[2] < on_gpu[1],
         "the loss did not fall: {on_gpu:?}"
@@ -144,7 +150,9 @@ async fn greedy_sampling_on_webgpu_equals_the_cpu_backend() {
     let checkpoint = builtin();
     let tokenizer = checkpoint.tokenizer.clone();
     let (gpu_model, _) = checkpoint.clone().into_model::<Wgpu>(&device).unwrap();
-    let (cpu_model, _) = checkpoint.into_model::<NdArray>(&Default::default()).unwrap();
+    let (cpu_model, _) = checkpoint
+        .into_model::<NdArray>(&Default::default())
+        .unwrap();
     let prompts = vec![tokenizer.encode_with_bos("Once upon a time").unwrap(); 2];
     let config = SamplingConfig {
         max_new_tokens: 12,

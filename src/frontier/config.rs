@@ -300,7 +300,7 @@ impl FrontierConfig {
                 for p in &rl.proxies {
                     known(p, &format!("{section}.proxies"))?;
                 }
-                if rl.kl_coefs.is_empty() || rl.kl_coefs.iter().any(|k| !(*k >= 0.0)) {
+                if rl.kl_coefs.is_empty() || rl.kl_coefs.iter().any(|k| k.is_nan() || *k < 0.0) {
                     return Err(Error::Input(format!(
                         "{source}: {section}.kl_coefs must be a non-empty list of numbers ≥ 0"
                     )));
@@ -316,7 +316,7 @@ impl FrontierConfig {
             if let Some(p) = &dpo.proxy {
                 known(p, "dpo.proxy")?;
             }
-            if dpo.betas.is_empty() || dpo.betas.iter().any(|b| !(*b > 0.0)) {
+            if dpo.betas.is_empty() || dpo.betas.iter().any(|b| b.is_nan() || *b <= 0.0) {
                 return Err(Error::Input(format!(
                     "{source}: dpo.betas must be a non-empty list of numbers > 0"
                 )));

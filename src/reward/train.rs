@@ -506,8 +506,7 @@ where
         reward = next;
         on_step(&metrics);
     }
-    if let (RewardData::Ranked(rows), RewardHeads::Ensemble { members, .. }) =
-        (data, &reward.heads)
+    if let (RewardData::Ranked(rows), RewardHeads::Ensemble { members, .. }) = (data, &reward.heads)
     {
         if *members > 1 {
             let scale = member_scale_of(&reward, rows).await?;

@@ -143,12 +143,18 @@ pub fn latest(dir: &Path) -> Result<PathBuf> {
     })
 }
 
+/// What [`resume`] restores.
+pub struct Resumed<B: AutodiffBackend> {
+    pub run: OnlineRun<B>,
+    pub reference: Llama<B::InnerBackend>,
+    pub tokenizer: Tokenizer,
+    /// The checkpoint folder used.
+    pub checkpoint: PathBuf,
+}
+
 /// A resumed run with its reference model and tokenizer, from `dir` (a checkpoint or a folder
-/// of them: the latest is taken). Returns the checkpoint used.
-pub fn resume<B: AutodiffBackend>(
-    dir: &Path,
-    device: &B::Device,
-) -> Result<(OnlineRun<B>, Llama<B::InnerBackend>, Tokenizer, PathBuf)>
+/// of them: the latest is taken).
+pub fn resume<B: AutodiffBackend>(dir: &Path, device: &B::Device) -> Result<Resumed<B>>
 where
     Llama<B>: AutodiffModule<B, InnerModule = Llama<B::InnerBackend>>,
     RewardModel<B>: AutodiffModule<B, InnerModule = RewardModel<B::InnerBackend>>,
@@ -207,5 +213,10 @@ where
             trainer,
         });
     }
-    Ok((resumed, reference, tokenizer, at))
+    Ok(Resumed {
+        run: resumed,
+        reference,
+        tokenizer,
+        checkpoint: at,
+    })
 }

@@ -61,7 +61,13 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
     };
     let (mut run, reference, tokenizer) = match &online.resume {
         Some(dir) => {
-            let (run, reference, tokenizer, at) = resume::<B>(dir, device)?;
+            let resumed = resume::<B>(dir, device)?;
+            let (run, reference, tokenizer, at) = (
+                resumed.run,
+                resumed.reference,
+                resumed.tokenizer,
+                resumed.checkpoint,
+            );
             if run.config != config {
                 return Err(Error::Input(format!(
                     "{}: this checkpoint is of a different run; its settings are\n{}",
