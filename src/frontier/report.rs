@@ -232,17 +232,6 @@ fn fit_text(fit: &Option<Fit>) -> String {
 
 fn gold_series(report: &FrontierReport) -> Vec<Series> {
     let mut series = Vec::new();
-    let max_d = report
-        .runs
-        .iter()
-        .flat_map(|r| r.points.iter().map(|p| p.sqrt_kl))
-        .chain(
-            report
-                .best_of_n
-                .iter()
-                .flat_map(|b| b.points.iter().map(|p| p.analytic_kl.sqrt())),
-        )
-        .fold(0.0, f64::max);
     if let Some(bon) = &report.best_of_n {
         series.push(Series {
             label: format!("best-of-n ({})", bon.proxy),
@@ -265,9 +254,15 @@ fn gold_series(report: &FrontierReport) -> Vec<Series> {
             colour: 0,
         });
         if let Some(fit) = &bon.gold_fit {
+            // Drawn over the measured range only: the fitted parabola says nothing beyond it.
+            let d_max = bon
+                .points
+                .iter()
+                .map(|p| p.analytic_kl.sqrt())
+                .fold(0.0, f64::max);
             series.push(Series {
                 label: "best-of-n fit d(α − βd)".into(),
-                points: fit_curve(fit, max_d),
+                points: fit_curve(fit, d_max),
                 errors: Vec::new(),
                 fitted: true,
                 colour: 0,

@@ -1,11 +1,24 @@
 //! Reward models: the decoder trunk with a scalar (or multi-objective) head read at each
 //! sequence's last real token, initialised from any policy checkpoint; and ensembles of them.
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::{Llama, ScalarHead};
+
+/// Gives every parameter a new id. A cloned module shares its parameters' ids with the
+/// original, and burn's gradients and optimiser state are keyed by id: two clones trained in
+/// one module (independent ensemble members) would read and overwrite each other's gradients
+/// and AdamW moments.
+struct FreshIds;
+
+impl<B: Backend> ModuleMapper<B> for FreshIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, tensor, mapper) = param.consume();
+        Param::from_mapped_value(ParamId::new(), tensor, mapper)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct RewardModel<B: Backend> {
@@ -14,8 +27,10 @@ pub struct RewardModel<B: Backend> {
 }
 
 impl<B: Backend> RewardModel<B> {
-    /// A fresh head of `outputs` scalars on a policy's trunk.
+    /// A fresh head of `outputs` scalars on a copy of a policy's trunk (with its own parameter
+    /// ids, so it never shares gradients or optimiser state with the policy or other copies).
     pub fn from_policy(trunk: Llama<B>, outputs: usize, seed: u64) -> Self {
+        let trunk = trunk.map(&mut FreshIds);
         let head = ScalarHead::new(trunk.config().dim, outputs, seed, &trunk.device());
         Self { trunk, head }
     }
@@ -69,5 +84,37 @@ impl<B: Backend> RewardEnsemble<B> {
 
     pub fn outputs(&self) -> usize {
         self.members.iter().map(|m| m.head.outputs()).sum()
+    }
+}
+
+#[cfg(test)]
+mod fresh_id_tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::module::ModuleVisitor;
+
+    struct Ids(Vec<ParamId>);
+
+    impl<B: Backend> ModuleVisitor<B> for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.id);
+        }
+    }
+
+    #[test]
+    fn copies_of_one_trunk_do_not_share_parameter_ids() {
+        let (policy, _) =
+            crate::policy::load::<NdArray>(crate::policy::BUILTIN, None, &Default::default())
+                .unwrap();
+        let ids = |m: &RewardModel<NdArray>| {
+            let mut v = Ids(Vec::new());
+            m.visit(&mut v);
+            v.0
+        };
+        let a = ids(&RewardModel::from_policy(policy.clone(), 1, 0));
+        let b = ids(&RewardModel::from_policy(policy.clone(), 1, 1));
+        let mut policy_ids = Ids(Vec::new());
+        policy.visit(&mut policy_ids);
+        assert!(a.iter().all(|id| !b.contains(id) && !policy_ids.0.contains(id)));
     }
 }
