@@ -115,6 +115,8 @@ mod fresh_id_tests {
         let b = ids(&RewardModel::from_policy(policy.clone(), 1, 1));
         let mut policy_ids = Ids(Vec::new());
         policy.visit(&mut policy_ids);
-        assert!(a.iter().all(|id| !b.contains(id) && !policy_ids.0.contains(id)));
+        assert!(a
+            .iter()
+            .all(|id| !b.contains(id) && !policy_ids.0.contains(id)));
     }
 }
