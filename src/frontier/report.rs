@@ -189,7 +189,7 @@ fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result
         }
         chart
             .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
+            .background_style(WHITE.mix(0.6))
             .border_style(BLACK.mix(0.3))
             .position(SeriesLabelPosition::UpperLeft)
             .draw()
