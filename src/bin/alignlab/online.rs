@@ -127,6 +127,12 @@ fn start<B: AutodiffBackend>(
     match &command.online.reference_soup {
         None => policy::load::<B>(&command.model.model, tokenizer_path, device),
         Some(models) => {
+            if models.len() != 2 {
+                return Err(Error::Input(format!(
+                    "--reference-soup takes two models, A,B; got {}",
+                    models.len()
+                )));
+            }
             let (a, tokenizer) =
                 policy::load::<B::InnerBackend>(&models[0], tokenizer_path, device)?;
             let (b, _) = policy::load::<B::InnerBackend>(&models[1], tokenizer_path, device)?;

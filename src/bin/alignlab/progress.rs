@@ -46,8 +46,13 @@ impl Progress {
         Ok(())
     }
 
+    /// A line above the bar, or on stdout when there is no terminal (indicatif drops it then).
     pub fn println(&self, line: &str) {
-        self.bar.println(line);
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
     }
 
     pub fn on_step(&mut self, m: &Metrics) {
@@ -70,14 +75,14 @@ impl Progress {
             }
         }
         if let Some(at) = m.get("policy/rolled_back_at_minibatch") {
-            self.bar.println(format!(
+            self.println(&format!(
                 "step {}: the policy moved too far from the rollout policy at minibatch {at}; the update was rolled back",
                 m.step
             ));
         }
         if m.get(metrics::TRAIN_SKIPPED).is_some() {
             self.skipped.push(m.step);
-            self.bar.println(format!(
+            self.println(&format!(
                 "step {} (batch {}): the loss was not finite; the update was skipped",
                 m.step, m.step
             ));

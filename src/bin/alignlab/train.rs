@@ -108,7 +108,7 @@ pub struct OnlineArgs {
     pub resume: Option<PathBuf>,
     /// SALSA (Chegini et al. 2024): start from, and take the KL to, the weight average of these
     /// two models (same architecture), e.g. two SFT runs: `A.safetensors,B.safetensors`.
-    #[arg(long, value_delimiter = ',', num_args = 2)]
+    #[arg(long, value_delimiter = ',')]
     pub reference_soup: Option<Vec<String>>,
     /// SALSA: the soup's weight on the first model.
     #[arg(long, default_value_t = 0.5)]
