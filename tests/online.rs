@@ -20,6 +20,23 @@ use common::Cpu;
 
 type Train = Autodiff<Cpu>;
 
+/// Mean gold reward (95% CI) of one sample for each of 200 held-out world prompts.
+fn held_out_gold(model: &Llama<Cpu>) -> alignlab::metrics::MeanCi {
+    let sampling = SamplingConfig {
+        max_new_tokens: 32,
+        seed: 3,
+        ..Default::default()
+    };
+    pollster::block_on(world::eval::held_out_gold_reward(
+        model,
+        &world::tokenizer(),
+        200,
+        &sampling,
+    ))
+    .unwrap()
+    .reward
+}
+
 fn run(
     method: OnlineMethod,
     reward: &RewardSource<Cpu>,
@@ -126,21 +143,8 @@ fn grpo_with_a_verifier_raises_held_out_sum_accuracy() {
 fn rloo_against_the_gold_reward_raises_the_gold_reward_of_samples() {
     let mut w = world::World::new(8);
     let prompts: Vec<String> = (0..400).map(|_| w.prompt().prompt).collect();
-    let tokenizer = world::tokenizer();
-    let sampling = SamplingConfig {
-        max_new_tokens: 32,
-        seed: 3,
-        ..Default::default()
-    };
-    let gold = |model: &Llama<Cpu>| {
-        pollster::block_on(world::eval::held_out_gold_reward(
-            model, &tokenizer, 200, &sampling,
-        ))
-        .unwrap()
-        .reward
-    };
     let (base, _) = policy::load::<Cpu>(policy::BUILTIN, None, &Default::default()).unwrap();
-    let before = gold(&base);
+    let before = held_out_gold(&base);
     let (trained, history) = run(
         OnlineMethod::Rloo,
         &RewardSource::Gold,
@@ -149,7 +153,7 @@ fn rloo_against_the_gold_reward_raises_the_gold_reward_of_samples() {
         32,
         (0.0, 0.05),
     );
-    let after = gold(&trained.valid());
+    let after = held_out_gold(&trained.valid());
     let kl: Vec<f64> = history
         .iter()
         .map(|m| m.get(metrics::OBJECTIVE_KL).unwrap())
@@ -410,21 +414,9 @@ fn an_update_that_moves_too_far_is_rolled_back_and_reported() {
 fn reinforce_pp_through_an_online_run_raises_the_gold_reward_of_samples() {
     use alignlab::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
     let tokenizer = world::tokenizer();
-    let sampling = SamplingConfig {
-        max_new_tokens: 32,
-        seed: 3,
-        ..Default::default()
-    };
-    let gold = |model: &Llama<Cpu>| {
-        pollster::block_on(world::eval::held_out_gold_reward(
-            model, &tokenizer, 200, &sampling,
-        ))
-        .unwrap()
-        .reward
-    };
     let (base, _) = policy::load::<Train>(policy::BUILTIN, None, &Default::default()).unwrap();
     let reference = base.valid();
-    let before = gold(&reference);
+    let before = held_out_gold(&reference);
     let prompts = alignlab::prompts::load("world", 400, 8).unwrap();
     let mut run = OnlineRun::new(
         base,
@@ -455,7 +447,7 @@ fn reinforce_pp_through_an_online_run_raises_the_gold_reward_of_samples() {
         pollster::block_on(run.step(&reference, &tokenizer, &prompts, &RewardSource::Gold, None))
             .unwrap();
     }
-    let after = gold(&run.policy().valid());
+    let after = held_out_gold(&run.policy().valid());
     println!("REINFORCE++: gold reward {before} → {after}");
     assert!(
         after.mean - after.ci95 > before.mean + before.ci95,

@@ -34,7 +34,6 @@ pub struct PpoConfig {
     pub sampling: SamplingConfig,
     pub gamma: f64,
     pub lambda: f64,
-    pub kl: KlController,
     /// The KL as a per-token k1 penalty in the reward (true), or as a k3 loss term (false).
     pub kl_in_reward: bool,
     /// Value predictions move at most this far from the old ones (TRL's `cliprange_value`).
@@ -53,7 +52,6 @@ impl Default for PpoConfig {
             sampling: SamplingConfig::default(),
             gamma: 1.0,
             lambda: 0.95,
-            kl: KlController::Fixed { kl_coef: 0.05 },
             kl_in_reward: true,
             value_clip: 0.2,
             whiten_advantages: true,

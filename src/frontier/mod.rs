@@ -130,6 +130,17 @@ pub struct FrontierReport {
     pub runs: Vec<FrontierRun>,
 }
 
+impl FrontierReport {
+    /// The base policy, then each run's last policy, by name.
+    pub fn final_points(&self) -> impl Iterator<Item = (&str, &FrontierPoint)> {
+        std::iter::once(("base", &self.base)).chain(
+            self.runs
+                .iter()
+                .map(|r| (r.name.as_str(), r.points.last().expect("runs have points"))),
+        )
+    }
+}
+
 /// What the sweep reports as it goes.
 pub trait Log {
     fn line(&mut self, text: &str);
@@ -363,10 +374,7 @@ where
         };
         let summary = ProxySummary {
             name: p.name.clone(),
-            members: reward.ensemble.members.len().max(match &reward.heads {
-                RewardHeads::Ensemble { members, .. } => *members,
-                _ => 1,
-            }),
+            members: reward.heads.outputs(),
             aggregation: format!("{:?}", p.aggregation()),
             training_pairs,
             held_out_accuracy: eval.as_ref().map(|e| e.accuracy),

@@ -10,7 +10,6 @@ use plotters::prelude::*;
 
 use super::fit::Fit;
 use super::{FrontierPoint, FrontierReport};
-use crate::algo::best_of_n::analytic_kl;
 use crate::error::{Error, Result};
 
 const WIDTH: u32 = 760;
@@ -364,11 +363,10 @@ pub fn html(report: &FrontierReport) -> Result<String> {
             let analytic: Vec<(f64, f64)> = (0..=60)
                 .map(|i| {
                     let n = (max_n as f64).powf(i as f64 / 60.0);
-                    // log n − (n−1)/n extends to real n.
+                    // best_of_n::analytic_kl, log n − (n−1)/n, extended to real n.
                     (n.log2(), n.ln() - (n - 1.0) / n)
                 })
                 .collect();
-            debug_assert!((analytic_kl(4) - (4f64.ln() - 0.75)).abs() < 1e-12);
             chart(
                 "Best-of-n: KL(π_n‖π_ref), analytic log n − (n−1)/n against measured",
                 "log₂ n",
@@ -485,13 +483,7 @@ Every policy is measured on the same {} held-out prompts × {} samples: KL is Σ
         page.push_str("</table>");
     }
     page.push_str("<h2>Samples</h2><p>The first samples of the base policy and of each run's last policy, with their gold reward.</p><table><tr><th>policy</th><th>prompt</th><th>completion</th><th>gold</th></tr>");
-    let finals = std::iter::once(("base", &report.base)).chain(
-        report
-            .runs
-            .iter()
-            .map(|r| (r.name.as_str(), r.points.last().expect("runs have points"))),
-    );
-    for (name, point) in finals {
+    for (name, point) in report.final_points() {
         for e in &point.examples {
             let _ = write!(
                 page,

@@ -207,7 +207,6 @@ where
                 let ppo = PpoConfig {
                     samples_per_prompt: 1,
                     sampling: config.sampling.clone(),
-                    kl: self.kl,
                     policy_gradient: config.policy_gradient(),
                     ..Default::default()
                 };

@@ -79,14 +79,8 @@ fn summarise(report: &FrontierReport, paths: &[PathBuf], out: &Path, seconds: f6
             }
         );
     }
-    let finals = std::iter::once(("base", &report.base)).chain(
-        report
-            .runs
-            .iter()
-            .map(|r| (r.name.as_str(), r.points.last().expect("runs have points"))),
-    );
     println!("\nsamples (gold reward):");
-    for (name, point) in finals {
+    for (name, point) in report.final_points() {
         if let Some(e) = point.examples.first() {
             println!("  {name}: {}|{} ({:.2})", e.prompt, e.completion, e.gold);
         }

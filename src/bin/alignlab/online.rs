@@ -62,21 +62,15 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
     let (mut run, reference, tokenizer) = match &online.resume {
         Some(dir) => {
             let resumed = resume::<B>(dir, device)?;
-            let (run, reference, tokenizer, at) = (
-                resumed.run,
-                resumed.reference,
-                resumed.tokenizer,
-                resumed.checkpoint,
-            );
-            if run.config != config {
+            let at = resumed.checkpoint.display();
+            if resumed.run.config != config {
                 return Err(Error::Input(format!(
-                    "{}: this checkpoint is of a different run; its settings are\n{}",
-                    at.display(),
-                    serde_json::to_string_pretty(&run.config).expect("serialises")
+                    "{at}: this checkpoint is of a different run; its settings are\n{}",
+                    serde_json::to_string_pretty(&resumed.run.config).expect("serialises")
                 )));
             }
-            println!("resuming {} at step {}", at.display(), run.step);
-            (run, reference, tokenizer)
+            println!("resuming {at} at step {}", resumed.run.step);
+            (resumed.run, resumed.reference, resumed.tokenizer)
         }
         None => {
             let (policy, tokenizer) = start::<B>(command, device)?;
