@@ -11,6 +11,7 @@ pub mod host;
 pub mod init;
 pub mod io;
 pub mod kl;
+pub mod lab;
 pub mod logprobs;
 pub mod metrics;
 pub mod model;
@@ -22,6 +23,8 @@ pub mod rollout;
 pub mod run;
 pub mod sample;
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 pub mod world;
 
 pub use error::{Error, Result};

@@ -86,6 +86,49 @@ impl PreferenceLoss {
         }
     }
 
+    /// Every method by the name the CLI and the page use, with the CLI's default settings.
+    pub const NAMES: [&'static str; 12] = [
+        "dpo",
+        "cdpo",
+        "robust-dpo",
+        "ipo",
+        "hinge",
+        "rpo",
+        "simpo",
+        "orpo",
+        "bco",
+        "kto",
+        "pro",
+        "lipo",
+    ];
+
+    pub fn with_defaults(name: &str) -> Option<Self> {
+        Some(match name {
+            "dpo" => Self::Dpo {
+                label_smoothing: 0.0,
+            },
+            "cdpo" => Self::Dpo {
+                label_smoothing: 0.1,
+            },
+            "robust-dpo" => Self::RobustDpo {
+                label_smoothing: 0.1,
+            },
+            "ipo" => Self::Ipo,
+            "hinge" => Self::Hinge,
+            "rpo" => Self::Rpo { alpha: 1.0 },
+            "simpo" => Self::Simpo { gamma: 0.5 },
+            "orpo" => Self::Orpo { lambda: 0.1 },
+            "bco" => Self::Bco,
+            "kto" => Self::Kto {
+                desirable_weight: 1.0,
+                undesirable_weight: 1.0,
+            },
+            "pro" => Self::Pro { sft_weight: 0.05 },
+            "lipo" => Self::Lipo,
+            _ => return None,
+        })
+    }
+
     /// Methods defined on length-averaged log-probs (TRL's IPO, SimPO, ORPO, PRO).
     fn length_averaged(&self) -> bool {
         matches!(

@@ -152,18 +152,20 @@ impl<F: FnMut(&str)> Log for F {
     }
 }
 
-struct Setup<'a, B: Backend> {
-    base: &'a Llama<B>,
-    tokenizer: &'a Tokenizer,
-    eval_prompts: &'a [String],
-    eval_sampling: SamplingConfig,
-    samples_per_prompt: usize,
-    proxies: &'a [(String, RewardSource<B>)],
-    gold: &'a RewardSource<B>,
+/// How every policy of a sweep (or of the page's runs) is measured: samples on the same held-out
+/// prompts, their KL to the base, every proxy's reward and the gold reward.
+pub struct Evaluation<'a, B: Backend> {
+    pub base: &'a Llama<B>,
+    pub tokenizer: &'a Tokenizer,
+    pub eval_prompts: &'a [String],
+    pub eval_sampling: SamplingConfig,
+    pub samples_per_prompt: usize,
+    pub proxies: &'a [(String, RewardSource<B>)],
+    pub gold: &'a RewardSource<B>,
 }
 
-impl<B: Backend> Setup<'_, B> {
-    async fn measure(&self, policy: &Llama<B>, step: usize) -> Result<FrontierPoint> {
+impl<B: Backend> Evaluation<'_, B> {
+    pub async fn measure(&self, policy: &Llama<B>, step: usize) -> Result<FrontierPoint> {
         let rollout = collect(
             policy,
             self.base,
@@ -394,7 +396,7 @@ where
         proxies.push((p.name.clone(), RewardSource::Learned(Box::new(reward))));
     }
 
-    let setup = Setup {
+    let setup = Evaluation {
         base: &reference,
         tokenizer: &tokenizer,
         eval_prompts: &eval_prompts,

@@ -506,6 +506,15 @@ where
         reward = next;
         on_step(&metrics);
     }
+    finish(reward, data).await
+}
+
+/// What training ends with: an ensemble learns each member's scale over its training
+/// completions, so aggregation compares standardised members.
+pub async fn finish<B: Backend>(
+    mut reward: LearnedReward<B>,
+    data: &RewardData,
+) -> Result<LearnedReward<B>> {
     if let (RewardData::Ranked(rows), RewardHeads::Ensemble { members, .. }) = (data, &reward.heads)
     {
         if *members > 1 {

@@ -1,0 +1,744 @@
+//! The interactive lab the page drives, one short call at a time (so the page can draw, pause
+//! and resume between calls): sample pairs for a person to label, train a reward model on the
+//! labels step by step, then optimise the policy against it — an online method (PPO, GRPO, …)
+//! or a DPO-family loss on the labels — measuring every policy as the frontier sweep does
+//! (KL to the base on held-out prompts, proxy and gold reward), and best-of-n at any n.
+//! Generic over the backend: the page runs it on WebGPU or the wasm CPU backend, tests on flex.
+
+pub mod labels;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::algo::best_of_n::{self, BestOfNPoint};
+use crate::algo::policy_gradient::PolicyGradientConfig;
+use crate::algo::preference::{
+    reference_logps, DataShape, PreferenceConfig, PreferenceData, PreferenceLoss,
+    PreferenceTrainer, ReferenceLogps,
+};
+use crate::dataset::{tokenize_rankings, tokenize_unpaired, LengthLimit, RankedSequences};
+use crate::error::{Error, Result};
+use crate::frontier::{Evaluation, FrontierPoint};
+use crate::io::prefs::{PreferencePair, Ranking, UnpairedExample};
+use crate::io::{Checkpoint, Tokenizer};
+use crate::metrics::Metrics;
+use crate::model::{Llama, RewardEnsemble, RewardModel};
+use crate::prompts::{self, PromptSet};
+use crate::reward::source::RewardSource;
+use crate::reward::train::{self as reward_train, RewardData, RewardTrainConfig};
+use crate::reward::{Aggregation, LearnedReward, RewardHeads};
+use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
+use crate::sample::{generate, SamplingConfig};
+use crate::train::{OptimConfig, Trainer};
+pub use labels::{Choice, Label, Labeller};
+
+/// The proxy's name in measured points.
+pub const PROXY: &str = "rm";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabConfig {
+    pub seed: u64,
+    /// Held-out prompts every policy is measured on, and samples per prompt.
+    pub eval_prompts: usize,
+    pub samples_per_prompt: usize,
+    /// Longest completion sampled for labelling, training and measuring.
+    pub max_new_tokens: usize,
+}
+
+impl Default for LabConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            eval_prompts: 16,
+            samples_per_prompt: 2,
+            max_new_tokens: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabInfo {
+    pub parameters: usize,
+    pub layers: usize,
+    pub dim: usize,
+    pub vocab_size: usize,
+    pub context: usize,
+    pub prompts: usize,
+    /// Decided pairs among the labels given.
+    pub pairs: usize,
+    pub reward_model: bool,
+    pub run: Option<String>,
+}
+
+/// Two completions of one prompt from the current policy, for a person to compare.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairToLabel {
+    pub index: u64,
+    pub prompt: String,
+    pub left: String,
+    pub right: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub prompt: String,
+    pub completion: String,
+    pub gold: f32,
+    /// The reward model's score, once one is trained.
+    pub proxy: Option<f32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSettings {
+    pub steps: usize,
+    #[serde(default = "default_members")]
+    pub members: usize,
+    #[serde(default = "default_rm_lr")]
+    pub lr: f64,
+    #[serde(default = "default_rm_batch")]
+    pub batch_size: usize,
+}
+
+fn default_members() -> usize {
+    1
+}
+fn default_rm_lr() -> f64 {
+    3e-3
+}
+fn default_rm_batch() -> usize {
+    16
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RewardProgress {
+    pub step: usize,
+    pub total_steps: usize,
+    pub loss: f64,
+    /// On the training batch.
+    pub accuracy: f64,
+    /// On the held-out pairs, once training ends (none when too few pairs to hold any out).
+    pub held_out_accuracy: Option<f64>,
+    pub held_out_pairs: usize,
+    pub training_pairs: usize,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSettings {
+    /// An online method (`ppo`, `grpo`, `dr-grpo`, `rloo`, `reinforce-pp`, `raft`) optimising
+    /// the reward model, or a DPO-family loss (`dpo`, `ipo`, `kto`, …) on the labels.
+    pub method: String,
+    /// β: the KL coefficient of online methods, the DPO family's β.
+    pub kl_coef: f64,
+    pub steps: usize,
+    #[serde(default)]
+    pub lr: Option<f64>,
+    /// Measure KL, proxy and gold every this many steps.
+    #[serde(default = "default_eval_every")]
+    pub eval_every: usize,
+}
+
+fn default_eval_every() -> usize {
+    2
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunProgress {
+    pub name: String,
+    pub step: usize,
+    pub total_steps: usize,
+    pub metrics: Metrics,
+    /// Measured this step (every `eval_every` steps and at the last).
+    pub point: Option<FrontierPoint>,
+    pub done: bool,
+}
+
+struct RewardTraining<B: AutodiffBackend> {
+    reward: Option<LearnedReward<B>>,
+    trainer: Trainer<B, RewardEnsemble<B>>,
+    data: RewardData,
+    held_out: Vec<RankedSequences>,
+    order: Vec<usize>,
+    config: RewardTrainConfig,
+}
+
+struct Preference<B: AutodiffBackend> {
+    policy: Option<Llama<B>>,
+    trainer: PreferenceTrainer<B>,
+    data: PreferenceData,
+    reference: ReferenceLogps,
+    order: Vec<usize>,
+}
+
+enum Method<B: AutodiffBackend> {
+    Online(Box<OnlineRun<B>>),
+    Preference(Box<Preference<B>>),
+}
+
+struct Run<B: AutodiffBackend> {
+    name: String,
+    method: Method<B>,
+    step: usize,
+    total_steps: usize,
+    eval_every: usize,
+}
+
+pub struct Lab<B: AutodiffBackend> {
+    config: LabConfig,
+    base: Llama<B>,
+    reference: Llama<B::InnerBackend>,
+    /// What pairs and samples come from: the base, then the latest run's policy.
+    policy: Llama<B::InnerBackend>,
+    tokenizer: Tokenizer,
+    prompts: PromptSet,
+    eval_prompts: Vec<String>,
+    gold: RewardSource<B::InnerBackend>,
+    pairs: Vec<PreferencePair>,
+    reward_training: Option<RewardTraining<B>>,
+    proxy: Vec<(String, RewardSource<B::InnerBackend>)>,
+    run: Option<Run<B>>,
+}
+
+impl<B: AutodiffBackend> Lab<B>
+where
+    Llama<B>: AutodiffModule<B, InnerModule = Llama<B::InnerBackend>>,
+    RewardModel<B>: AutodiffModule<B, InnerModule = RewardModel<B::InnerBackend>>,
+    RewardEnsemble<B>: AutodiffModule<B, InnerModule = RewardEnsemble<B::InnerBackend>>,
+{
+    /// A lab on `checkpoint`'s policy, with the built-in world's story openings as prompts
+    /// and its lexicon score as the gold reward.
+    pub fn new(checkpoint: Checkpoint, device: &B::Device, config: LabConfig) -> Result<Self> {
+        let (base, tokenizer) = checkpoint.into_model::<B>(device)?;
+        let reference = base.valid();
+        let all = prompts::load("world", config.eval_prompts + 2_000, config.seed)?;
+        let eval_prompts = all.prompts[..config.eval_prompts].to_vec();
+        let prompts = PromptSet {
+            prompts: all.prompts[config.eval_prompts..].to_vec(),
+            answers: all.answers,
+        };
+        Ok(Self {
+            config,
+            policy: reference.clone(),
+            reference,
+            base,
+            tokenizer,
+            prompts,
+            eval_prompts,
+            gold: RewardSource::Gold,
+            pairs: Vec::new(),
+            reward_training: None,
+            proxy: Vec::new(),
+            run: None,
+        })
+    }
+
+    pub fn info(&self) -> LabInfo {
+        let c = self.base.config();
+        LabInfo {
+            parameters: c.num_params(),
+            layers: c.n_layers,
+            dim: c.dim,
+            vocab_size: c.vocab_size,
+            context: c.max_seq_len,
+            prompts: self.prompts.prompts.len(),
+            pairs: self.pairs.len(),
+            reward_model: !self.proxy.is_empty(),
+            run: self.run.as_ref().map(|r| r.name.clone()),
+        }
+    }
+
+    fn sampling(&self, seed: u64) -> SamplingConfig {
+        SamplingConfig {
+            max_new_tokens: self.config.max_new_tokens,
+            seed,
+            ..Default::default()
+        }
+    }
+
+    async fn complete(&self, prompt: &str, count: usize, seed: u64) -> Result<Vec<String>> {
+        let ids = self.tokenizer.encode_with_bos(prompt)?;
+        let completions = generate(
+            &self.policy,
+            &vec![ids; count],
+            self.tokenizer.eos_id(),
+            &self.sampling(seed),
+        )
+        .await?;
+        Ok(completions
+            .iter()
+            .map(|c| self.tokenizer.decode(c))
+            .collect())
+    }
+
+    /// Pair number `index`: its prompt cycles through the prompts; the two completions differ
+    /// whenever four tries can make them.
+    pub async fn pair(&self, index: u64) -> Result<PairToLabel> {
+        let prompt = &self.prompts.prompts[index as usize % self.prompts.prompts.len()];
+        let mut completions = Vec::new();
+        for attempt in 0..4u64 {
+            let seed = self
+                .config
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(index * 4 + attempt);
+            completions = self.complete(prompt, 2, seed).await?;
+            if completions[0] != completions[1] {
+                break;
+            }
+        }
+        Ok(PairToLabel {
+            index,
+            prompt: prompt.clone(),
+            left: completions[0].clone(),
+            right: completions[1].clone(),
+        })
+    }
+
+    /// `count` samples from the current policy for `prompt` (or the first held-out prompts).
+    pub async fn samples(
+        &self,
+        prompt: Option<&str>,
+        count: usize,
+        seed: u64,
+    ) -> Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        for i in 0..count {
+            let prompt = match prompt {
+                Some(p) => p.to_string(),
+                None => self.eval_prompts[i % self.eval_prompts.len()].clone(),
+            };
+            let completion = self
+                .complete(&prompt, 1, seed.wrapping_add(i as u64))
+                .await?
+                .remove(0);
+            let ids = self.tokenizer.encode_with_bos(&prompt)?;
+            let mut completion_ids = self.tokenizer.encode(&completion)?;
+            completion_ids.extend(self.tokenizer.eos_id());
+            let sequence = (ids, completion_ids);
+            let scored = [crate::reward::source::Scored {
+                prompt: &prompt,
+                completion: &completion,
+                sequence: &sequence,
+            }];
+            let gold = self.gold.score(&scored).await?[0];
+            let proxy = match self.proxy.first() {
+                Some((_, p)) => Some(p.score(&scored).await?[0]),
+                None => None,
+            };
+            out.push(Sample {
+                prompt,
+                completion,
+                gold,
+                proxy,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Pairs `start..start + count` labelled by the gold reward, standing in for a person (ties
+    /// when it scores both alike): enough labels for a lesson without a hundred clicks.
+    pub async fn gold_labels(&self, start: u64, count: usize) -> Result<Vec<Label>> {
+        let mut out = Vec::with_capacity(count);
+        for index in start..start + count as u64 {
+            let pair = self.pair(index).await?;
+            let (left, right) = (
+                crate::world::gold_reward(&pair.left),
+                crate::world::gold_reward(&pair.right),
+            );
+            let choice = if left > right {
+                Choice::Left
+            } else if right > left {
+                Choice::Right
+            } else {
+                Choice::Tie
+            };
+            out.push(Label {
+                prompt: pair.prompt,
+                left: pair.left,
+                right: pair.right,
+                choice,
+                labeller: Labeller::Gold,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The labels to train on (the page holds them; it sends them all before training).
+    pub fn set_labels(&mut self, labels: &[Label]) -> usize {
+        self.pairs = labels::pairs(labels);
+        self.pairs.len()
+    }
+
+    fn length_limit(&self) -> LengthLimit {
+        LengthLimit {
+            max_length: self.base.config().max_seq_len,
+            truncate: true,
+        }
+    }
+
+    fn ranked_pairs(&self) -> Result<Vec<RankedSequences>> {
+        let rankings: Vec<Ranking> = self.pairs.iter().cloned().map(Ranking::from).collect();
+        Ok(tokenize_rankings(
+            &self.tokenizer,
+            &rankings,
+            &self.length_limit(),
+            "labels",
+            true,
+        )?
+        .rows)
+    }
+
+    /// Starts training a fresh reward model (Bradley–Terry; an ensemble of independent
+    /// members aggregated by mean − std when `members` > 1) on the labels, holding out a
+    /// tenth when there are at least 20 pairs.
+    pub fn reward_start(&mut self, settings: &RewardSettings) -> Result<()> {
+        if self.pairs.len() < 2 {
+            return Err(Error::Input(format!(
+                "training a reward model needs at least 2 labelled pairs (left or right); there are {}",
+                self.pairs.len()
+            )));
+        }
+        if settings.steps == 0 || settings.batch_size == 0 || settings.members == 0 {
+            return Err(Error::Input(
+                "reward model: steps, batch_size and members must be at least 1".into(),
+            ));
+        }
+        let mut rows = self.ranked_pairs()?;
+        let held_out_count = if rows.len() >= 20 { rows.len() / 10 } else { 0 };
+        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed + 5);
+        rows.shuffle(&mut rng);
+        let held_out = rows.split_off(rows.len() - held_out_count);
+        for (i, row) in rows.iter_mut().enumerate() {
+            row.index = i;
+        }
+        let heads = RewardHeads::Ensemble {
+            members: settings.members,
+            shared_trunk: false,
+            aggregation: if settings.members > 1 {
+                Aggregation::MeanMinusStd { lambda: 1.0 }
+            } else {
+                Aggregation::Mean
+            },
+            member_scale: Vec::new(),
+        };
+        let config = RewardTrainConfig {
+            optim: OptimConfig {
+                lr: settings.lr,
+                warmup_steps: (settings.steps / 10).min(20),
+                total_steps: settings.steps,
+                ..Default::default()
+            },
+            batch_size: settings.batch_size,
+            seed: self.config.seed,
+            margin_from_scores: false,
+        };
+        let reward = LearnedReward::from_policy(self.base.clone(), heads, self.config.seed + 17)?;
+        let data = RewardData::Ranked(rows);
+        data.check(&reward.heads)?;
+        self.reward_training = Some(RewardTraining {
+            reward: Some(reward),
+            trainer: Trainer::new(config.optim.clone()),
+            order: shuffled(data.len(), self.config.seed),
+            data,
+            held_out,
+            config,
+        });
+        Ok(())
+    }
+
+    /// One reward-model update; the last one also measures held-out accuracy and makes the
+    /// model the proxy that best-of-n and the online methods optimise.
+    pub async fn reward_step(&mut self) -> Result<RewardProgress> {
+        let training = self
+            .reward_training
+            .as_mut()
+            .ok_or_else(|| Error::Input("start reward-model training first".into()))?;
+        let step = training.trainer.step;
+        let batch = batch_at(&training.order, step, training.config.batch_size);
+        let reward = training
+            .reward
+            .take()
+            .ok_or_else(|| Error::Input("this reward model failed a step: start again".into()))?;
+        let (reward, metrics) = reward_train::reward_step(
+            reward,
+            &mut training.trainer,
+            &training.data,
+            &batch,
+            &training.config,
+        )
+        .await?;
+        let total_steps = training.config.optim.total_steps;
+        let mut progress = RewardProgress {
+            step: step + 1,
+            total_steps,
+            loss: metrics.get(crate::metrics::TRAIN_LOSS).unwrap_or(f64::NAN),
+            accuracy: metrics.get("train/accuracy").unwrap_or(f64::NAN),
+            held_out_accuracy: None,
+            held_out_pairs: training.held_out.len(),
+            training_pairs: training.data.len(),
+            done: step + 1 >= total_steps,
+        };
+        if !progress.done {
+            training.reward = Some(reward);
+            return Ok(progress);
+        }
+        let training = self.reward_training.take().expect("checked above");
+        let trained = reward_train::finish(reward, &training.data).await?;
+        let trained = LearnedReward {
+            ensemble: trained.ensemble.valid(),
+            heads: trained.heads,
+        };
+        if !training.held_out.is_empty() {
+            let eval = reward_train::evaluate_rankings(&trained, &training.held_out, 32).await?;
+            progress.held_out_accuracy = Some(eval.accuracy);
+        }
+        self.proxy = vec![(PROXY.into(), RewardSource::Learned(Box::new(trained)))];
+        Ok(progress)
+    }
+
+    fn evaluation(&self) -> Evaluation<'_, B::InnerBackend> {
+        Evaluation {
+            base: &self.reference,
+            tokenizer: &self.tokenizer,
+            eval_prompts: &self.eval_prompts,
+            eval_sampling: self.sampling(self.config.seed.wrapping_add(90_001)),
+            samples_per_prompt: self.config.samples_per_prompt,
+            proxies: &self.proxy,
+            gold: &self.gold,
+        }
+    }
+
+    /// Measures the current policy: KL to the base, proxy and gold reward, a few samples.
+    pub async fn measure(&self) -> Result<FrontierPoint> {
+        let step = self.run.as_ref().map_or(0, |r| r.step);
+        self.evaluation().measure(&self.policy, step).await
+    }
+
+    /// Starts a run from the base policy; returns the base policy's point (step 0).
+    pub async fn run_start(&mut self, settings: &RunSettings) -> Result<FrontierPoint> {
+        if settings.steps == 0 || settings.eval_every == 0 {
+            return Err(Error::Input(
+                "run: steps and eval_every must be at least 1".into(),
+            ));
+        }
+        if !(settings.kl_coef.is_finite() && settings.kl_coef >= 0.0) {
+            return Err(Error::Input(format!(
+                "run: the KL coefficient must be finite and ≥ 0, got {}",
+                settings.kl_coef
+            )));
+        }
+        let method = if let Some(loss) = PreferenceLoss::with_defaults(&settings.method) {
+            Method::Preference(Box::new(self.preference_run(loss, settings).await?))
+        } else {
+            let algorithm = OnlineAlgorithm::parse(&settings.method).map_err(|_| {
+                Error::Input(format!(
+                    "unknown method `{}`: expected one of {}, {}",
+                    settings.method,
+                    OnlineAlgorithm::ALL.map(|a| a.name()).join(", "),
+                    PreferenceLoss::NAMES.join(", ")
+                ))
+            })?;
+            if self.proxy.is_empty() {
+                return Err(Error::Input(format!(
+                    "{} optimises the reward model: train one on your labels first",
+                    algorithm.name()
+                )));
+            }
+            Method::Online(Box::new(OnlineRun::new(
+                self.base.clone(),
+                self.online_config(algorithm, settings),
+            )))
+        };
+        self.run = Some(Run {
+            name: format!("{} β={}", settings.method, settings.kl_coef),
+            method,
+            step: 0,
+            total_steps: settings.steps,
+            eval_every: settings.eval_every,
+        });
+        self.policy = self.reference.clone();
+        self.measure().await
+    }
+
+    fn online_config(&self, algorithm: OnlineAlgorithm, settings: &RunSettings) -> OnlineRunConfig {
+        OnlineRunConfig {
+            algorithm,
+            kl_coef: settings.kl_coef,
+            target_kl: None,
+            group_size: 4,
+            prompts_per_step: 8,
+            sampling: self.sampling(0),
+            policy_gradient: PolicyGradientConfig {
+                minibatch_size: 32,
+                ..Default::default()
+            },
+            optim: OptimConfig {
+                lr: settings.lr.unwrap_or(1e-3),
+                warmup_steps: 2,
+                total_steps: settings.steps,
+                ..Default::default()
+            },
+            seed: self.config.seed,
+        }
+    }
+
+    async fn preference_run(
+        &self,
+        loss: PreferenceLoss,
+        settings: &RunSettings,
+    ) -> Result<Preference<B>> {
+        if self.pairs.is_empty() {
+            return Err(Error::Input(format!(
+                "{} learns from your labels: label some pairs (left or right) first",
+                settings.method
+            )));
+        }
+        let data = match loss.data_shape() {
+            DataShape::Pairs | DataShape::Rankings => PreferenceData::Ranked(self.ranked_pairs()?),
+            DataShape::Unpaired => {
+                let examples: Vec<UnpairedExample> = self
+                    .pairs
+                    .iter()
+                    .flat_map(UnpairedExample::from_pair)
+                    .collect();
+                PreferenceData::Unpaired(
+                    tokenize_unpaired(
+                        &self.tokenizer,
+                        &examples,
+                        &self.length_limit(),
+                        "labels",
+                        true,
+                    )?
+                    .rows,
+                )
+            }
+        };
+        data.check(&loss)?;
+        let config = PreferenceConfig {
+            loss,
+            beta: settings.kl_coef,
+            optim: OptimConfig {
+                lr: settings.lr.unwrap_or(1e-3),
+                warmup_steps: 2,
+                total_steps: settings.steps,
+                ..Default::default()
+            },
+            batch_size: 16,
+            seed: self.config.seed,
+        };
+        let reference = reference_logps(&self.reference, &data, 32).await?;
+        Ok(Preference {
+            policy: Some(self.base.clone()),
+            order: shuffled(data.len(), self.config.seed),
+            trainer: PreferenceTrainer::new(config),
+            data,
+            reference,
+        })
+    }
+
+    /// One update of the run; measures every `eval_every` steps and at the end.
+    pub async fn run_step(&mut self) -> Result<RunProgress> {
+        let run = self
+            .run
+            .as_mut()
+            .ok_or_else(|| Error::Input("start a run first".into()))?;
+        if run.step >= run.total_steps {
+            return Err(Error::Input(format!(
+                "run `{}` has finished its {} steps: start another",
+                run.name, run.total_steps
+            )));
+        }
+        let metrics = match &mut run.method {
+            Method::Online(online) => {
+                online
+                    .step(
+                        &self.reference,
+                        &self.tokenizer,
+                        &self.prompts,
+                        &self.proxy[0].1,
+                        Some(&self.gold),
+                    )
+                    .await?
+            }
+            Method::Preference(p) => {
+                let batch_size = p.trainer.config.batch_size;
+                let batch = batch_at(&p.order, run.step, batch_size);
+                let policy = p
+                    .policy
+                    .take()
+                    .ok_or_else(|| Error::Input("this run failed a step: start another".into()))?;
+                let (policy, metrics) = p
+                    .trainer
+                    .step(policy, &p.data, &p.reference, &batch)
+                    .await?;
+                p.policy = Some(policy);
+                metrics
+            }
+        };
+        run.step += 1;
+        self.policy = match &run.method {
+            Method::Online(online) => online.policy().valid(),
+            Method::Preference(p) => p.policy.as_ref().expect("set above").valid(),
+        };
+        let (name, step, total_steps) = (run.name.clone(), run.step, run.total_steps);
+        let done = step >= total_steps;
+        let point = if step % run.eval_every == 0 || done {
+            Some(self.measure().await?)
+        } else {
+            None
+        };
+        Ok(RunProgress {
+            name,
+            step,
+            total_steps,
+            metrics,
+            point,
+            done,
+        })
+    }
+
+    /// Best-of-n from the base policy, selected by the reward model (or by the gold reward
+    /// when none is trained), at every n of `ns`: analytic and measured KL, both rewards.
+    pub async fn best_of_n(&self, ns: &[usize], prompts: usize) -> Result<Vec<BestOfNPoint>> {
+        if ns.is_empty() || ns.contains(&0) || ns.len() > 12 || ns.iter().any(|&n| n > 256) {
+            return Err(Error::Input(
+                "best-of-n: give 1 to 12 values of n, each from 1 to 256".into(),
+            ));
+        }
+        let selector = self.proxy.first().map_or(&self.gold, |(_, p)| p);
+        let prompts = &self.eval_prompts[..prompts.clamp(1, self.eval_prompts.len())];
+        let max_n = *ns.iter().max().expect("non-empty");
+        best_of_n::measure(
+            &self.reference,
+            &self.tokenizer,
+            prompts,
+            selector,
+            Some(&self.gold),
+            ns,
+            (4 * max_n).max(32),
+            2,
+            &self.sampling(self.config.seed.wrapping_add(50_000)),
+        )
+        .await
+    }
+}
+
+fn shuffled(len: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    order
+}
+
+/// The `batch_size` rows of step `step`, cycling through `order`.
+fn batch_at(order: &[usize], step: usize, batch_size: usize) -> Vec<usize> {
+    let size = batch_size.min(order.len());
+    (0..size)
+        .map(|i| order[(step * size + i) % order.len()])
+        .collect()
+}

@@ -1,0 +1,149 @@
+//! The page's lab core, natively on the CPU: pairs to label, a reward model trained step by
+//! step on labels, runs of an online method and of DPO measured against the base, best-of-n,
+//! and the errors a user can cause.
+
+mod common;
+
+use alignlab::lab::{labels, Choice, Lab, LabConfig, RewardSettings, RunSettings, PROXY};
+use alignlab::policy::builtin_checkpoint;
+use burn::backend::Autodiff;
+use pollster::block_on;
+
+type B = Autodiff<common::Cpu>;
+
+fn lab() -> Lab<B> {
+    Lab::new(
+        builtin_checkpoint().unwrap(),
+        &Default::default(),
+        LabConfig {
+            eval_prompts: 8,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
+fn run_settings(method: &str, kl_coef: f64, steps: usize) -> RunSettings {
+    serde_json::from_value(serde_json::json!({
+        "method": method, "kl_coef": kl_coef, "steps": steps, "eval_every": 2
+    }))
+    .unwrap()
+}
+
+#[test]
+fn labels_train_a_reward_model_then_runs_move_the_policy() {
+    let mut lab = lab();
+    let pair = block_on(lab.pair(3)).unwrap();
+    assert_ne!(pair.left, pair.right);
+    assert_eq!(
+        block_on(lab.pair(3)).unwrap().left,
+        pair.left,
+        "a pair is fixed by its index"
+    );
+
+    // Nothing to optimise yet: clear errors, nothing started.
+    let e = block_on(lab.run_start(&run_settings("ppo", 0.1, 2)))
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("train one on your labels first"),
+        "{e}"
+    );
+    let e = block_on(lab.run_start(&run_settings("sgd", 0.1, 2)))
+        .err()
+        .unwrap();
+    assert!(
+        e.to_string().contains("grpo") && e.to_string().contains("kto"),
+        "{e}"
+    );
+    let e = lab
+        .reward_start(&RewardSettings {
+            steps: 5,
+            members: 1,
+            lr: 3e-3,
+            batch_size: 8,
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("at least 2 labelled pairs"), "{e}");
+
+    let given = block_on(lab.gold_labels(0, 80)).unwrap();
+    assert!(given.iter().any(|l| l.choice == Choice::Left));
+    assert!(given.iter().any(|l| l.choice == Choice::Right));
+    let pairs = lab.set_labels(&given);
+    assert_eq!(pairs, labels::pairs(&given).len());
+    assert!(pairs >= 40, "{pairs} decided pairs");
+
+    lab.reward_start(&RewardSettings {
+        steps: 60,
+        members: 1,
+        lr: 3e-3,
+        batch_size: 16,
+    })
+    .unwrap();
+    let mut progress = Vec::new();
+    loop {
+        let p = block_on(lab.reward_step()).unwrap();
+        let done = p.done;
+        progress.push(p);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(progress.len(), 60);
+    let first: f64 = progress[..10].iter().map(|p| p.loss).sum::<f64>() / 10.0;
+    let last: f64 = progress[50..].iter().map(|p| p.loss).sum::<f64>() / 10.0;
+    assert!(last < first - 0.05, "reward-model loss {first} → {last}");
+    let end = progress.last().unwrap();
+    assert!(end.held_out_pairs > 0 && end.held_out_accuracy.is_some());
+    assert!(lab.info().reward_model);
+
+    // GRPO against the reward model: the base point is at KL 0, later points moved away.
+    let base = block_on(lab.run_start(&run_settings("grpo", 0.01, 4))).unwrap();
+    assert_eq!(base.step, 0);
+    assert!(base.kl.mean.abs() < 1e-4, "base KL {}", base.kl.mean);
+    assert!(base.proxies.contains_key(PROXY));
+    let steps: Vec<_> = (0..4).map(|_| block_on(lab.run_step()).unwrap()).collect();
+    assert!(steps[0].point.is_none() && steps[1].point.is_some());
+    assert!(steps[3].done);
+    let moved = steps[3].point.as_ref().unwrap();
+    assert!(
+        moved.kl.mean > 1e-3,
+        "KL after 4 GRPO steps {}",
+        moved.kl.mean
+    );
+    let e = block_on(lab.run_step()).err().unwrap();
+    assert!(e.to_string().contains("finished its 4 steps"), "{e}");
+
+    // DPO on the same labels: a fresh run from the base, its loss below ln 2 after updates.
+    block_on(lab.run_start(&run_settings("dpo", 0.1, 3))).unwrap();
+    let dpo: Vec<_> = (0..3).map(|_| block_on(lab.run_step()).unwrap()).collect();
+    let loss = dpo[2].metrics.get("train/loss").unwrap();
+    assert!(
+        loss < std::f64::consts::LN_2,
+        "DPO loss after 3 steps {loss}"
+    );
+    // KTO takes the pairs unpaired.
+    block_on(lab.run_start(&run_settings("kto", 0.1, 1))).unwrap();
+    assert!(block_on(lab.run_step()).unwrap().done);
+
+    let bon = block_on(lab.best_of_n(&[1, 4], 4)).unwrap();
+    assert_eq!(bon.len(), 2);
+    assert!((bon[1].analytic_kl - (4f64.ln() - 0.75)).abs() < 1e-9);
+    assert!(bon[1].reward.mean >= bon[0].reward.mean);
+    let samples = block_on(lab.samples(None, 2, 0)).unwrap();
+    assert!(samples.iter().all(|s| s.proxy.is_some()));
+}
+
+#[test]
+fn exported_labels_are_the_cli_pair_format() {
+    let lab = lab();
+    let given = block_on(lab.gold_labels(0, 6)).unwrap();
+    let text = labels::export_jsonl(&given);
+    let (rows, skipped) =
+        alignlab::dataset::PreferenceRows::parse(text.as_bytes(), "labels.jsonl", false).unwrap();
+    assert!(skipped.is_empty());
+    match rows {
+        alignlab::dataset::PreferenceRows::Pairs(p) => assert_eq!(p, labels::pairs(&given)),
+        other => panic!("read as {:?}", other.kind()),
+    }
+}
