@@ -1,0 +1,214 @@
+//! The page's bindings: a thin wasm-bindgen shell over [`crate::lab::Lab`], called from the
+//! page's Web Worker (`web/worker.js`). One lab lives in the worker; each call takes it, runs,
+//! and puts it back, so a second call made while one runs is refused rather than interleaved.
+//! Results cross as plain JS objects (serde-wasm-bindgen); errors as `Error`s whose message is
+//! the core's (naming the file, line or field).
+
+use std::cell::RefCell;
+
+use burn::backend::ndarray::NdArrayDevice;
+use burn::backend::wgpu::WgpuDevice;
+use burn::backend::{Autodiff, NdArray, Wgpu};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use crate::io::Checkpoint;
+use crate::lab::{labels, Lab, LabConfig, Label, RewardSettings, RunSettings};
+
+enum AnyLab {
+    WebGpu(Box<Lab<Autodiff<Wgpu>>>),
+    Cpu(Box<Lab<Autodiff<NdArray>>>),
+}
+
+thread_local! {
+    static LAB: RefCell<Option<AnyLab>> = const { RefCell::new(None) };
+    static WEBGPU_READY: RefCell<bool> = const { RefCell::new(false) };
+}
+
+fn js_error(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_js<T: Serialize>(value: crate::Result<T>) -> Result<JsValue, JsError> {
+    let value = value.map_err(js_error)?;
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(js_error)
+}
+
+fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, JsError> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("{what}: {e}")))
+}
+
+fn take() -> Result<AnyLab, JsError> {
+    LAB.with(|lab| lab.borrow_mut().take())
+        .ok_or_else(|| JsError::new("no model is loaded, or another computation is still running"))
+}
+
+fn put(lab: AnyLab) {
+    LAB.with(|slot| *slot.borrow_mut() = Some(lab));
+}
+
+/// Runs `$body` (a future using `$lab: &mut Lab<_>`) on whichever backend the lab is on.
+macro_rules! with_lab {
+    (|$lab:ident| $body:expr) => {{
+        let mut any = take()?;
+        let result = match &mut any {
+            AnyLab::WebGpu($lab) => to_js($body.await),
+            AnyLab::Cpu($lab) => to_js($body.await),
+        };
+        put(any);
+        result
+    }};
+}
+
+#[derive(Serialize)]
+struct Opened {
+    backend: &'static str,
+    info: crate::lab::LabInfo,
+}
+
+/// Loads a model (the built-in one when `model` is absent; GGUF, llama2.c with its tokenizer, or
+/// an alignlab safetensors file otherwise) on WebGPU (`backend = "webgpu"`) or the CPU.
+#[wasm_bindgen(js_name = openLab)]
+pub async fn open_lab(
+    model: Option<Vec<u8>>,
+    name: String,
+    tokenizer: Option<Vec<u8>>,
+    backend: String,
+    seed: u32,
+) -> Result<JsValue, JsError> {
+    console_error_panic_hook::set_once();
+    let checkpoint = match &model {
+        None => crate::policy::builtin_checkpoint(),
+        Some(bytes) => Checkpoint::from_bytes(
+            bytes,
+            &name,
+            tokenizer.as_deref().map(|t| (t, "tokenizer.bin")),
+        ),
+    }
+    .map_err(js_error)?;
+    let config = LabConfig {
+        seed: seed as u64,
+        ..Default::default()
+    };
+    // Replacing a lab drops the old one first (its GPU buffers go before the new model's).
+    LAB.with(|slot| slot.borrow_mut().take());
+    let lab = match backend.as_str() {
+        "webgpu" => {
+            let device = WgpuDevice::default();
+            if !WEBGPU_READY.with(|r| *r.borrow()) {
+                burn::backend::wgpu::init_setup_async::<burn::backend::wgpu::graphics::WebGpu>(
+                    &device,
+                    Default::default(),
+                )
+                .await;
+                WEBGPU_READY.with(|r| *r.borrow_mut() = true);
+            }
+            AnyLab::WebGpu(Box::new(
+                Lab::new(checkpoint, &device, config).map_err(js_error)?,
+            ))
+        }
+        "cpu" => AnyLab::Cpu(Box::new(
+            Lab::new(checkpoint, &NdArrayDevice::Cpu, config).map_err(js_error)?,
+        )),
+        other => return Err(JsError::new(&format!("unknown backend `{other}`"))),
+    };
+    let opened = Opened {
+        backend: match lab {
+            AnyLab::WebGpu(_) => "webgpu",
+            AnyLab::Cpu(_) => "cpu",
+        },
+        info: match &lab {
+            AnyLab::WebGpu(l) => l.info(),
+            AnyLab::Cpu(l) => l.info(),
+        },
+    };
+    put(lab);
+    to_js(Ok(opened))
+}
+
+#[wasm_bindgen(js_name = labInfo)]
+pub async fn lab_info() -> Result<JsValue, JsError> {
+    with_lab!(|lab| async { Ok(lab.info()) })
+}
+
+#[wasm_bindgen(js_name = samplePair)]
+pub async fn sample_pair(index: u32) -> Result<JsValue, JsError> {
+    with_lab!(|lab| lab.pair(index as u64))
+}
+
+#[wasm_bindgen(js_name = samples)]
+pub async fn samples(prompt: Option<String>, count: u32, seed: u32) -> Result<JsValue, JsError> {
+    with_lab!(|lab| lab.samples(prompt.as_deref(), count as usize, seed as u64))
+}
+
+#[wasm_bindgen(js_name = goldLabels)]
+pub async fn gold_labels(start: u32, count: u32) -> Result<JsValue, JsError> {
+    with_lab!(|lab| lab.gold_labels(start as u64, count as usize))
+}
+
+/// The labels to train on; returns how many state a preference.
+#[wasm_bindgen(js_name = setLabels)]
+pub async fn set_labels(labels: JsValue) -> Result<JsValue, JsError> {
+    let labels: Vec<Label> = from_js(labels, "labels")?;
+    with_lab!(|lab| async { Ok(lab.set_labels(&labels)) })
+}
+
+#[wasm_bindgen(js_name = rewardStart)]
+pub async fn reward_start(settings: JsValue) -> Result<JsValue, JsError> {
+    let settings: RewardSettings = from_js(settings, "reward-model settings")?;
+    with_lab!(|lab| async { lab.reward_start(&settings) })
+}
+
+#[wasm_bindgen(js_name = rewardStep)]
+pub async fn reward_step() -> Result<JsValue, JsError> {
+    with_lab!(|lab| lab.reward_step())
+}
+
+#[wasm_bindgen(js_name = runStart)]
+pub async fn run_start(settings: JsValue) -> Result<JsValue, JsError> {
+    let settings: RunSettings = from_js(settings, "run settings")?;
+    with_lab!(|lab| lab.run_start(&settings))
+}
+
+#[wasm_bindgen(js_name = runStep)]
+pub async fn run_step() -> Result<JsValue, JsError> {
+    with_lab!(|lab| lab.run_step())
+}
+
+#[wasm_bindgen(js_name = bestOfN)]
+pub async fn best_of_n(ns: Vec<u32>, prompts: u32) -> Result<JsValue, JsError> {
+    let ns: Vec<usize> = ns.into_iter().map(|n| n as usize).collect();
+    with_lab!(|lab| lab.best_of_n(&ns, prompts as usize))
+}
+
+/// The labels as the CLI's preference-pair JSON lines.
+#[wasm_bindgen(js_name = exportLabels)]
+pub fn export_labels(labels: JsValue) -> Result<String, JsError> {
+    let labels: Vec<Label> = from_js(labels, "labels")?;
+    Ok(labels::export_jsonl(&labels))
+}
+
+/// A preference-pair file as labels; a bad row is an error naming its line.
+#[wasm_bindgen(js_name = importLabels)]
+pub fn import_labels(bytes: Vec<u8>, name: String) -> Result<JsValue, JsError> {
+    to_js(labels::import(&bytes, &name))
+}
+
+/// The names of every method a run can use.
+#[wasm_bindgen(js_name = methods)]
+pub fn methods() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Methods {
+        online: Vec<&'static str>,
+        offline: Vec<&'static str>,
+    }
+    to_js(Ok(Methods {
+        online: crate::run::OnlineAlgorithm::ALL
+            .iter()
+            .map(|a| a.name())
+            .collect(),
+        offline: crate::algo::preference::PreferenceLoss::NAMES.to_vec(),
+    }))
+}
