@@ -92,8 +92,8 @@ pub async fn open_lab(
         seed: seed as u64,
         ..Default::default()
     };
-    // Replacing a lab drops the old one first (its GPU buffers go before the new model's).
-    LAB.with(|slot| slot.borrow_mut().take());
+    // The new lab is built before the old one is replaced: a model that fails to load leaves
+    // the lab as it was.
     let lab = match backend.as_str() {
         "webgpu" => {
             let device = WgpuDevice::default();

@@ -123,7 +123,7 @@ mod tests {
         let e = import(text.as_bytes(), "mine.jsonl")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("mine.jsonl") && e.contains("line 2"), "{e}");
+        assert!(e.contains("mine.jsonl:2:"), "{e}");
         let e = import(b"", "empty.jsonl").unwrap_err().to_string();
         assert!(e.contains("empty.jsonl"), "{e}");
     }

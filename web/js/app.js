@@ -1,0 +1,504 @@
+// The page: collects labels (IndexedDB), drives the worker one short call at a time (so
+// training can pause and resume), and draws what comes back.
+import { openStore } from './store.js';
+import { createCharts } from './charts.js';
+import { LESSONS } from './lessons.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+// ---------- the worker ----------
+let worker;
+let nextId = 1;
+const pending = new Map();
+
+function startWorker() {
+  worker = new Worker('worker.js', { type: 'module' });
+  worker.onmessage = ({ data }) => {
+    const p = pending.get(data.id);
+    if (!p) return;
+    pending.delete(data.id);
+    if (data.ok) p.resolve(data.result);
+    else {
+      const error = new Error(data.error);
+      error.fatal = data.fatal;
+      p.reject(error);
+    }
+  };
+  worker.onerror = (e) => {
+    e.preventDefault();
+    const error = new Error(`the worker failed: ${e.message || 'unknown error'}`);
+    error.fatal = true;
+    for (const p of pending.values()) p.reject(error);
+    pending.clear();
+  };
+}
+
+function call(cmd, args = [], transfer = []) {
+  return new Promise((resolve, reject) => {
+    const id = nextId++;
+    pending.set(id, { resolve, reject });
+    worker.postMessage({ id, cmd, args }, transfer);
+  });
+}
+
+// ---------- state ----------
+const state = {
+  store: null,
+  labels: [],
+  pairIndex: 0,
+  pair: null,
+  busy: false,
+  modelReady: false,
+  backend: null,
+  rm: { running: false, paused: false },
+  run: { running: false, paused: false, name: null },
+  lastModel: { model: null, name: 'builtin', tokenizer: null },
+};
+let charts;
+
+// ---------- messages ----------
+function showError(message) {
+  const box = $('error');
+  box.textContent = message;
+  box.hidden = false;
+}
+
+function clearError() {
+  $('error').hidden = true;
+  $('error').textContent = '';
+}
+
+async function guarded(task) {
+  clearError();
+  try {
+    return await task();
+  } catch (e) {
+    const saved = `Your ${state.labels.length} saved labels are untouched.`;
+    if (e.fatal) {
+      showError(`The computation stopped: ${e.message}. The GPU device may have been lost or run out of memory. ${saved} ` +
+        'The lab restarts on the CPU backend.');
+      await restartOnCpu();
+    } else {
+      showError(`${e.message} — ${saved}`);
+    }
+    return undefined;
+  }
+}
+
+async function restartOnCpu() {
+  worker.terminate();
+  for (const p of pending.values()) p.reject(new Error('restarted'));
+  pending.clear();
+  startWorker();
+  state.rm.running = state.run.running = false;
+  await openModel({ ...state.lastModel, backend: 'cpu' });
+}
+
+// ---------- labels ----------
+function updateCounts() {
+  const counts = { left: 0, right: 0, tie: 0, 'both-bad': 0 };
+  for (const l of state.labels) counts[l.choice] += 1;
+  const n = state.labels.length;
+  $('label-count').textContent =
+    `${n} label${n === 1 ? '' : 's'}: ${counts.left} left, ${counts.right} right, ${counts.tie} ties, ` +
+    `${counts['both-bad']} both bad (${counts.left + counts.right} usable pairs)`;
+}
+
+async function showPair() {
+  if (!state.modelReady) return;
+  state.pair = null;
+  for (const id of ['prompt-text', 'left-text', 'right-text']) $(id).textContent = '…';
+  const pair = await guarded(() => call('samplePair', [state.pairIndex]));
+  if (!pair) return;
+  state.pair = pair;
+  $('prompt-text').textContent = pair.prompt;
+  $('left-text').textContent = pair.left;
+  $('right-text').textContent = pair.right;
+}
+
+async function label(choice) {
+  if (!state.pair || state.busy) return;
+  state.busy = true;
+  try {
+    const entry = { prompt: state.pair.prompt, left: state.pair.left, right: state.pair.right, choice, labeller: 'human' };
+    await guarded(async () => {
+      entry.key = await state.store.add(entry);
+      state.labels.push(entry);
+      state.pairIndex += 1;
+      await state.store.setMeta('pairIndex', state.pairIndex);
+      updateCounts();
+    });
+    await showPair();
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function skip() {
+  if (!state.pair || state.busy) return;
+  state.busy = true;
+  state.pairIndex += 1;
+  await guarded(() => state.store.setMeta('pairIndex', state.pairIndex));
+  await showPair();
+  state.busy = false;
+}
+
+async function undo() {
+  if (state.busy) return;
+  state.busy = true;
+  await guarded(async () => {
+    const removed = await state.store.removeLast();
+    if (removed) {
+      state.labels.pop();
+      updateCounts();
+      state.pair = { prompt: removed.prompt, left: removed.left, right: removed.right };
+      $('prompt-text').textContent = removed.prompt;
+      $('left-text').textContent = removed.left;
+      $('right-text').textContent = removed.right;
+    }
+  });
+  state.busy = false;
+}
+
+async function exportLabels() {
+  await guarded(async () => {
+    const text = await call('exportLabels', [plainLabels()]);
+    const blob = new Blob([text], { type: 'application/jsonl' });
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = 'alignlab-labels.jsonl';
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+  });
+}
+
+async function importLabels(file) {
+  await guarded(async () => {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    // The core parses (and names a bad line); nothing is stored unless the whole file reads.
+    const imported = await call('importLabels', [bytes, file.name]);
+    await state.store.addAll(imported);
+    state.labels = await state.store.all();
+    updateCounts();
+    $('rm-status').textContent = `Imported ${imported.length} labels from ${file.name}.`;
+  });
+}
+
+async function goldLabel(count = 20) {
+  await guarded(async () => {
+    const given = await call('goldLabels', [state.pairIndex, count]);
+    await state.store.addAll(given);
+    state.pairIndex += count;
+    await state.store.setMeta('pairIndex', state.pairIndex);
+    state.labels = await state.store.all();
+    updateCounts();
+    await showPair();
+  });
+}
+
+function plainLabels() {
+  return state.labels.map(({ prompt, left, right, choice, labeller }) => ({ prompt, left, right, choice, labeller }));
+}
+
+// ---------- model ----------
+async function sha256(bytes) {
+  const digest = await crypto.subtle.digest('SHA-256', bytes);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+async function openModel({ model, name, tokenizer, backend }) {
+  const previous = $('model-status').textContent;
+  $('model-status').textContent = `Loading ${name}…`;
+  const requested = backend || params.get('backend') || 'auto';
+  const opened = await guarded(() => call('open', { model, name, tokenizer, backend: requested, seed: 0 }));
+  if (!opened) {
+    // The worker keeps the model it had.
+    $('model-status').textContent = state.modelReady ? `${previous} (kept: the new model did not load)` : 'No model loaded.';
+    return false;
+  }
+  state.lastModel = { model, name, tokenizer };
+  state.backend = opened.backend;
+  const i = opened.info;
+  $('backend-note').textContent = opened.backend === 'webgpu'
+    ? `Running on WebGPU${opened.adapter ? ` (${opened.adapter})` : ''}.`
+    : `Running on the CPU (wasm): ${opened.reason}.`;
+  $('backend-note').dataset.backend = opened.backend;
+  $('model-status').textContent = `${name}: ${i.parameters.toLocaleString()} parameters, ${i.layers} layers, ` +
+    `width ${i.dim}, vocabulary ${i.vocab_size}, context ${i.context}.`;
+  state.modelReady = true;
+  document.body.dataset.ready = 'true';
+  await showPair();
+  return true;
+}
+
+async function loadBytes(bytes, name) {
+  $('model-sha').textContent = `sha256 ${await sha256(bytes)} (${bytes.length.toLocaleString()} bytes)`;
+  const tokenizerFile = $('tokenizer-file').files[0];
+  const tokenizer = tokenizerFile ? new Uint8Array(await tokenizerFile.arrayBuffer()) : null;
+  await openModel({ model: bytes, name, tokenizer });
+}
+
+async function loadUrl(url) {
+  await guarded(async () => {
+    let response;
+    try {
+      response = await fetch(url);
+    } catch (e) {
+      throw new Error(`could not fetch ${url}: ${e.message}`);
+    }
+    if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+    const expected = Number(response.headers.get('content-length')) || 0;
+    const progress = $('model-progress');
+    progress.hidden = false;
+    const reader = response.body.getReader();
+    const chunks = [];
+    let received = 0;
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      received += value.length;
+      progress.value = expected ? received / expected : 0;
+      $('model-status').textContent = `Downloading ${url}: ${received.toLocaleString()}${expected ? ` of ${expected.toLocaleString()}` : ''} bytes`;
+    }
+    progress.hidden = true;
+    if (expected && received !== expected) {
+      throw new Error(`${url}: the download was cut short (${received} of ${expected} bytes)`);
+    }
+    const bytes = new Uint8Array(received);
+    let at = 0;
+    for (const c of chunks) {
+      bytes.set(c, at);
+      at += c.length;
+    }
+    await loadBytes(bytes, url.split('/').pop() || url);
+  });
+}
+
+// ---------- reward model ----------
+async function trainRewardModel(settings) {
+  if (state.rm.running) return;
+  const started = await guarded(async () => {
+    const pairs = await call('setLabels', [plainLabels()]);
+    await call('rewardStart', [settings]);
+    return pairs;
+  });
+  if (started === undefined) return;
+  charts.clearRewardModel();
+  state.rm = { running: true, paused: false };
+  $('pause-rm').disabled = false;
+  $('pause-rm').textContent = 'Pause';
+  $('rm-status').textContent = `Training on ${started} pairs…`;
+  await rewardLoop();
+}
+
+async function rewardLoop() {
+  while (state.rm.running && !state.rm.paused) {
+    const p = await guarded(() => call('rewardStep'));
+    if (!p) {
+      state.rm.running = false;
+      break;
+    }
+    charts.rewardStep(p);
+    $('rm-status').textContent = `Step ${p.step} of ${p.total_steps}: loss ${p.loss.toFixed(3)}, batch accuracy ${p.accuracy.toFixed(2)}`;
+    if (p.done) {
+      state.rm.running = false;
+      $('rm-status').textContent += p.held_out_accuracy == null
+        ? ` — done (${p.training_pairs} pairs; too few to hold any out).`
+        : ` — done: accuracy ${p.held_out_accuracy.toFixed(2)} on ${p.held_out_pairs} held-out pairs.`;
+    }
+  }
+  $('pause-rm').disabled = !state.rm.running;
+}
+
+function togglePause(kind, button, loop) {
+  const s = state[kind];
+  if (!s.running) return;
+  s.paused = !s.paused;
+  button.textContent = s.paused ? 'Resume' : 'Pause';
+  if (!s.paused) loop();
+}
+
+// ---------- runs ----------
+function klCoef() {
+  return Number((10 ** Number($('kl-coef').value)).toPrecision(2));
+}
+
+async function startRun({ method, kl_coef, steps, name: runName }) {
+  if (state.run.running) return false;
+  if (method === 'best-of-n') {
+    $('run-status').textContent = 'Best-of-n for n = 1, 2, 4, 8, 16, 32…';
+    const points = await guarded(() => call('bestOfN', [[1, 2, 4, 8, 16, 32], 8]));
+    if (points) {
+      charts.bestOfN(points);
+      const last = points[points.length - 1];
+      $('run-status').textContent = `Best-of-${last.n}: KL ${last.analytic_kl.toFixed(2)} (analytic), ` +
+        `${last.estimated_kl.mean.toFixed(2)} ± ${last.estimated_kl.ci95.toFixed(2)} (measured).`;
+    }
+    return !!points;
+  }
+  const base = await guarded(async () => {
+    await call('setLabels', [plainLabels()]);
+    return call('runStart', [{ method, kl_coef, steps, eval_every: 2 }]);
+  });
+  if (!base) return false;
+  const name = runName || `${method} β=${kl_coef}`;
+  state.run = { running: true, paused: false, name };
+  charts.runPoint(name, base);
+  $('pause-run').disabled = false;
+  $('pause-run').textContent = 'Pause';
+  $('run-status').textContent = `${name}: started.`;
+  await runLoop();
+  return true;
+}
+
+async function runLoop() {
+  while (state.run.running && !state.run.paused) {
+    const p = await guarded(() => call('runStep'));
+    if (!p) {
+      state.run.running = false;
+      break;
+    }
+    const loss = p.metrics['train/loss'] ?? p.metrics['loss'];
+    charts.runLoss(state.run.name, p.step, loss);
+    if (p.point) {
+      charts.runPoint(state.run.name, p.point);
+      const proxy = p.point.proxies.rm ? `, reward model ${p.point.proxies.rm.mean.toFixed(2)}` : '';
+      $('run-status').textContent = `${state.run.name}: step ${p.step} of ${p.total_steps}, KL ${p.point.kl.mean.toFixed(2)}` +
+        `${proxy}, gold ${p.point.gold.mean.toFixed(2)}`;
+    }
+    if (p.done) state.run.running = false;
+  }
+  $('pause-run').disabled = !state.run.running;
+}
+
+async function waitForRun() {
+  while (state.run.running && !state.run.paused) await new Promise((r) => setTimeout(r, 200));
+}
+
+// ---------- samples ----------
+async function sample() {
+  const prompt = $('sample-prompt').value.trim() || null;
+  const samples = await guarded(() => call('samples', [prompt, 4, Date.now() % 100000]));
+  if (!samples) return;
+  const list = $('samples');
+  list.replaceChildren(...samples.map((s) => {
+    const li = document.createElement('li');
+    const score = s.proxy == null ? '' : `, reward model ${s.proxy.toFixed(2)}`;
+    li.textContent = `${s.prompt} ▸ ${s.completion}  (gold ${s.gold.toFixed(2)}${score})`;
+    return li;
+  }));
+}
+
+// ---------- lessons ----------
+function showLesson(index) {
+  const lesson = LESSONS[index];
+  $('lesson').hidden = false;
+  $('lesson-heading').textContent = `${index + 1}. ${lesson.title}`;
+  $('lesson-text').innerHTML = lesson.text;
+  const action = $('lesson-action');
+  action.textContent = lesson.action;
+  action.onclick = async () => {
+    action.disabled = true;
+    try {
+      await lesson.run(lab);
+    } finally {
+      action.disabled = false;
+    }
+  };
+  $('lesson-heading').focus?.();
+}
+
+// What lessons may do: the same operations as the controls.
+const lab = {
+  get labels() { return state.labels; },
+  goldLabel,
+  trainRewardModel,
+  startRun,
+  waitForRun,
+  setMethod(method) { $('method').value = method; },
+};
+
+// ---------- wiring ----------
+async function main() {
+  startWorker();
+  charts = createCharts();
+  window.alignlab = { charts, state };
+  state.store = await openStore();
+  state.labels = await state.store.all();
+  state.pairIndex = await state.store.getMeta('pairIndex', 0);
+  updateCounts();
+
+  const methods = await call('methods');
+  const select = $('method');
+  const group = (title, names) => {
+    const g = document.createElement('optgroup');
+    g.label = title;
+    for (const n of names) g.append(new Option(n, n));
+    select.append(g);
+  };
+  group('against the reward model', methods.online);
+  group('on your labels', methods.offline);
+  group('inference time', ['best-of-n']);
+  select.value = 'ppo';
+
+  LESSONS.forEach((lesson, i) => {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.textContent = lesson.title;
+    b.onclick = () => showLesson(i);
+    li.append(b);
+    $('lesson-list').append(li);
+  });
+  $('lesson-close').onclick = () => { $('lesson').hidden = true; };
+
+  for (const b of document.querySelectorAll('[data-choice]')) b.onclick = () => label(b.dataset.choice);
+  $('skip').onclick = skip;
+  $('undo').onclick = undo;
+  $('export').onclick = exportLabels;
+  $('import-file').onchange = (e) => e.target.files[0] && importLabels(e.target.files[0]).then(() => { e.target.value = ''; });
+  $('gold-label').onclick = () => goldLabel(20);
+  $('load-builtin').onclick = () => openModel({ model: null, name: 'builtin' });
+  $('model-file').onchange = async (e) => {
+    const file = e.target.files[0];
+    if (file) await loadBytes(new Uint8Array(await file.arrayBuffer()), file.name);
+  };
+  $('load-url').onclick = () => $('model-url').value && loadUrl($('model-url').value);
+  const drop = $('drop-zone');
+  drop.ondragover = (e) => { e.preventDefault(); drop.classList.add('over'); };
+  drop.ondragleave = () => drop.classList.remove('over');
+  drop.ondrop = async (e) => {
+    e.preventDefault();
+    drop.classList.remove('over');
+    const file = e.dataTransfer.files[0];
+    if (file) await loadBytes(new Uint8Array(await file.arrayBuffer()), file.name);
+  };
+  $('train-rm').onclick = () => trainRewardModel({
+    steps: Number($('rm-steps').value), members: Number($('rm-members').value),
+  });
+  $('pause-rm').onclick = () => togglePause('rm', $('pause-rm'), rewardLoop);
+  $('kl-coef').oninput = () => { $('kl-value').textContent = String(klCoef()); };
+  $('kl-value').textContent = String(klCoef());
+  $('start-run').onclick = () => startRun({ method: $('method').value, kl_coef: klCoef(), steps: Number($('run-steps').value) });
+  $('pause-run').onclick = () => togglePause('run', $('pause-run'), runLoop);
+  $('sample').onclick = sample;
+
+  document.addEventListener('keydown', (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const tag = e.target.tagName;
+    if (tag === 'INPUT' || tag === 'SELECT' || tag === 'TEXTAREA') return;
+    const action = { 1: () => label('left'), 2: () => label('right'), t: () => label('tie'), b: () => label('both-bad'), s: skip, u: undo }[e.key];
+    if (action) {
+      e.preventDefault();
+      action();
+    }
+  });
+
+  await openModel({ model: null, name: 'builtin' });
+}
+
+main().catch((e) => showError(`The lab could not start: ${e.message}`));

@@ -1,0 +1,67 @@
+// Guided lessons: each is a page state with a short text and one action, done with the same
+// operations as the lab's controls (so what a lesson shows is what the controls do).
+async function enoughLabels(lab, wanted) {
+  const usable = lab.labels.filter((l) => l.choice === 'left' || l.choice === 'right').length;
+  if (usable < wanted) await lab.goldLabel(Math.ceil((wanted - usable) * 1.3));
+}
+
+export const LESSONS = [
+  {
+    title: 'Labels make a reward model',
+    text: `<p>A reward model turns your comparisons into a number. Bradley–Terry assumes
+      P(A preferred to B) = σ(r(A) − r(B)) and fits r by maximising the likelihood of your labels.</p>
+      <p>Label a few pairs above with the keys <kbd>1</kbd>/<kbd>2</kbd> (the stories that read happier are
+      what the built-in gold reward likes). The action tops up to 30 usable pairs with the gold
+      reward's labels, then trains. Watch the loss fall from ln 2 ≈ 0.69.</p>`,
+    action: 'Train a Bradley–Terry model on my labels',
+    async run(lab) {
+      await enoughLabels(lab, 30);
+      await lab.trainRewardModel({ steps: 60, members: 1 });
+    },
+  },
+  {
+    title: 'Best-of-n and its KL',
+    text: `<p>Best-of-n draws n completions and keeps the one the reward model scores highest. It never
+      changes the model's weights, yet it is a different policy, with KL(π<sub>bon</sub> ‖ π) = log n − (n−1)/n
+      (Stiennon et al. 2020; Beirami et al. 2024). The KL chart shows that curve and the KL measured from
+      samples; the frontier chart shows what the reward buys per unit of √KL.</p>`,
+    action: 'Run best-of-n for n = 1 … 32',
+    async run(lab) {
+      lab.setMethod('best-of-n');
+      await lab.startRun({ method: 'best-of-n' });
+    },
+  },
+  {
+    title: 'PPO at two β: the frontier',
+    text: `<p>PPO maximises the reward model's score minus β·KL to the starting policy. A small β lets the
+      policy move far (large √KL) for more proxy reward; a large β keeps it close. Two runs, β = 0.3 and
+      β = 0.03, draw two traces on "Reward against √KL": solid for the reward model, dashed for gold.</p>`,
+    action: 'Run PPO at β = 0.3, then at β = 0.03',
+    async run(lab) {
+      await enoughLabels(lab, 30);
+      await lab.trainRewardModel({ steps: 60, members: 1 });
+      lab.setMethod('ppo');
+      for (const kl_coef of [0.3, 0.03]) {
+        await lab.startRun({ method: 'ppo', kl_coef, steps: 12 });
+        await lab.waitForRun();
+      }
+    },
+  },
+  {
+    title: 'Over-optimisation, and what an ensemble changes',
+    text: `<p>The reward model is a proxy learned from a few labels. Optimised hard (β = 0.001), the policy
+      finds what the proxy over-rates: the proxy keeps climbing while the gold reward stalls or falls
+      (Gao et al. 2023). "Proxy against gold" shows the two parting. Then the same run against a
+      3-member ensemble scored by mean − std (Coste et al. 2024), which penalises completions the
+      members disagree on.</p>`,
+    action: 'Push PPO hard: one reward model, then an ensemble',
+    async run(lab) {
+      await enoughLabels(lab, 30);
+      for (const members of [1, 3]) {
+        await lab.trainRewardModel({ steps: 60, members });
+        await lab.startRun({ method: 'ppo', kl_coef: 0.001, steps: 20, name: `ppo β=0.001 ${members} RM` });
+        await lab.waitForRun();
+      }
+    },
+  },
+];

@@ -1,0 +1,177 @@
+// End to end: the built page (dist/, from `trunk build --release`) served on localhost, driven
+// in Debian's headless Chromium by playwright-core. Label 5 pairs with the keyboard, reload and
+// find them, export them and have the CLI read the file, train the reward model and see the
+// chart gain points, refuse bad input without losing labels, and run on the CPU fallback.
+// Screenshots go to target/e2e/. Usage: node web/tests/e2e.mjs [path/to/alignlab-binary]
+import { createServer } from 'node:http';
+import { readFile, mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { extname, join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { chromium } from 'playwright-core';
+
+const root = resolve(new URL('../..', import.meta.url).pathname);
+const dist = join(root, 'dist');
+const out = join(root, 'target', 'e2e');
+const cli = process.argv[2] || join(root, 'target', 'debug', 'alignlab');
+const TYPES = {
+  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css',
+  '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png',
+};
+
+function serve() {
+  const server = createServer(async (req, res) => {
+    const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    const file = join(dist, path === '/' ? 'index.html' : path);
+    if (!file.startsWith(dist) || !existsSync(file)) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] || 'application/octet-stream' });
+    res.end(await readFile(file));
+  });
+  return new Promise((r) => server.listen(0, '127.0.0.1', () => r(server)));
+}
+
+let failures = 0;
+function check(condition, what) {
+  console.log(`${condition ? 'ok  ' : 'FAIL'} ${what}`);
+  if (!condition) failures += 1;
+}
+
+const labelCount = async (page) => Number((await page.textContent('#label-count')).match(/^(\d+)/)[1]);
+
+async function ready(page) {
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 300_000 });
+  await page.waitForFunction(() => {
+    const t = document.getElementById('left-text').textContent;
+    return t && t !== '…';
+  }, null, { timeout: 300_000 });
+}
+
+async function main() {
+  if (!existsSync(join(dist, 'index.html'))) throw new Error('dist/ is missing: run `trunk build --release` first');
+  await mkdir(out, { recursive: true });
+  const server = await serve();
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    args: ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 1400 } });
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+  await page.goto(url);
+  await ready(page);
+  const backend = await page.getAttribute('#backend-note', 'data-backend');
+  check(backend === 'webgpu', `runs on WebGPU by default (${await page.textContent('#backend-note')})`);
+  const before = await labelCount(page);
+
+  // Five labels with the keyboard: each waits for the next pair before the next key.
+  for (const key of ['1', '2', 't', 'b', '1']) {
+    const shown = await page.textContent('#left-text');
+    const count = await labelCount(page);
+    await page.keyboard.press(key);
+    await page.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, count + 1);
+    await page.waitForFunction((s) => {
+      const t = document.getElementById('left-text').textContent;
+      return t !== '…' && t !== s;
+    }, shown, { timeout: 120_000 }).catch(() => {});
+  }
+  check(await labelCount(page) === before + 5, 'five keyboard labels counted');
+  await page.screenshot({ path: join(out, '1-labelled.png'), fullPage: true });
+
+  await page.reload();
+  await ready(page);
+  check(await labelCount(page) === before + 5, 'the labels survive a reload');
+
+  // Export: valid JSON lines in the CLI's pair format, which the CLI then reads.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
+  const exported = join(out, 'labels.jsonl');
+  await download.saveAs(exported);
+  const lines = (await readFile(exported, 'utf8')).trim().split('\n');
+  const rows = lines.map((l) => JSON.parse(l));
+  check(rows.length >= 3 && rows.every((r) => typeof r.prompt === 'string' && typeof r.chosen === 'string' && typeof r.rejected === 'string'),
+    `export is ${rows.length} JSON lines of {prompt, chosen, rejected}`);
+  if (existsSync(cli)) {
+    const rm = join(out, 'rm.safetensors');
+    const log = execFileSync(cli, ['train', '--method', 'rm', '--data', exported, '--out', rm, '--steps', '2', '--batch-size', '2'],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    check(existsSync(rm), `the CLI trained a reward model on the export (${log.trim().split('\n').pop()})`);
+  } else {
+    check(false, `the CLI binary ${cli} exists (build it with cargo build)`);
+  }
+
+  // Train the reward model: the loss chart gains a point per step.
+  await page.fill('#rm-steps', '4');
+  await page.click('#train-rm');
+  await page.waitForFunction(() => window.alignlab.charts.charts.loss.data.datasets.length > 0 &&
+    window.alignlab.charts.charts.loss.data.datasets[0].data.length >= 4, null, { timeout: 300_000 });
+  const losses = await page.evaluate(() => window.alignlab.charts.charts.loss.data.datasets[0].data.map((p) => p.y));
+  check(losses.length === 4 && losses.every(Number.isFinite), `reward-model chart has 4 finite losses (${losses.map((l) => l.toFixed(3)).join(', ')})`);
+  await page.screenshot({ path: join(out, '2-reward-model.png'), fullPage: true });
+
+  // An online run against that reward model: the frontier chart gains the base point and the
+  // points measured after steps 2 and 4.
+  await page.selectOption('#method', 'grpo');
+  await page.fill('#run-steps', '4');
+  await page.click('#start-run');
+  await page.waitForFunction(() => !window.alignlab.state.run.running && window.alignlab.charts.pointCount('frontier') >= 6,
+    null, { timeout: 600_000 });
+  const frontier = await page.evaluate(() => window.alignlab.charts.charts.frontier.data.datasets.map((d) => ({ label: d.label, xs: d.data.map((p) => p.x) })));
+  const gold = frontier.find((d) => d.label.endsWith('· gold'));
+  check(gold && gold.xs.length === 3 && gold.xs[0] < 0.01 && gold.xs[2] > gold.xs[0],
+    `GRPO on WebGPU moves away from the base: √KL ${gold && gold.xs.map((x) => x.toFixed(3)).join(' → ')}`);
+  await page.screenshot({ path: join(out, '3-grpo.png'), fullPage: true });
+
+  // Bad input: a label file with a bad line, and a file that is not a model.
+  const count = await labelCount(page);
+  await page.setInputFiles('#import-file', {
+    name: 'bad.jsonl', mimeType: 'application/jsonl',
+    buffer: Buffer.from('{"prompt":"p","chosen":"a","rejected":"b"}\n{"prompt": "p", "chosen": 3}\n'),
+  });
+  await page.waitForSelector('#error:not([hidden])');
+  const importError = await page.textContent('#error');
+  check(/bad\.jsonl:2:/.test(importError), `a bad import names its line: "${importError}"`);
+  check(await labelCount(page) === count, 'the bad import changed no labels');
+  await page.setInputFiles('#model-file', { name: 'notes.bin', mimeType: 'application/octet-stream', buffer: Buffer.from('not a model at all, just text') });
+  await page.waitForFunction(() => /notes\.bin/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
+  check(/notes\.bin/.test(await page.textContent('#error')), `a file that is not a model is refused: "${await page.textContent('#error')}"`);
+  check(await labelCount(page) === count, 'the refused model file changed no labels');
+  await page.screenshot({ path: join(out, '4-bad-input.png'), fullPage: true });
+  check(consoleErrors.length === 0, `no console errors (${consoleErrors.join(' | ')})`);
+
+  // The CPU fallback, forced. The same pair index samples the same texts on both backends
+  // (seeded sampling from read-back probabilities), a check that WebGPU computed what the CPU did.
+  const gpuPair = await page.evaluate(() => window.alignlab.state.pair);
+  const cpu = await context.newPage();
+  await cpu.goto(`${url}?backend=cpu`);
+  await ready(cpu);
+  check(await cpu.getAttribute('#backend-note', 'data-backend') === 'cpu', `CPU fallback: "${await cpu.textContent('#backend-note')}"`);
+  const cpuPair = await cpu.evaluate(() => window.alignlab.state.pair);
+  check(cpuPair.index === gpuPair.index && cpuPair.left === gpuPair.left && cpuPair.right === gpuPair.right,
+    `pair ${gpuPair.index} is the same on WebGPU and on the CPU ("${gpuPair.left}" / "${cpuPair.left}")`);
+  const cpuCount = await labelCount(cpu);
+  await cpu.keyboard.press('2');
+  await cpu.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, cpuCount + 1);
+  check(true, 'labelling works on the CPU backend');
+  await cpu.screenshot({ path: join(out, '5-cpu.png'), fullPage: true });
+
+  await browser.close();
+  server.close();
+  await writeFile(join(out, 'result.txt'), failures ? `${failures} failed\n` : 'all passed\n');
+  if (failures) {
+    console.error(`${failures} check(s) failed`);
+    process.exit(1);
+  }
+  console.log('e2e: all checks passed');
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

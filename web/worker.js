@@ -1,0 +1,42 @@
+// The lab's worker: every computation runs here, so the page never freezes. It picks the
+// backend (WebGPU when the browser offers an adapter, else the wasm CPU backend), then answers
+// {id, cmd, args} messages with {id, ok, result} or {id, ok: false, error, fatal}.
+import init, * as lab from './alignlab.js';
+
+const ready = init();
+
+async function chooseBackend(requested) {
+  if (requested === 'cpu') return { backend: 'cpu', reason: 'the CPU backend was requested' };
+  if (!self.navigator.gpu) return { backend: 'cpu', reason: 'this browser has no WebGPU' };
+  try {
+    const adapter = await self.navigator.gpu.requestAdapter();
+    if (!adapter) return { backend: 'cpu', reason: 'WebGPU offered no adapter' };
+    const info = adapter.info || {};
+    return { backend: 'webgpu', adapter: [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') };
+  } catch (e) {
+    return { backend: 'cpu', reason: `WebGPU failed: ${e.message || e}` };
+  }
+}
+
+self.onmessage = async (event) => {
+  const { id, cmd, args } = event.data;
+  try {
+    await ready;
+    let result;
+    if (cmd === 'open') {
+      const { model, name, tokenizer, backend, seed } = args;
+      const choice = await chooseBackend(backend);
+      const opened = await lab.openLab(model ?? undefined, name, tokenizer ?? undefined, choice.backend, seed ?? 0);
+      result = { ...opened, ...choice };
+    } else if (typeof lab[cmd] === 'function') {
+      result = await lab[cmd](...(args || []));
+    } else {
+      throw new Error(`unknown command ${cmd}`);
+    }
+    self.postMessage({ id, ok: true, result });
+  } catch (e) {
+    // A wasm trap (a panic, a lost GPU device, memory exhausted) leaves the module unusable.
+    const fatal = e instanceof WebAssembly.RuntimeError;
+    self.postMessage({ id, ok: false, error: e && e.message ? e.message : String(e), fatal });
+  }
+};
