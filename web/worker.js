@@ -18,8 +18,14 @@ async function chooseBackend(requested) {
   }
 }
 
-self.onmessage = async (event) => {
-  const { id, cmd, args } = event.data;
+// One call at a time, in the order sent: the lab is a single mutable object, and a call that
+// arrives while another awaits the GPU waits its turn instead of finding the lab taken.
+let queue = Promise.resolve();
+self.onmessage = (event) => {
+  queue = queue.then(() => handle(event.data));
+};
+
+async function handle({ id, cmd, args }) {
   try {
     await ready;
     let result;
@@ -39,4 +45,4 @@ self.onmessage = async (event) => {
     const fatal = e instanceof WebAssembly.RuntimeError;
     self.postMessage({ id, ok: false, error: e && e.message ? e.message : String(e), fatal });
   }
-};
+}

@@ -256,15 +256,20 @@ async function loadUrl(url) {
     const reader = response.body.getReader();
     const chunks = [];
     let received = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      received += value.length;
-      progress.value = expected ? received / expected : 0;
-      $('model-status').textContent = `Downloading ${url}: ${received.toLocaleString()}${expected ? ` of ${expected.toLocaleString()}` : ''} bytes`;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+        received += value.length;
+        progress.value = expected ? received / expected : 0;
+        $('model-status').textContent = `Downloading ${url}: ${received.toLocaleString()}${expected ? ` of ${expected.toLocaleString()}` : ''} bytes`;
+      }
+    } catch (e) {
+      throw new Error(`${url}: the download was cut short after ${received.toLocaleString()} bytes (${e.message})`);
+    } finally {
+      progress.hidden = true;
     }
-    progress.hidden = true;
     if (expected && received !== expected) {
       throw new Error(`${url}: the download was cut short (${received} of ${expected} bytes)`);
     }
@@ -362,7 +367,8 @@ async function runLoop() {
       state.run.running = false;
       break;
     }
-    const loss = p.metrics['train/loss'] ?? p.metrics['loss'];
+    // DPO-family losses are train/loss; online methods report their policy-gradient loss.
+    const loss = p.metrics['train/loss'] ?? p.metrics['loss/policy'];
     charts.runLoss(state.run.name, p.step, loss);
     if (p.point) {
       charts.runPoint(state.run.name, p.point);

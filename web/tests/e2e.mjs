@@ -8,6 +8,7 @@ import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const root = resolve(new URL('../..', import.meta.url).pathname);
@@ -19,9 +20,24 @@ const TYPES = {
   '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png',
 };
 
+const data = process.env.ALIGNLAB_DATA || join(root, '..', 'shared', 'data');
+const gguf = join(data, 'stories260K', 'stories260K.gguf');
+
 function serve() {
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    // A real model by URL, and the same download cut off halfway.
+    if (path === '/models/stories260K.gguf' || path === '/models/truncated.gguf') {
+      const bytes = await readFile(gguf);
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length });
+      if (path.includes('truncated')) {
+        res.write(bytes.subarray(0, bytes.length >> 1));
+        setTimeout(() => res.destroy(), 100);
+      } else {
+        res.end(bytes);
+      }
+      return;
+    }
     const file = join(dist, path === '/' ? 'index.html' : path);
     if (!file.startsWith(dist) || !existsSync(file)) {
       res.writeHead(404).end('not found');
@@ -88,6 +104,7 @@ async function main() {
   await page.reload();
   await ready(page);
   check(await labelCount(page) === before + 5, 'the labels survive a reload');
+  const gpuPair = await page.evaluate(() => window.alignlab.state.pair);
 
   // Export: valid JSON lines in the CLI's pair format, which the CLI then reads.
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
@@ -142,12 +159,28 @@ async function main() {
   await page.waitForFunction(() => /notes\.bin/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
   check(/notes\.bin/.test(await page.textContent('#error')), `a file that is not a model is refused: "${await page.textContent('#error')}"`);
   check(await labelCount(page) === count, 'the refused model file changed no labels');
+  await page.fill('#model-url', `${url}models/truncated.gguf`);
+  await page.click('#load-url');
+  await page.waitForFunction(() => /cut short/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
+  check(true, `a truncated download is refused: "${await page.textContent('#error')}"`);
+  check(await labelCount(page) === count, 'the truncated download changed no labels');
   await page.screenshot({ path: join(out, '4-bad-input.png'), fullPage: true });
-  check(consoleErrors.length === 0, `no console errors (${consoleErrors.join(' | ')})`);
+
+  // stories260K by URL: the sha256 shown is the file's, and the model samples pairs.
+  await page.fill('#model-url', `${url}models/stories260K.gguf`);
+  await page.click('#load-url');
+  await page.waitForFunction(() => /stories260K\.gguf: 292,800 parameters/.test(document.getElementById('model-status').textContent), null, { timeout: 300_000 });
+  await ready(page);
+  const sha = createHash('sha256').update(await readFile(gguf)).digest('hex');
+  check((await page.textContent('#model-sha')).includes(sha), `stories260K loaded by URL with its sha256 ${sha.slice(0, 12)}…`);
+  check((await page.textContent('#left-text')).length > 0, `stories260K writes: "${await page.textContent('#left-text')}"`);
+  await page.screenshot({ path: join(out, '5-stories260k.png'), fullPage: true });
+  // Chromium itself logs the download this test cuts off on purpose; nothing else may appear.
+  const unexpected = consoleErrors.filter((e) => !/ERR_CONTENT_LENGTH_MISMATCH/.test(e));
+  check(unexpected.length === 0, `no console errors (${unexpected.join(' | ')})`);
 
   // The CPU fallback, forced. The same pair index samples the same texts on both backends
   // (seeded sampling from read-back probabilities), a check that WebGPU computed what the CPU did.
-  const gpuPair = await page.evaluate(() => window.alignlab.state.pair);
   const cpu = await context.newPage();
   await cpu.goto(`${url}?backend=cpu`);
   await ready(cpu);
@@ -159,7 +192,7 @@ async function main() {
   await cpu.keyboard.press('2');
   await cpu.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, cpuCount + 1);
   check(true, 'labelling works on the CPU backend');
-  await cpu.screenshot({ path: join(out, '5-cpu.png'), fullPage: true });
+  await cpu.screenshot({ path: join(out, '6-cpu.png'), fullPage: true });
 
   await browser.close();
   server.close();
