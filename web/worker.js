@@ -12,7 +12,13 @@ async function chooseBackend(requested) {
     const adapter = await self.navigator.gpu.requestAdapter();
     if (!adapter) return { backend: 'cpu', reason: 'WebGPU offered no adapter' };
     const info = adapter.info || {};
-    return { backend: 'webgpu', adapter: [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') };
+    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
+    // A software adapter (SwiftShader) runs the lab ~15x slower than the wasm CPU backend
+    // (lesson 1: >600 s against 41 s here), so it is used only when asked for.
+    if (requested !== 'webgpu' && (info.isFallbackAdapter || /swiftshader/i.test(name))) {
+      return { backend: 'cpu', reason: `the only WebGPU adapter is ${name}, a software renderer slower than the CPU (add ?backend=webgpu to use it)` };
+    }
+    return { backend: 'webgpu', adapter: name };
   } catch (e) {
     return { backend: 'cpu', reason: `WebGPU failed: ${e.message || e}` };
   }

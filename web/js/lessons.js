@@ -21,7 +21,8 @@ export const LESSONS = [
   },
   {
     title: 'Best-of-n and its KL',
-    text: `<p>Best-of-n draws n completions and keeps the one the reward model scores highest. It never
+    text: `<p>Best-of-n draws n completions and keeps the one the reward model (before one is trained, the gold
+      reward) scores highest. It never
       changes the model's weights, yet it is a different policy, with KL(π<sub>bon</sub> ‖ π) = log n − (n−1)/n
       (Stiennon et al. 2020; Beirami et al. 2024). The KL chart shows that curve and the KL measured from
       samples; the frontier chart shows what the reward buys per unit of √KL.</p>`,
