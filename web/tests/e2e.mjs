@@ -203,6 +203,18 @@ async function main() {
   check(true, 'labelling works on the CPU backend');
   await cpu.screenshot({ path: join(out, '6-cpu.png'), fullPage: true });
 
+  // Lesson 1 on the CPU: its one action tops the labels up with the gold labeller and trains a
+  // Bradley–Terry model for 60 steps, drawn live.
+  await cpu.click('#lesson-list li:nth-child(1) button');
+  check(await cpu.isVisible('#lesson') && /Bradley–Terry/.test(await cpu.textContent('#lesson-text')), 'lesson 1 opens with its text');
+  await cpu.click('#lesson-action');
+  await cpu.waitForFunction(() => /done/.test(document.getElementById('rm-status').textContent), null, { timeout: 600_000 });
+  const lessonPoints = await cpu.evaluate(() => window.alignlab.charts.charts.loss.data.datasets[0].data.map((p) => p.y));
+  const usable = await cpu.textContent('#label-count');
+  check(lessonPoints.length === 60 && lessonPoints[59] < lessonPoints[0],
+    `lesson 1 trained 60 steps on its labels (${usable}): loss ${lessonPoints[0].toFixed(3)} → ${lessonPoints[59].toFixed(3)}`);
+  await cpu.screenshot({ path: join(out, '7-lesson-1.png'), fullPage: true });
+
   await browser.close();
   server.close();
   await writeFile(join(out, 'result.txt'), failures ? `${failures} failed\n` : 'all passed\n');
