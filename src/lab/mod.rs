@@ -31,6 +31,7 @@ use crate::prompts::{self, PromptSet};
 use crate::reward::source::RewardSource;
 use crate::reward::train::{self as reward_train, RewardData, RewardTrainConfig};
 use crate::reward::{Aggregation, LearnedReward, RewardHeads};
+use crate::rollout::collect;
 use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 use crate::sample::{generate, SamplingConfig};
 use crate::train::{OptimConfig, Trainer};
@@ -307,38 +308,34 @@ where
         count: usize,
         seed: u64,
     ) -> Result<Vec<Sample>> {
-        let mut out = Vec::new();
-        for i in 0..count {
-            let prompt = match prompt {
+        let prompts: Vec<String> = (0..count)
+            .map(|i| match prompt {
                 Some(p) => p.to_string(),
                 None => self.eval_prompts[i % self.eval_prompts.len()].clone(),
-            };
-            let completion = self
-                .complete(&prompt, 1, seed.wrapping_add(i as u64))
-                .await?
-                .remove(0);
-            let ids = self.tokenizer.encode_with_bos(&prompt)?;
-            let mut completion_ids = self.tokenizer.encode(&completion)?;
-            completion_ids.extend(self.tokenizer.eos_id());
-            let sequence = (ids, completion_ids);
-            let scored = [crate::reward::source::Scored {
-                prompt: &prompt,
-                completion: &completion,
-                sequence: &sequence,
-            }];
-            let gold = self.gold.score(&scored).await?[0];
-            let proxy = match self.proxy.first() {
-                Some((_, p)) => Some(p.score(&scored).await?[0]),
-                None => None,
-            };
-            out.push(Sample {
-                prompt,
-                completion,
-                gold,
-                proxy,
-            });
-        }
-        Ok(out)
+            })
+            .collect();
+        let rollout = collect(
+            &self.policy,
+            &self.reference,
+            &self.tokenizer,
+            &prompts,
+            1,
+            &self.sampling(seed),
+            &self.gold,
+        )
+        .await?;
+        let proxy = match self.proxy.first() {
+            Some((_, p)) => Some(rollout.score_with(p).await?),
+            None => None,
+        };
+        Ok((0..rollout.len())
+            .map(|i| Sample {
+                prompt: rollout.prompts[i].clone(),
+                completion: rollout.completions[i].clone(),
+                gold: rollout.rewards[i],
+                proxy: proxy.as_ref().map(|p| p[i]),
+            })
+            .collect())
     }
 
     /// Pairs `start..start + count` labelled by the gold reward, standing in for a person (ties
