@@ -138,6 +138,12 @@ pub async fn sample_pair(index: u32) -> Result<JsValue, JsError> {
     with_lab!(|lab| lab.pair(index as u64))
 }
 
+/// `k` completions of prompt number `index` to rank.
+#[wasm_bindgen(js_name = sampleRanking)]
+pub async fn sample_ranking(index: u32, k: u32) -> Result<JsValue, JsError> {
+    with_lab!(|lab| lab.ranking(index as u64, k as usize))
+}
+
 #[wasm_bindgen(js_name = samples)]
 pub async fn samples(prompt: Option<String>, count: u32, seed: u32) -> Result<JsValue, JsError> {
     with_lab!(|lab| lab.samples(prompt.as_deref(), count as usize, seed as u64))
@@ -148,11 +154,16 @@ pub async fn gold_labels(start: u32, count: u32) -> Result<JsValue, JsError> {
     with_lab!(|lab| lab.gold_labels(start as u64, count as usize))
 }
 
-/// The labels to train on; returns how many state a preference.
+#[wasm_bindgen(js_name = goldRankings)]
+pub async fn gold_rankings(start: u32, count: u32, k: u32) -> Result<JsValue, JsError> {
+    with_lab!(|lab| lab.gold_rankings(start as u64, count as usize, k as usize))
+}
+
+/// The labels to train on; returns how many pairs they state.
 #[wasm_bindgen(js_name = setLabels)]
 pub async fn set_labels(labels: JsValue) -> Result<JsValue, JsError> {
     let labels: Vec<Label> = from_js(labels, "labels")?;
-    with_lab!(|lab| async { Ok(lab.set_labels(&labels)) })
+    with_lab!(|lab| async { lab.set_labels(&labels) })
 }
 
 #[wasm_bindgen(js_name = rewardStart)]
@@ -183,14 +194,21 @@ pub async fn best_of_n(ns: Vec<u32>, prompts: u32) -> Result<JsValue, JsError> {
     with_lab!(|lab| lab.best_of_n(&ns, prompts as usize))
 }
 
-/// The labels as the CLI's preference-pair JSON lines.
+/// Every pair the labels state, as the CLI's preference-pair JSON lines.
 #[wasm_bindgen(js_name = exportLabels)]
 pub fn export_labels(labels: JsValue) -> Result<String, JsError> {
     let labels: Vec<Label> = from_js(labels, "labels")?;
     Ok(labels::export_jsonl(&labels))
 }
 
-/// A preference-pair file as labels; a bad row is an error naming its line.
+/// The rankings among the labels, as the CLI's ranking JSON lines.
+#[wasm_bindgen(js_name = exportRankings)]
+pub fn export_rankings(labels: JsValue) -> Result<String, JsError> {
+    let labels: Vec<Label> = from_js(labels, "labels")?;
+    Ok(labels::export_rankings_jsonl(&labels))
+}
+
+/// A preference file (pairs or rankings) as labels; a bad row is an error naming its line.
 #[wasm_bindgen(js_name = importLabels)]
 pub fn import_labels(bytes: Vec<u8>, name: String) -> Result<JsValue, JsError> {
     to_js(labels::import(&bytes, &name))

@@ -4,7 +4,7 @@
 
 mod common;
 
-use alignlab::lab::{labels, Choice, Lab, LabConfig, RewardSettings, RunSettings, PROXY};
+use alignlab::lab::{labels, Choice, Lab, LabConfig, Label, RewardSettings, RunSettings, PROXY};
 use alignlab::policy::builtin_checkpoint;
 use burn::backend::Autodiff;
 use pollster::block_on;
@@ -67,9 +67,13 @@ fn labels_train_a_reward_model_then_runs_move_the_policy() {
     assert!(e.to_string().contains("at least 2 labelled pairs"), "{e}");
 
     let given = block_on(lab.gold_labels(0, 80)).unwrap();
-    assert!(given.iter().any(|l| l.choice == Choice::Left));
-    assert!(given.iter().any(|l| l.choice == Choice::Right));
-    let pairs = lab.set_labels(&given);
+    let chose = |c: Choice| {
+        given
+            .iter()
+            .any(|l| matches!(l, Label::Pair(p) if p.choice == c))
+    };
+    assert!(chose(Choice::Left) && chose(Choice::Right));
+    let pairs = lab.set_labels(&given).unwrap();
     assert_eq!(pairs, labels::pairs(&given).len());
     assert!(pairs >= 40, "{pairs} decided pairs");
 
@@ -146,4 +150,78 @@ fn exported_labels_are_the_cli_pair_format() {
         alignlab::dataset::PreferenceRows::Pairs(p) => assert_eq!(p, labels::pairs(&given)),
         other => panic!("read as {:?}", other.kind()),
     }
+}
+
+#[test]
+fn ranked_completions_train_the_reward_model_and_export_as_rankings() {
+    let mut lab = lab();
+    let to_rank = block_on(lab.ranking(5, 4)).unwrap();
+    assert_eq!(to_rank.completions.len(), 4);
+    for (i, c) in to_rank.completions.iter().enumerate() {
+        assert!(!to_rank.completions[i + 1..].contains(c), "repeated: {c}");
+    }
+    assert_eq!(
+        block_on(lab.ranking(5, 4)).unwrap().completions,
+        to_rank.completions,
+        "a ranking is fixed by its index"
+    );
+    let e = block_on(lab.ranking(5, 1)).err().unwrap();
+    assert!(e.to_string().contains("2 to 8 completions"), "{e}");
+
+    // Too few pairs to hold any out: all train.
+    let few = block_on(lab.gold_rankings(0, 2, 4)).unwrap();
+    assert!(lab.set_labels(&few).unwrap() < 20);
+    lab.reward_start(&RewardSettings {
+        steps: 1,
+        members: 1,
+        lr: 3e-3,
+        batch_size: 16,
+    })
+    .unwrap();
+    let one = block_on(lab.reward_step()).unwrap();
+    assert!(one.done && one.held_out_pairs == 0 && one.held_out_accuracy.is_none());
+
+    let ranked = block_on(lab.gold_rankings(0, 12, 4)).unwrap();
+    let stated: usize = ranked.iter().map(|l| l.pairs().len()).sum();
+    assert!(stated > 24, "gold rankings state {stated} pairs");
+    assert_eq!(lab.set_labels(&ranked).unwrap(), stated);
+    lab.reward_start(&RewardSettings {
+        steps: 30,
+        members: 1,
+        lr: 3e-3,
+        batch_size: 16,
+    })
+    .unwrap();
+    let losses: Vec<f64> = (0..30)
+        .map(|_| block_on(lab.reward_step()).unwrap())
+        .map(|p| {
+            // Held out by ranking, so all of a ranking's pairs fall on one side.
+            assert_eq!(p.held_out_pairs + p.training_pairs, stated);
+            p.loss
+        })
+        .collect();
+    let (first, last) = (
+        losses[..5].iter().sum::<f64>() / 5.0,
+        losses[25..].iter().sum::<f64>() / 5.0,
+    );
+    assert!(
+        last < first - 0.05,
+        "reward-model loss on rankings {first} → {last}"
+    );
+    assert!(lab.info().reward_model);
+
+    let text = labels::export_rankings_jsonl(&ranked);
+    match alignlab::dataset::PreferenceRows::parse(text.as_bytes(), "r.jsonl", false)
+        .unwrap()
+        .0
+    {
+        alignlab::dataset::PreferenceRows::Rankings(r) => {
+            assert_eq!(r.len(), 12);
+            assert!(r.iter().all(|r| r.completions.len() == 4));
+        }
+        other => panic!("read as {:?}", other.kind()),
+    }
+    // Read back, the rankings state the same pairs (who labelled them is not in the file).
+    let back = labels::import(text.as_bytes(), "r.jsonl").unwrap();
+    assert_eq!(labels::pairs(&back), labels::pairs(&ranked));
 }

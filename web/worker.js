@@ -5,6 +5,18 @@ import init, * as lab from './alignlab.js';
 
 const ready = init();
 
+// A lost GPU device (a GPU process crash, a driver reset, memory taken back) is reported only
+// through `device.lost`: wgpu does not surface it, and a computation waiting on that device
+// may never finish. So every device the lab opens is watched, and the page told at once.
+if (self.GPUAdapter) {
+  const requestDevice = self.GPUAdapter.prototype.requestDevice;
+  self.GPUAdapter.prototype.requestDevice = async function watchedRequestDevice(...args) {
+    const device = await requestDevice.apply(this, args);
+    device.lost.then((info) => self.postMessage({ event: 'device-lost', message: info.message || info.reason || 'no reason given' }));
+    return device;
+  };
+}
+
 async function chooseBackend(requested) {
   if (requested === 'cpu') return { backend: 'cpu', reason: 'the CPU backend was requested' };
   if (!self.navigator.gpu) return { backend: 'cpu', reason: 'this browser has no WebGPU' };

@@ -1,11 +1,13 @@
-//! The page's labels: what a person said about two completions of a prompt, kept as given (ties
-//! and "both bad" included), and turned into the CLI's preference pairs for training, export and
-//! import.
+//! The page's labels, kept as given: a choice between two completions (ties and "both bad"
+//! included) or a ranking of k completions. Training, export and import see them as the CLI's
+//! preference files: a ranking of k states k·(k−1)/2 pairs (InstructGPT, Ouyang et al. 2022,
+//! §3.5: every pair of a ranking is a comparison).
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::PreferenceRows;
 use crate::error::{Error, Result};
-use crate::io::prefs::{self, PreferencePair};
+use crate::io::prefs::{self, PreferencePair, Ranking};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -26,7 +28,7 @@ pub enum Labeller {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Label {
+pub struct PairLabel {
     pub prompt: String,
     pub left: String,
     pub right: String,
@@ -35,7 +37,28 @@ pub struct Label {
     pub labeller: Labeller,
 }
 
-impl Label {
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RankingLabel {
+    pub prompt: String,
+    /// Best first.
+    pub ranked: Vec<String>,
+    /// Scores in the same order (descending) when the ranking came with them; equal scores
+    /// are ties, which state no preference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<Vec<f64>>,
+    #[serde(default)]
+    pub labeller: Labeller,
+}
+
+/// As the page stores it: `{prompt, left, right, choice}` or `{prompt, ranked}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Label {
+    Pair(PairLabel),
+    Ranking(RankingLabel),
+}
+
+impl PairLabel {
     /// The preference this label states, if it states one (ties and "both bad" do not).
     pub fn pair(&self) -> Option<PreferencePair> {
         let (chosen, rejected) = match self.choice {
@@ -51,40 +74,148 @@ impl Label {
     }
 }
 
-pub fn pairs(labels: &[Label]) -> Vec<PreferencePair> {
-    labels.iter().filter_map(Label::pair).collect()
+impl RankingLabel {
+    /// Every pair the ranking orders: each completion over each one ranked below it (and
+    /// scored lower, when there are scores).
+    pub fn pairs(&self) -> Vec<PreferencePair> {
+        let mut out = Vec::new();
+        for (i, chosen) in self.ranked.iter().enumerate() {
+            for (j, rejected) in self.ranked.iter().enumerate().skip(i + 1) {
+                let tied = self.scores.as_ref().is_some_and(|s| s[i] <= s[j]);
+                if !tied {
+                    out.push(PreferencePair {
+                        prompt: self.prompt.clone(),
+                        chosen: chosen.clone(),
+                        rejected: rejected.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn ranking(&self) -> Ranking {
+        Ranking {
+            prompt: self.prompt.clone(),
+            completions: self.ranked.clone(),
+            scores: self.scores.clone(),
+        }
+    }
 }
 
-/// The labels that state a preference, as JSON lines of `{"prompt", "chosen", "rejected"}`:
-/// the file `alignlab train --data` reads. Ties and "both bad" have no row in that format.
-pub fn export_jsonl(labels: &[Label]) -> String {
-    pairs(labels)
+impl Label {
+    /// The preference pairs this label states (none for a tie or "both bad").
+    pub fn pairs(&self) -> Vec<PreferencePair> {
+        match self {
+            Self::Pair(p) => p.pair().into_iter().collect(),
+            Self::Ranking(r) => r.pairs(),
+        }
+    }
+
+    /// Checks what the page sent: a ranking needs 2 or more distinct completions, and as many
+    /// scores as completions.
+    pub fn check(&self, index: usize) -> Result<()> {
+        let Self::Ranking(r) = self else {
+            return Ok(());
+        };
+        let problem = if r.ranked.len() < 2 {
+            Some(format!(
+                "ranks {} completions; a ranking needs 2 or more",
+                r.ranked.len()
+            ))
+        } else if (1..r.ranked.len()).any(|i| r.ranked[i..].contains(&r.ranked[i - 1])) {
+            Some("ranks the same completion twice".to_string())
+        } else {
+            r.scores
+                .as_ref()
+                .filter(|s| s.len() != r.ranked.len())
+                .map(|s| format!("has {} scores for {} completions", s.len(), r.ranked.len()))
+        };
+        match problem {
+            Some(p) => Err(Error::Input(format!("label {index} {p}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Every label's pairs, grouped by label (labels that state none are left out): pairs of one
+/// ranking share completions, so they are held out together.
+pub fn pair_groups(labels: &[Label]) -> Result<Vec<Vec<PreferencePair>>> {
+    for (i, label) in labels.iter().enumerate() {
+        label.check(i)?;
+    }
+    Ok(labels
         .iter()
-        .map(|p| serde_json::to_string(p).expect("strings serialise") + "\n")
-        .collect()
+        .map(Label::pairs)
+        .filter(|p| !p.is_empty())
+        .collect())
 }
 
-/// Reads a preference-pair file (any form the CLI reads: JSON lines or an array, explicit or
-/// HH-RLHF style) as labels, chosen on the left. A bad row is an error naming its line.
+pub fn pairs(labels: &[Label]) -> Vec<PreferencePair> {
+    labels.iter().flat_map(Label::pairs).collect()
+}
+
+/// Every pair the labels state, as JSON lines of `{"prompt", "chosen", "rejected"}`: the file
+/// every `alignlab train` method reads. Ties and "both bad" have no row in that format.
+pub fn export_jsonl(labels: &[Label]) -> String {
+    prefs::to_jsonl(&pairs(labels))
+}
+
+/// The rankings among the labels as the CLI's ranking rows (`{"prompt", "completions",
+/// "ranks"}`), which keep the whole order for a Plackett–Luce reward model, PRO or LiPO.
+pub fn export_rankings_jsonl(labels: &[Label]) -> String {
+    let rankings: Vec<Ranking> = labels
+        .iter()
+        .filter_map(|l| match l {
+            Label::Ranking(r) => Some(r.ranking()),
+            Label::Pair(_) => None,
+        })
+        .collect();
+    prefs::to_jsonl(&rankings)
+}
+
+/// Reads a preference file the CLI reads — pairs (JSON lines or an array, explicit or HH-RLHF
+/// style; chosen on the left) or rankings — as labels. A bad row is an error naming its line.
 pub fn import(bytes: &[u8], source_name: &str) -> Result<Vec<Label>> {
-    let report = prefs::parse_pairs(bytes, source_name, false)?;
-    if report.rows.is_empty() {
+    let (rows, _) = PreferenceRows::parse(bytes, source_name, false)?;
+    let labels: Vec<Label> = match rows {
+        PreferenceRows::Pairs(pairs) => pairs
+            .into_iter()
+            .map(|p| {
+                Label::Pair(PairLabel {
+                    prompt: p.prompt,
+                    left: p.chosen,
+                    right: p.rejected,
+                    choice: Choice::Left,
+                    labeller: Labeller::Human,
+                })
+            })
+            .collect(),
+        PreferenceRows::Rankings(rankings) => rankings
+            .into_iter()
+            .map(|r| {
+                Label::Ranking(RankingLabel {
+                    prompt: r.prompt,
+                    ranked: r.completions,
+                    scores: r.scores,
+                    labeller: Labeller::Human,
+                })
+            })
+            .collect(),
+        PreferenceRows::Unpaired(_) | PreferenceRows::Ratings(_) => {
+            return Err(Error::format(
+                source_name,
+                "the lab imports preference pairs or rankings; this file holds unpaired or rated completions",
+            ))
+        }
+    };
+    if labels.is_empty() {
         return Err(Error::format(
             source_name,
-            "no preference pairs in the file",
+            "no preference pairs or rankings in the file",
         ));
     }
-    Ok(report
-        .rows
-        .into_iter()
-        .map(|p| Label {
-            prompt: p.prompt,
-            left: p.chosen,
-            right: p.rejected,
-            choice: Choice::Left,
-            labeller: Labeller::Human,
-        })
-        .collect())
+    Ok(labels)
 }
 
 #[cfg(test)]
@@ -92,13 +223,22 @@ mod tests {
     use super::*;
 
     fn label(choice: Choice) -> Label {
-        Label {
+        Label::Pair(PairLabel {
             prompt: "p".into(),
             left: "a".into(),
             right: "b".into(),
             choice,
             labeller: Labeller::Human,
-        }
+        })
+    }
+
+    fn ranking(ranked: &[&str], scores: Option<Vec<f64>>) -> Label {
+        Label::Ranking(RankingLabel {
+            prompt: "q".into(),
+            ranked: ranked.iter().map(|s| s.to_string()).collect(),
+            scores,
+            labeller: Labeller::Human,
+        })
     }
 
     #[test]
@@ -113,12 +253,47 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         let back = import(text.as_bytes(), "labels.jsonl").unwrap();
         assert_eq!(back.len(), 2);
-        assert_eq!(back[0].pair(), labels[0].pair());
-        assert_eq!(back[1].pair().unwrap().chosen, "b");
+        assert_eq!(back[0].pairs(), labels[0].pairs());
+        assert_eq!(back[1].pairs()[0].chosen, "b");
     }
 
     #[test]
-    fn a_bad_import_line_is_named() {
+    fn a_ranking_states_every_ordered_pair_and_round_trips() {
+        let ranked = ranking(&["w", "x", "y", "z"], None);
+        let pairs = ranked.pairs();
+        assert_eq!(pairs.len(), 6);
+        assert!(pairs.iter().all(|p| p.prompt == "q"));
+        // Each completion wins against exactly those ranked below it.
+        for (i, c) in ["w", "x", "y", "z"].iter().enumerate() {
+            assert_eq!(pairs.iter().filter(|p| p.chosen == *c).count(), 3 - i);
+        }
+        let labels = [label(Choice::Left), ranked.clone(), label(Choice::Tie)];
+        assert_eq!(export_jsonl(&labels).lines().count(), 7);
+        let groups = pair_groups(&labels).unwrap();
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), [1, 6]);
+
+        // The rankings file holds only the ranking, and reads back as the same ranking.
+        let text = export_rankings_jsonl(&labels);
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.contains("\"ranks\":[1,2,3,4]"), "{text}");
+        assert_eq!(import(text.as_bytes(), "r.jsonl").unwrap(), [ranked]);
+
+        // Tied scores state no preference between the tied completions.
+        let scored = ranking(&["w", "x", "y"], Some(vec![2.0, 1.0, 1.0]));
+        assert_eq!(scored.pairs().len(), 2);
+    }
+
+    #[test]
+    fn labels_round_trip_through_the_pages_json() {
+        let labels = vec![label(Choice::BothBad), ranking(&["a", "b", "c"], None)];
+        let json = serde_json::to_value(&labels).unwrap();
+        assert!(json[1].get("ranked").is_some() && json[1].get("scores").is_none());
+        let back: Vec<Label> = serde_json::from_value(json).unwrap();
+        assert_eq!(back, labels);
+    }
+
+    #[test]
+    fn bad_labels_and_bad_import_lines_are_named() {
         let text = "{\"prompt\":\"p\",\"chosen\":\"a\",\"rejected\":\"b\"}\n{\"prompt\":\"p\"}\n";
         let e = import(text.as_bytes(), "mine.jsonl")
             .unwrap_err()
@@ -126,5 +301,19 @@ mod tests {
         assert!(e.contains("mine.jsonl:2:"), "{e}");
         let e = import(b"", "empty.jsonl").unwrap_err().to_string();
         assert!(e.contains("empty.jsonl"), "{e}");
+        let unpaired = "{\"prompt\":\"p\",\"completion\":\"a\",\"label\":true}\n";
+        let e = import(unpaired.as_bytes(), "kto.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kto.jsonl") && e.contains("unpaired"), "{e}");
+
+        let e = pair_groups(&[label(Choice::Left), ranking(&["a", "b", "a"], None)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("label 1 ranks the same completion twice"), "{e}");
+        let e = pair_groups(&[ranking(&["a"], None)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("label 0 ranks 1 completions"), "{e}");
     }
 }

@@ -35,7 +35,7 @@ use crate::rollout::collect;
 use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 use crate::sample::{generate, SamplingConfig};
 use crate::train::{OptimConfig, Trainer};
-pub use labels::{Choice, Label, Labeller};
+pub use labels::{Choice, Label, Labeller, PairLabel, RankingLabel};
 
 /// The proxy's name in measured points.
 pub const PROXY: &str = "rm";
@@ -69,7 +69,7 @@ pub struct LabInfo {
     pub vocab_size: usize,
     pub context: usize,
     pub prompts: usize,
-    /// Decided pairs among the labels given.
+    /// Pairs the labels given state (a ranking of k states k·(k−1)/2).
     pub pairs: usize,
     pub reward_model: bool,
     pub run: Option<String>,
@@ -82,6 +82,15 @@ pub struct PairToLabel {
     pub prompt: String,
     pub left: String,
     pub right: String,
+}
+
+/// k distinct completions of one prompt from the current policy, for a person to rank.
+#[derive(Debug, Clone, Serialize)]
+pub struct RankingToLabel {
+    pub index: u64,
+    pub prompt: String,
+    /// Fewer than asked for only when the policy keeps writing the same text.
+    pub completions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -200,7 +209,8 @@ pub struct Lab<B: AutodiffBackend> {
     prompts: PromptSet,
     eval_prompts: Vec<String>,
     gold: RewardSource<B::InnerBackend>,
-    pairs: Vec<PreferencePair>,
+    /// The labels' pairs, grouped by label.
+    pair_groups: Vec<Vec<PreferencePair>>,
     reward_training: Option<RewardTraining<B>>,
     proxy: Vec<(String, RewardSource<B::InnerBackend>)>,
     run: Option<Run<B>>,
@@ -232,7 +242,7 @@ where
             prompts,
             eval_prompts,
             gold: RewardSource::Gold,
-            pairs: Vec::new(),
+            pair_groups: Vec::new(),
             reward_training: None,
             proxy: Vec::new(),
             run: None,
@@ -248,7 +258,7 @@ where
             vocab_size: c.vocab_size,
             context: c.max_seq_len,
             prompts: self.prompts.prompts.len(),
-            pairs: self.pairs.len(),
+            pairs: self.pair_count(),
             reward_model: !self.proxy.is_empty(),
             run: self.run.as_ref().map(|r| r.name.clone()),
         }
@@ -277,27 +287,63 @@ where
             .collect())
     }
 
-    /// Pair number `index`: its prompt cycles through the prompts; the two completions differ
-    /// whenever four tries can make them.
-    pub async fn pair(&self, index: u64) -> Result<PairToLabel> {
-        let prompt = &self.prompts.prompts[index as usize % self.prompts.prompts.len()];
-        let mut completions = Vec::new();
+    /// Up to `k` distinct completions of `prompt` for label number `index`, fixed by the index:
+    /// up to four rounds of `k` samples, keeping the texts not seen yet.
+    async fn distinct_completions(
+        &self,
+        prompt: &str,
+        index: u64,
+        k: usize,
+    ) -> Result<Vec<String>> {
+        let mut distinct: Vec<String> = Vec::with_capacity(k);
         for attempt in 0..4u64 {
             let seed = self
                 .config
                 .seed
                 .wrapping_mul(1_000_003)
-                .wrapping_add(index * 4 + attempt);
-            completions = self.complete(prompt, 2, seed).await?;
-            if completions[0] != completions[1] {
+                .wrapping_add(index * 4 + attempt)
+                .wrapping_add((k as u64 - 2) << 40);
+            for text in self.complete(prompt, k, seed).await? {
+                if distinct.len() < k && !distinct.contains(&text) {
+                    distinct.push(text);
+                }
+            }
+            if distinct.len() == k {
                 break;
             }
         }
+        Ok(distinct)
+    }
+
+    fn prompt_for(&self, index: u64) -> &str {
+        &self.prompts.prompts[index as usize % self.prompts.prompts.len()]
+    }
+
+    /// Pair number `index`: its prompt cycles through the prompts; the two completions differ
+    /// whenever four tries can make them.
+    pub async fn pair(&self, index: u64) -> Result<PairToLabel> {
+        let prompt = self.prompt_for(index);
+        let completions = self.distinct_completions(prompt, index, 2).await?;
         Ok(PairToLabel {
             index,
-            prompt: prompt.clone(),
+            prompt: prompt.to_string(),
             left: completions[0].clone(),
-            right: completions[1].clone(),
+            right: completions.last().expect("one sample at least").clone(),
+        })
+    }
+
+    /// `k` completions of prompt number `index` to rank (k from 2 to 8).
+    pub async fn ranking(&self, index: u64, k: usize) -> Result<RankingToLabel> {
+        if !(2..=8).contains(&k) {
+            return Err(Error::Input(format!(
+                "a ranking has 2 to 8 completions, not {k}"
+            )));
+        }
+        let prompt = self.prompt_for(index);
+        Ok(RankingToLabel {
+            index,
+            prompt: prompt.to_string(),
+            completions: self.distinct_completions(prompt, index, k).await?,
         })
     }
 
@@ -355,21 +401,48 @@ where
             } else {
                 Choice::Tie
             };
-            out.push(Label {
+            out.push(Label::Pair(PairLabel {
                 prompt: pair.prompt,
                 left: pair.left,
                 right: pair.right,
                 choice,
                 labeller: Labeller::Gold,
-            });
+            }));
         }
         Ok(out)
     }
 
-    /// The labels to train on (the page holds them; it sends them all before training).
-    pub fn set_labels(&mut self, labels: &[Label]) -> usize {
-        self.pairs = labels::pairs(labels);
-        self.pairs.len()
+    /// Rankings `start..start + count` of `k` completions, ordered by the gold reward with its
+    /// scores kept (equal scores are ties).
+    pub async fn gold_rankings(&self, start: u64, count: usize, k: usize) -> Result<Vec<Label>> {
+        let mut out = Vec::with_capacity(count);
+        for index in start..start + count as u64 {
+            let to_rank = self.ranking(index, k).await?;
+            let mut scored: Vec<(f64, String)> = to_rank
+                .completions
+                .into_iter()
+                .map(|c| (crate::world::gold_reward(&c) as f64, c))
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            out.push(Label::Ranking(RankingLabel {
+                prompt: to_rank.prompt,
+                scores: Some(scored.iter().map(|(s, _)| *s).collect()),
+                ranked: scored.into_iter().map(|(_, c)| c).collect(),
+                labeller: Labeller::Gold,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The labels to train on (the page holds them; it sends them all before training);
+    /// returns how many pairs they state.
+    pub fn set_labels(&mut self, labels: &[Label]) -> Result<usize> {
+        self.pair_groups = labels::pair_groups(labels)?;
+        Ok(self.pair_count())
+    }
+
+    fn pair_count(&self) -> usize {
+        self.pair_groups.iter().map(Vec::len).sum()
     }
 
     fn length_limit(&self) -> LengthLimit {
@@ -379,8 +452,11 @@ where
         }
     }
 
-    fn ranked_pairs(&self) -> Result<Vec<RankedSequences>> {
-        let rankings: Vec<Ranking> = self.pairs.iter().cloned().map(Ranking::from).collect();
+    fn tokenized<'a>(
+        &self,
+        pairs: impl IntoIterator<Item = &'a PreferencePair>,
+    ) -> Result<Vec<RankedSequences>> {
+        let rankings: Vec<Ranking> = pairs.into_iter().cloned().map(Ranking::from).collect();
         Ok(tokenize_rankings(
             &self.tokenizer,
             &rankings,
@@ -393,12 +469,13 @@ where
 
     /// Starts training a fresh reward model (Bradley–Terry; an ensemble of independent
     /// members aggregated by mean − std when `members` > 1) on the labels, holding out a
-    /// tenth when there are at least 20 pairs.
+    /// tenth when there are at least 20 pairs (a ranking's pairs held out together: they share
+    /// completions).
     pub fn reward_start(&mut self, settings: &RewardSettings) -> Result<()> {
-        if self.pairs.len() < 2 {
+        let total = self.pair_count();
+        if total < 2 {
             return Err(Error::Input(format!(
-                "training a reward model needs at least 2 labelled pairs (left or right); there are {}",
-                self.pairs.len()
+                "training a reward model needs at least 2 labelled pairs (left or right, or a ranking); there are {total}"
             )));
         }
         if settings.steps == 0 || settings.batch_size == 0 || settings.members == 0 {
@@ -406,11 +483,19 @@ where
                 "reward model: steps, batch_size and members must be at least 1".into(),
             ));
         }
-        let mut rows = self.ranked_pairs()?;
-        let held_out_count = if rows.len() >= 20 { rows.len() / 10 } else { 0 };
-        let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed + 5);
-        rows.shuffle(&mut rng);
-        let held_out = rows.split_off(rows.len() - held_out_count);
+        let held_out_wanted = if total >= 20 { total / 10 } else { 0 };
+        let mut groups: Vec<&Vec<PreferencePair>> = self.pair_groups.iter().collect();
+        groups.shuffle(&mut ChaCha8Rng::seed_from_u64(self.config.seed + 5));
+        let mut held_out_pairs = Vec::new();
+        while held_out_pairs.len() < held_out_wanted && groups.len() > 1 {
+            held_out_pairs.extend(groups.pop().expect("fewer held out than all"));
+        }
+        let held_out = if held_out_pairs.is_empty() {
+            Vec::new()
+        } else {
+            self.tokenized(held_out_pairs)?
+        };
+        let mut rows = self.tokenized(groups.into_iter().flatten())?;
         for (i, row) in rows.iter_mut().enumerate() {
             row.index = i;
         }
@@ -590,19 +675,21 @@ where
         loss: PreferenceLoss,
         settings: &RunSettings,
     ) -> Result<Preference<B>> {
-        if self.pairs.is_empty() {
+        let pairs: Vec<&PreferencePair> = self.pair_groups.iter().flatten().collect();
+        if pairs.is_empty() {
             return Err(Error::Input(format!(
-                "{} learns from your labels: label some pairs (left or right) first",
+                "{} learns from your labels: label some pairs (left or right) or rank some completions first",
                 settings.method
             )));
         }
         let data = match loss.data_shape() {
-            DataShape::Pairs | DataShape::Rankings => PreferenceData::Ranked(self.ranked_pairs()?),
+            DataShape::Pairs | DataShape::Rankings => {
+                PreferenceData::Ranked(self.tokenized(pairs.iter().copied())?)
+            }
             DataShape::Unpaired => {
-                let examples: Vec<UnpairedExample> = self
-                    .pairs
+                let examples: Vec<UnpairedExample> = pairs
                     .iter()
-                    .flat_map(UnpairedExample::from_pair)
+                    .flat_map(|p| UnpairedExample::from_pair(p))
                     .collect();
                 PreferenceData::Unpaired(
                     tokenize_unpaired(

@@ -13,8 +13,16 @@ let nextId = 1;
 const pending = new Map();
 
 function startWorker() {
-  worker = new Worker('worker.js', { type: 'module' });
-  worker.onmessage = ({ data }) => {
+  const started = new Worker('worker.js', { type: 'module' });
+  worker = started;
+  // A replaced worker can still deliver what it queued before it was stopped: ignored, so it
+  // cannot fail the calls of the worker that replaced it.
+  started.onmessage = ({ data }) => {
+    if (started !== worker) return;
+    if (data.event === 'device-lost') {
+      restartOnCpu(`The GPU device was lost (${data.message}).`, 'the GPU device was lost');
+      return;
+    }
     const p = pending.get(data.id);
     if (!p) return;
     pending.delete(data.id);
@@ -25,10 +33,14 @@ function startWorker() {
       p.reject(error);
     }
   };
-  worker.onerror = (e) => {
+  // An error nothing in the worker caught (a panic in a GPU callback, a module that failed to
+  // load): its calls fail, as fatal ones (the worker restarts on the CPU) unless it already runs
+  // there, where a restart would only fail again.
+  started.onerror = (e) => {
     e.preventDefault();
+    if (started !== worker) return;
     const error = new Error(`the worker failed: ${e.message || 'unknown error'}`);
-    error.fatal = true;
+    error.fatal = state.backend !== 'cpu';
     for (const p of pending.values()) p.reject(error);
     pending.clear();
   };
@@ -46,8 +58,13 @@ function call(cmd, args = [], transfer = []) {
 const state = {
   store: null,
   labels: [],
+  // Pairs and rankings share one counter: item n is the same prompt either way.
   pairIndex: 0,
+  mode: 'pair',
   pair: null,
+  // Rank mode: the completions on show, and the picks so far (best first).
+  toRank: null,
+  picks: [],
   busy: false,
   modelReady: false,
   backend: null,
@@ -74,39 +91,77 @@ async function guarded(task) {
   try {
     return await task();
   } catch (e) {
-    const saved = `Your ${state.labels.length} saved labels are untouched.`;
+    if (e.superseded) return undefined;
     if (e.fatal) {
-      showError(`The computation stopped: ${e.message}. The GPU device may have been lost or run out of memory. ${saved} ` +
-        'The lab restarts on the CPU backend.');
-      await restartOnCpu();
+      await restartOnCpu(`The computation stopped: ${e.message}. The GPU device may have been lost or run out of memory.`,
+        'the last computation failed');
     } else {
-      showError(`${e.message} — ${saved}`);
+      showError(`${e.message} — Your ${state.labels.length} saved labels are untouched.`);
     }
     return undefined;
   }
 }
 
-async function restartOnCpu() {
+// After a trap or a lost device the worker's module cannot be trusted: a fresh worker loads the
+// same model on the CPU backend. Calls still waiting are dropped quietly; the labels live in
+// IndexedDB and are not touched.
+async function restartOnCpu(what, reason) {
+  if (state.restarting) return;
+  state.restarting = true;
   worker.terminate();
-  for (const p of pending.values()) p.reject(new Error('restarted'));
+  const stopped = new Error('the worker was restarted');
+  stopped.superseded = true;
+  for (const p of pending.values()) p.reject(stopped);
   pending.clear();
   startWorker();
   state.rm.running = state.run.running = false;
-  await openModel({ ...state.lastModel, backend: 'cpu' });
+  state.busy = false;
+  try {
+    await openModel({ ...state.lastModel, backend: 'cpu' });
+  } finally {
+    state.restarting = false;
+  }
+  $('backend-note').textContent = `Running on the CPU (wasm): ${reason}.`;
+  showError(`${what} Your ${state.labels.length} saved labels are untouched. The lab restarted on the CPU backend.`);
 }
 
 // ---------- labels ----------
+const RANK_K = 4;
+
+// How many preference pairs a label states, as the core counts them (a ranking of k: every
+// pair it orders; scored rankings skip ties).
+function statedPairs(label) {
+  if (label.ranked) {
+    const s = label.scores;
+    let n = 0;
+    for (let i = 0; i < label.ranked.length; i += 1) {
+      for (let j = i + 1; j < label.ranked.length; j += 1) if (!s || s[i] > s[j]) n += 1;
+    }
+    return n;
+  }
+  return label.choice === 'left' || label.choice === 'right' ? 1 : 0;
+}
+
 function updateCounts() {
-  const counts = { left: 0, right: 0, tie: 0, 'both-bad': 0 };
-  for (const l of state.labels) counts[l.choice] += 1;
+  const counts = { left: 0, right: 0, tie: 0, 'both-bad': 0, ranking: 0 };
+  let usable = 0;
+  for (const l of state.labels) {
+    counts[l.ranked ? 'ranking' : l.choice] += 1;
+    usable += statedPairs(l);
+  }
   const n = state.labels.length;
   $('label-count').textContent =
     `${n} label${n === 1 ? '' : 's'}: ${counts.left} left, ${counts.right} right, ${counts.tie} ties, ` +
-    `${counts['both-bad']} both bad (${counts.left + counts.right} usable pairs)`;
+    `${counts['both-bad']} both bad, ${counts.ranking} rankings (${usable} usable pairs)`;
+}
+
+async function showItem() {
+  if (!state.modelReady) return;
+  if (state.mode === 'rank') await showRanking();
+  else await showPair();
 }
 
 async function showPair() {
-  if (!state.modelReady) return;
   state.pair = null;
   for (const id of ['prompt-text', 'left-text', 'right-text']) $(id).textContent = '…';
   const pair = await guarded(() => call('samplePair', [state.pairIndex]));
@@ -117,57 +172,139 @@ async function showPair() {
   $('right-text').textContent = pair.right;
 }
 
+async function showRanking() {
+  state.toRank = null;
+  state.picks = [];
+  $('prompt-text').textContent = '…';
+  $('rank-list').replaceChildren();
+  $('rank-status').textContent = '';
+  const toRank = await guarded(() => call('sampleRanking', [state.pairIndex, RANK_K]));
+  if (!toRank) return;
+  state.toRank = toRank;
+  $('prompt-text').textContent = toRank.prompt;
+  drawRanking();
+}
+
+function drawRanking() {
+  const { completions } = state.toRank;
+  $('rank-list').replaceChildren(...completions.map((text, i) => {
+    const li = document.createElement('li');
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.id = `rank-${i + 1}`;
+    const rank = state.picks.indexOf(i);
+    const key = document.createElement('span');
+    key.className = 'key';
+    key.textContent = rank < 0 ? `${i + 1}` : `${i + 1} — ranked ${rank + 1}`;
+    if (rank >= 0) b.dataset.rank = String(rank + 1);
+    const story = document.createElement('span');
+    story.className = 'story';
+    story.textContent = text;
+    b.append(key, story);
+    b.onclick = () => pick(i);
+    li.append(b);
+    return li;
+  }));
+  $('rank-status').textContent = completions.length < 2
+    ? 'The model wrote the same text every time for this prompt: press s to skip it.'
+    : `Picked ${state.picks.length} of ${completions.length}.`;
+}
+
+// Writes a label to IndexedDB (committed before anything else happens), then shows the next item.
+async function commit(entry) {
+  await guarded(async () => {
+    entry.key = await state.store.add(entry);
+    state.labels.push(entry);
+    state.pairIndex += 1;
+    await state.store.setMeta('pairIndex', state.pairIndex);
+    updateCounts();
+  });
+  await showItem();
+}
+
 async function label(choice) {
-  if (!state.pair || state.busy) return;
+  if (state.mode !== 'pair' || !state.pair || state.busy) return;
   state.busy = true;
   try {
-    const entry = { prompt: state.pair.prompt, left: state.pair.left, right: state.pair.right, choice, labeller: 'human' };
-    await guarded(async () => {
-      entry.key = await state.store.add(entry);
-      state.labels.push(entry);
-      state.pairIndex += 1;
-      await state.store.setMeta('pairIndex', state.pairIndex);
-      updateCounts();
-    });
-    await showPair();
+    await commit({ prompt: state.pair.prompt, left: state.pair.left, right: state.pair.right, choice, labeller: 'human' });
+  } finally {
+    state.busy = false;
+  }
+}
+
+async function pick(i) {
+  const r = state.toRank;
+  if (state.mode !== 'rank' || !r || state.busy || i >= r.completions.length || state.picks.includes(i)) return;
+  state.picks.push(i);
+  if (state.picks.length === r.completions.length - 1) {
+    state.picks.push(r.completions.findIndex((_, j) => !state.picks.includes(j)));
+  }
+  drawRanking();
+  if (state.picks.length < r.completions.length) return;
+  state.busy = true;
+  try {
+    await commit({ prompt: r.prompt, ranked: state.picks.map((j) => r.completions[j]), labeller: 'human' });
   } finally {
     state.busy = false;
   }
 }
 
 async function skip() {
-  if (!state.pair || state.busy) return;
+  if (!(state.pair || state.toRank) || state.busy) return;
   state.busy = true;
   state.pairIndex += 1;
   await guarded(() => state.store.setMeta('pairIndex', state.pairIndex));
-  await showPair();
+  await showItem();
   state.busy = false;
+}
+
+async function setMode(mode, { save = true } = {}) {
+  state.mode = mode;
+  $('pair-view').hidden = mode !== 'pair';
+  $('rank-view').hidden = mode !== 'rank';
+  for (const r of document.querySelectorAll('input[name="label-mode"]')) r.checked = r.value === mode;
+  if (save) await guarded(() => state.store.setMeta('mode', mode));
 }
 
 async function undo() {
   if (state.busy) return;
+  if (state.mode === 'rank' && state.picks.length > 0) {
+    state.picks.pop();
+    drawRanking();
+    return;
+  }
   state.busy = true;
   await guarded(async () => {
     const removed = await state.store.removeLast();
     if (removed) {
       state.labels.pop();
       updateCounts();
-      state.pair = { prompt: removed.prompt, left: removed.left, right: removed.right };
       $('prompt-text').textContent = removed.prompt;
-      $('left-text').textContent = removed.left;
-      $('right-text').textContent = removed.right;
+      // The label comes back as it was given, to be given again.
+      if (removed.ranked) {
+        await setMode('rank');
+        state.toRank = { prompt: removed.prompt, completions: removed.ranked };
+        state.picks = [];
+        drawRanking();
+      } else {
+        await setMode('pair');
+        state.pair = { prompt: removed.prompt, left: removed.left, right: removed.right };
+        $('left-text').textContent = removed.left;
+        $('right-text').textContent = removed.right;
+      }
     }
   });
   state.busy = false;
 }
 
-async function exportLabels() {
+async function exportLabels(command, fileName) {
   await guarded(async () => {
-    const text = await call('exportLabels', [plainLabels()]);
+    const text = await call(command, [plainLabels()]);
+    if (!text) throw new Error(command === 'exportRankings' ? 'there are no rankings to export' : 'no label states a preference yet');
     const blob = new Blob([text], { type: 'application/jsonl' });
     const a = document.createElement('a');
     a.href = URL.createObjectURL(blob);
-    a.download = 'alignlab-labels.jsonl';
+    a.download = fileName;
     document.body.append(a);
     a.click();
     a.remove();
@@ -195,12 +332,15 @@ async function goldLabel(count = 20) {
     await state.store.setMeta('pairIndex', state.pairIndex);
     state.labels = await state.store.all();
     updateCounts();
-    await showPair();
+    await showItem();
   });
 }
 
+// The labels as the core reads them (without the store's key and time).
 function plainLabels() {
-  return state.labels.map(({ prompt, left, right, choice, labeller }) => ({ prompt, left, right, choice, labeller }));
+  return state.labels.map(({ prompt, left, right, choice, ranked, scores, labeller }) => (ranked
+    ? { prompt, ranked, ...(scores ? { scores } : {}), labeller }
+    : { prompt, left, right, choice, labeller }));
 }
 
 // ---------- model ----------
@@ -230,7 +370,7 @@ async function openModel({ model, name, tokenizer, backend }) {
     `width ${i.dim}, vocabulary ${i.vocab_size}, context ${i.context}.`;
   state.modelReady = true;
   document.body.dataset.ready = 'true';
-  await showPair();
+  await showItem();
   return true;
 }
 
@@ -421,6 +561,7 @@ function showLesson(index) {
 // What lessons may do: the same operations as the controls.
 const lab = {
   get labels() { return state.labels; },
+  statedPairs,
   goldLabel,
   trainRewardModel,
   startRun,
@@ -436,6 +577,7 @@ async function main() {
   state.store = await openStore();
   state.labels = await state.store.all();
   state.pairIndex = await state.store.getMeta('pairIndex', 0);
+  await setMode(await state.store.getMeta('mode', 'pair'), { save: false });
   updateCounts();
 
   const methods = await call('methods');
@@ -465,7 +607,20 @@ async function main() {
   for (const b of document.querySelectorAll('[data-choice]')) b.onclick = () => label(b.dataset.choice);
   $('skip').onclick = skip;
   $('undo').onclick = undo;
-  $('export').onclick = exportLabels;
+  $('export').onclick = () => exportLabels('exportLabels', 'alignlab-pairs.jsonl');
+  $('export-rankings').onclick = () => exportLabels('exportRankings', 'alignlab-rankings.jsonl');
+  for (const r of document.querySelectorAll('input[name="label-mode"]')) {
+    r.onchange = async () => {
+      if (!r.checked) return;
+      // A label being written finishes in the mode it was given in.
+      if (state.busy) {
+        await setMode(state.mode, { save: false });
+        return;
+      }
+      await setMode(r.value);
+      await showItem();
+    };
+  }
   $('import-file').onchange = (e) => e.target.files[0] && importLabels(e.target.files[0]).then(() => { e.target.value = ''; });
   $('gold-label').onclick = () => goldLabel(20);
   $('load-builtin').onclick = () => openModel({ model: null, name: 'builtin' });
@@ -484,7 +639,7 @@ async function main() {
     if (file) await loadBytes(new Uint8Array(await file.arrayBuffer()), file.name);
   };
   $('train-rm').onclick = () => trainRewardModel({
-    steps: Number($('rm-steps').value), members: Number($('rm-members').value),
+    steps: Number($('rm-steps').value), members: Number($('rm-members').value), batch_size: Number($('rm-batch').value),
   });
   $('pause-rm').onclick = () => togglePause('rm', $('pause-rm'), rewardLoop);
   $('kl-coef').oninput = () => { $('kl-value').textContent = String(klCoef()); };
@@ -495,9 +650,14 @@ async function main() {
 
   document.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const tag = e.target.tagName;
-    if (tag === 'INPUT' || tag === 'SELECT' || tag === 'TEXTAREA') return;
-    const action = { 1: () => label('left'), 2: () => label('right'), t: () => label('tie'), b: () => label('both-bad'), s: skip, u: undo }[e.key];
+    const { tagName, type } = e.target;
+    const typing = tagName === 'TEXTAREA' || tagName === 'SELECT' ||
+      (tagName === 'INPUT' && !['radio', 'checkbox', 'button', 'range'].includes(type));
+    if (typing) return;
+    const keys = state.mode === 'rank'
+      ? Object.fromEntries(Array.from({ length: RANK_K }, (_, i) => [String(i + 1), () => pick(i)]))
+      : { 1: () => label('left'), 2: () => label('right'), t: () => label('tie'), b: () => label('both-bad') };
+    const action = { ...keys, s: skip, u: undo }[e.key];
     if (action) {
       e.preventDefault();
       action();

@@ -1,7 +1,7 @@
 // Guided lessons: each is a page state with a short text and one action, done with the same
 // operations as the lab's controls (so what a lesson shows is what the controls do).
 async function enoughLabels(lab, wanted) {
-  const usable = lab.labels.filter((l) => l.choice === 'left' || l.choice === 'right').length;
+  const usable = lab.labels.reduce((n, l) => n + lab.statedPairs(l), 0);
   if (usable < wanted) await lab.goldLabel(Math.ceil((wanted - usable) * 1.3));
 }
 

@@ -23,12 +23,41 @@ const TYPES = {
 const data = process.env.ALIGNLAB_DATA || join(root, '..', 'shared', 'data');
 const gguf = join(data, 'stories260K', 'stories260K.gguf');
 
+// stories260K with its first tensor's type id set to `type` (12 is Q4_K, which the loader
+// does not read): walks the GGUF header to that tensor's record.
+function withTensorType(bytes, type) {
+  const b = Buffer.from(bytes);
+  let at = 8; // magic, version
+  const u32 = () => { at += 4; return b.readUInt32LE(at - 4); };
+  const u64 = () => { at += 8; return Number(b.readBigUInt64LE(at - 8)); };
+  const skipString = () => { const length = u64(); at += length; };
+  const SIZES = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+  const skipValue = (t) => {
+    if (t === 8) skipString();
+    else if (t === 9) {
+      const element = u32();
+      for (let n = u64(); n > 0; n -= 1) skipValue(element);
+    } else at += SIZES[t];
+  };
+  u64(); // tensor count
+  for (let kvs = u64(); kvs > 0; kvs -= 1) {
+    skipString();
+    skipValue(u32());
+  }
+  skipString();
+  const dims = u32();
+  at += 8 * dims;
+  b.writeUInt32LE(type, at);
+  return b;
+}
+
 function serve() {
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     // A real model by URL, and the same download cut off halfway.
-    if (path === '/models/stories260K.gguf' || path === '/models/truncated.gguf') {
-      const bytes = await readFile(gguf);
+    if (path === '/models/stories260K.gguf' || path === '/models/truncated.gguf' || path === '/models/q4.gguf') {
+      let bytes = await readFile(gguf);
+      if (path.includes('q4')) bytes = withTensorType(bytes, 12);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length });
       if (path.includes('truncated')) {
         res.write(bytes.subarray(0, bytes.length >> 1));
@@ -59,9 +88,11 @@ const labelCount = async (page) => Number((await page.textContent('#label-count'
 
 async function ready(page) {
   await page.waitForSelector('body[data-ready="true"]', { timeout: 300_000 });
+  // A pair or a ranking on show, whichever mode the page is in.
   await page.waitForFunction(() => {
     const t = document.getElementById('left-text').textContent;
-    return t && t !== '…';
+    const pair = !document.getElementById('pair-view').hidden && t && t !== '…';
+    return pair || (!document.getElementById('rank-view').hidden && document.querySelectorAll('#rank-list button').length > 0);
   }, null, { timeout: 300_000 });
 }
 
@@ -76,6 +107,7 @@ async function main() {
       '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
   const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 1400 } });
+  openContext = context;
   const page = await context.newPage();
   const consoleErrors = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
@@ -110,10 +142,45 @@ async function main() {
   check(await labelCount(page) === before + 5, 'five keyboard labels counted');
   await page.screenshot({ path: join(out, '1-labelled.png'), fullPage: true });
 
+  // Ranking four completions with the keyboard: picks best first, the last is implied; u takes
+  // back a pick.
+  await page.check('input[name="label-mode"][value="rank"]');
+  const rankingShown = () => page.waitForFunction(() => document.querySelectorAll('#rank-list button').length === 4 &&
+    !document.querySelector('#rank-list button[data-rank]'), null, { timeout: 120_000 });
+  await rankingShown();
+  const expectedRankings = [];
+  for (const picks of [['3', '1', '4'], ['2', '4', '1']]) {
+    const completions = await page.evaluate(() => window.alignlab.state.toRank.completions);
+    const count = await labelCount(page);
+    await page.keyboard.press('4');
+    await page.keyboard.press('u');
+    for (const key of picks) await page.keyboard.press(key);
+    await page.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, count + 1);
+    const order = [...picks.map((k) => Number(k) - 1)];
+    order.push([0, 1, 2, 3].find((i) => !order.includes(i)));
+    expectedRankings.push(order.map((i) => completions[i]));
+    await rankingShown();
+  }
+  const stored = await page.evaluate(() => window.alignlab.state.labels.filter((l) => l.ranked).map((l) => l.ranked));
+  check(JSON.stringify(stored) === JSON.stringify(expectedRankings),
+    `two rankings of 4 stored best first as keyed (a pick taken back with u): "${expectedRankings[0][0]}" first`);
+  check(/2 rankings \(15 usable pairs\)/.test(await page.textContent('#label-count')), `counted: ${await page.textContent('#label-count')}`);
+  await page.screenshot({ path: join(out, '1b-ranked.png'), fullPage: true });
+
   await page.reload();
   await ready(page);
-  check(await labelCount(page) === before + 5, 'the labels survive a reload');
+  check(await labelCount(page) === before + 7 && await page.isVisible('#rank-view'), 'the labels and the ranking mode survive a reload');
+  await page.check('input[name="label-mode"][value="pair"]');
+  await page.waitForFunction(() => window.alignlab.state.pair, null, { timeout: 120_000 });
   const gpuPair = await page.evaluate(() => window.alignlab.state.pair);
+
+  // The rankings as the CLI's ranking rows, which it trains a Plackett–Luce reward model on.
+  const [rankDownload] = await Promise.all([page.waitForEvent('download'), page.click('#export-rankings')]);
+  const rankingsFile = join(out, 'rankings.jsonl');
+  await rankDownload.saveAs(rankingsFile);
+  const rankRows = (await readFile(rankingsFile, 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
+  check(rankRows.length === 2 && rankRows.every((r, i) => JSON.stringify(r.completions) === JSON.stringify(expectedRankings[i]) &&
+    JSON.stringify(r.ranks) === '[1,2,3,4]'), `rankings export is 2 rows of 4 completions ranked 1–4`);
 
   // Export: valid JSON lines in the CLI's pair format, which the CLI then reads.
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export')]);
@@ -121,22 +188,26 @@ async function main() {
   await download.saveAs(exported);
   const lines = (await readFile(exported, 'utf8')).trim().split('\n');
   const rows = lines.map((l) => JSON.parse(l));
-  check(rows.length >= 3 && rows.every((r) => typeof r.prompt === 'string' && typeof r.chosen === 'string' && typeof r.rejected === 'string'),
+  check(rows.length === 15 && rows.every((r) => typeof r.prompt === 'string' && typeof r.chosen === 'string' && typeof r.rejected === 'string'),
     `export is ${rows.length} JSON lines of {prompt, chosen, rejected}`);
   if (existsSync(cli)) {
-    const rm = join(out, 'rm.safetensors');
-    const log = execFileSync(cli, ['train', '--method', 'rm', '--data', exported, '--out', rm, '--steps', '2', '--batch-size', '2'],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    check(existsSync(rm), `the CLI trained a reward model on the export (${log.trim().split('\n').pop()})`);
+    for (const [file, what] of [[exported, 'pairs'], [rankingsFile, 'rankings']]) {
+      const rm = join(out, `rm-${what}.safetensors`);
+      const log = execFileSync(cli, ['train', '--method', 'rm', '--data', file, '--out', rm, '--steps', '2', '--batch-size', '2'],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      check(existsSync(rm), `the CLI trained a reward model on the exported ${what} (${log.trim().split('\n').pop()})`);
+    }
   } else {
     check(false, `the CLI binary ${cli} exists (build it with cargo build)`);
   }
 
   // Train the reward model: the loss chart gains a point per step.
   await page.fill('#rm-steps', '4');
+  await page.fill('#rm-batch', '4'); // SwiftShader runs ~15x slower than the CPU backend
   await page.click('#train-rm');
-  await page.waitForFunction(() => window.alignlab.charts.charts.loss.data.datasets.length > 0 &&
-    window.alignlab.charts.charts.loss.data.datasets[0].data.length >= 4, null, { timeout: 300_000 });
+  await page.waitForFunction(() => !document.getElementById('error').hidden || (window.alignlab.charts.charts.loss.data.datasets.length > 0 &&
+    window.alignlab.charts.charts.loss.data.datasets[0].data.length >= 4), null, { timeout: 300_000 });
+  check(await page.isHidden('#error'), `no error training the reward model (${await page.textContent('#error')})`);
   const losses = await page.evaluate(() => window.alignlab.charts.charts.loss.data.datasets[0].data.map((p) => p.y));
   check(losses.length === 4 && losses.every(Number.isFinite), `reward-model chart has 4 finite losses (${losses.map((l) => l.toFixed(3)).join(', ')})`);
   await page.screenshot({ path: join(out, '2-reward-model.png'), fullPage: true });
@@ -146,8 +217,9 @@ async function main() {
   await page.selectOption('#method', 'grpo');
   await page.fill('#run-steps', '4');
   await page.click('#start-run');
-  await page.waitForFunction(() => !window.alignlab.state.run.running && window.alignlab.charts.pointCount('frontier') >= 6,
-    null, { timeout: 600_000 });
+  await page.waitForFunction(() => !document.getElementById('error').hidden ||
+    (!window.alignlab.state.run.running && window.alignlab.charts.pointCount('frontier') >= 6), null, { timeout: 600_000 });
+  check(await page.isHidden('#error'), `no error in the GRPO run (${await page.textContent('#error')})`);
   const frontier = await page.evaluate(() => window.alignlab.charts.charts.frontier.data.datasets.map((d) => ({ label: d.label, xs: d.data.map((p) => p.x) })));
   const gold = frontier.find((d) => d.label.endsWith('· gold'));
   check(gold && gold.xs.length === 3 && gold.xs[0] < 0.01 && gold.xs[2] > gold.xs[0],
@@ -168,6 +240,11 @@ async function main() {
   await page.waitForFunction(() => /notes\.bin/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
   check(/notes\.bin/.test(await page.textContent('#error')), `a file that is not a model is refused: "${await page.textContent('#error')}"`);
   check(await labelCount(page) === count, 'the refused model file changed no labels');
+  await page.fill('#model-url', `${url}models/q4.gguf`);
+  await page.click('#load-url');
+  await page.waitForFunction(() => /q4\.gguf/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
+  check(/Q4_K.*only F32 and F16/.test(await page.textContent('#error')), `an unsupported tensor type is refused: "${await page.textContent('#error')}"`);
+  check(await labelCount(page) === count, 'the refused tensor type changed no labels');
   await page.fill('#model-url', `${url}models/truncated.gguf`);
   await page.click('#load-url');
   await page.waitForFunction(() => /cut short/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
@@ -203,17 +280,48 @@ async function main() {
   check(true, 'labelling works on the CPU backend');
   await cpu.screenshot({ path: join(out, '6-cpu.png'), fullPage: true });
 
+  // 200% zoom is a viewport half as wide in CSS pixels: nothing may need sideways scrolling.
+  await cpu.setViewportSize({ width: 640, height: 1400 });
+  // The charts shrink on their next ResizeObserver round: give it a few seconds, then measure.
+  await cpu.waitForFunction(() => document.documentElement.scrollWidth <= document.documentElement.clientWidth,
+    null, { timeout: 5_000 }).catch(() => {});
+  const overflow = await cpu.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  check(overflow <= 0, `readable at 200% zoom (640 CSS pixels wide): ${overflow} px of sideways overflow`);
+  await cpu.screenshot({ path: join(out, '6b-zoom-200.png'), fullPage: true });
+  await cpu.setViewportSize({ width: 1280, height: 1400 });
+
   // Lesson 1 on the CPU: its one action tops the labels up with the gold labeller and trains a
   // Bradley–Terry model for 60 steps, drawn live.
   await cpu.click('#lesson-list li:nth-child(1) button');
   check(await cpu.isVisible('#lesson') && /Bradley–Terry/.test(await cpu.textContent('#lesson-text')), 'lesson 1 opens with its text');
   await cpu.click('#lesson-action');
-  await cpu.waitForFunction(() => /done/.test(document.getElementById('rm-status').textContent), null, { timeout: 600_000 });
+  await cpu.waitForFunction(() => !document.getElementById('error').hidden || /done/.test(document.getElementById('rm-status').textContent),
+    null, { timeout: 600_000 });
+  check(await cpu.isHidden('#error'), `no error in lesson 1 (${await cpu.textContent('#error')})`);
   const lessonPoints = await cpu.evaluate(() => window.alignlab.charts.charts.loss.data.datasets[0].data.map((p) => p.y));
   const usable = await cpu.textContent('#label-count');
   check(lessonPoints.length === 60 && lessonPoints[59] < lessonPoints[0],
     `lesson 1 trained 60 steps on its labels (${usable}): loss ${lessonPoints[0].toFixed(3)} → ${lessonPoints[59].toFixed(3)}`);
   await cpu.screenshot({ path: join(out, '7-lesson-1.png'), fullPage: true });
+
+  // A lost GPU device, for real: the GPU process is crashed (Chromium's DevTools protocol) while
+  // the page samples on WebGPU. The page says so, restarts the lab on the CPU and keeps labelling.
+  const lost = await context.newPage();
+  await lost.goto(`${url}?backend=webgpu`);
+  await ready(lost);
+  const lostCount = await labelCount(lost);
+  await lost.click('#sample');
+  const cdp = await browser.newBrowserCDPSession();
+  await cdp.send('Browser.crashGpuProcess');
+  await lost.waitForFunction(() => /GPU device was lost/.test(document.getElementById('error').textContent), null, { timeout: 120_000 });
+  await lost.waitForFunction(() => document.getElementById('backend-note').dataset.backend === 'cpu', null, { timeout: 120_000 });
+  await ready(lost);
+  check(true, `a lost GPU device is named and the lab restarts on the CPU: "${await lost.textContent('#error')}" / "${await lost.textContent('#backend-note')}"`);
+  check(await labelCount(lost) === lostCount, 'the lost device changed no labels');
+  await lost.keyboard.press('1');
+  await lost.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, lostCount + 1);
+  check(true, 'labelling goes on after the restart');
+  await lost.screenshot({ path: join(out, '8-device-lost.png'), fullPage: true });
 
   await browser.close();
   server.close();
@@ -225,7 +333,19 @@ async function main() {
   console.log('e2e: all checks passed');
 }
 
-main().catch((e) => {
+// On a failure, what each open page showed: its status lines, its error box, a screenshot.
+let openContext = null;
+async function reportPages() {
+  for (const [i, p] of (openContext ? openContext.pages() : []).entries()) {
+    const text = await p.evaluate(() => ['backend-note', 'error', 'rm-status', 'run-status', 'label-count']
+      .map((id) => `${id}: ${document.getElementById(id)?.textContent}`).join('\n')).catch((e) => String(e));
+    console.error(`--- page ${i} (${p.url()})\n${text}`);
+    await p.screenshot({ path: join(out, `failure-page-${i}.png`), fullPage: true }).catch(() => {});
+  }
+}
+
+main().catch(async (e) => {
   console.error(e);
+  await reportPages();
   process.exit(1);
 });
