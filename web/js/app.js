@@ -507,9 +507,12 @@ async function runLoop() {
       state.run.running = false;
       break;
     }
-    // DPO-family losses are train/loss; online methods report their policy-gradient loss.
-    const loss = p.metrics['train/loss'] ?? p.metrics['loss/policy'];
-    charts.runLoss(state.run.name, p.step, loss);
+    // Online methods: what they maximise, the reward model's score − β·KL on the step's own
+    // samples (their policy-gradient loss is ~0 by construction: normalised advantages). The
+    // DPO family: its loss on the labels.
+    const objective = p.metrics['objective/rlhf_reward'];
+    if (objective !== undefined) charts.runLoss(state.run.name, 'score − β·KL', p.step, objective);
+    else charts.runLoss(state.run.name, 'loss', p.step, p.metrics['train/loss']);
     if (p.point) {
       charts.runPoint(state.run.name, p.point);
       const proxy = p.point.proxies.rm ? `, reward model ${p.point.proxies.rm.mean.toFixed(2)}` : '';

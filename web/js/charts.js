@@ -34,7 +34,7 @@ export function createCharts() {
     frontier: scatter(document.getElementById('frontier-chart'), '√KL(π ‖ π_ref)', 'reward', { title: 'Reward against √KL' }),
     proxyGold: scatter(document.getElementById('proxy-gold-chart'), 'reward model (proxy)', 'gold reward', { title: 'Proxy against gold' }),
     bon: scatter(document.getElementById('bon-chart'), 'n', 'KL(best-of-n ‖ π_ref)', { title: 'Best-of-n: KL', xLog: true }),
-    runLoss: scatter(document.getElementById('run-loss-chart'), 'step', 'loss', { title: 'Policy loss' }),
+    runLoss: scatter(document.getElementById('run-loss-chart'), 'step', 'score − β·KL (online) or loss (on labels)', { title: 'Training signal' }),
   };
   const runColors = new Map();
   const colorOf = (name) => {
@@ -69,10 +69,10 @@ export function createCharts() {
       charts.frontier.update();
       charts.proxyGold.update();
     },
-    runLoss(name, step, loss) {
-      if (!Number.isFinite(loss)) return;
+    runLoss(name, what, step, value) {
+      if (!Number.isFinite(value)) return;
       const color = colorOf(name);
-      dataset(charts.runLoss, name, { borderColor: color, backgroundColor: color }).data.push({ x: step, y: loss });
+      dataset(charts.runLoss, `${name} · ${what}`, { borderColor: color, backgroundColor: color }).data.push({ x: step, y: value });
       charts.runLoss.update();
     },
     // Best-of-n: KL against n (analytic curve and measured estimate), and its rewards on the

@@ -10,13 +10,14 @@ export const LESSONS = [
     title: 'Labels make a reward model',
     text: `<p>A reward model turns your comparisons into a number. Bradley–Terry assumes
       P(A preferred to B) = σ(r(A) − r(B)) and fits r by maximising the likelihood of your labels.</p>
-      <p>Label a few pairs above with the keys <kbd>1</kbd>/<kbd>2</kbd> (the stories that read happier are
-      what the built-in gold reward likes). The action tops up to 30 usable pairs with the gold
-      reward's labels, then trains. Watch the loss fall from ln 2 ≈ 0.69.</p>`,
+      <p>Label a few pairs above with the keys <kbd>1</kbd>/<kbd>2</kbd>, or rank four at a time (the stories that read happier are
+      what the built-in gold reward likes). The action tops up to 80 usable pairs with the gold
+      reward's labels, then trains for 40 steps. Watch the loss fall from ln 2 ≈ 0.69, and read the
+      accuracy on the tenth of the pairs held out: what the model learned beyond your labels.</p>`,
     action: 'Train a Bradley–Terry model on my labels',
     async run(lab) {
-      await enoughLabels(lab, 30);
-      await lab.trainRewardModel({ steps: 60, members: 1 });
+      await enoughLabels(lab, 80);
+      await lab.trainRewardModel({ steps: 40, members: 1 });
     },
   },
   {
@@ -35,14 +36,14 @@ export const LESSONS = [
   {
     title: 'PPO at two β: the frontier',
     text: `<p>PPO maximises the reward model's score minus β·KL to the starting policy. A small β lets the
-      policy move far (large √KL) for more proxy reward; a large β keeps it close. Two runs, β = 0.3 and
-      β = 0.03, draw two traces on "Reward against √KL": solid for the reward model, dashed for gold.</p>`,
-    action: 'Run PPO at β = 0.3, then at β = 0.03',
+      policy move far (large √KL) for more proxy reward; a large β keeps it close. Two runs, β = 1 and
+      β = 0.01, draw two traces on "Reward against √KL": solid for the reward model, dashed for gold.</p>`,
+    action: 'Run PPO at β = 1, then at β = 0.01',
     async run(lab) {
       await enoughLabels(lab, 30);
       await lab.trainRewardModel({ steps: 60, members: 1 });
       lab.setMethod('ppo');
-      for (const kl_coef of [0.3, 0.03]) {
+      for (const kl_coef of [1, 0.01]) {
         await lab.startRun({ method: 'ppo', kl_coef, steps: 12 });
         await lab.waitForRun();
       }
@@ -51,10 +52,10 @@ export const LESSONS = [
   {
     title: 'Over-optimisation, and what an ensemble changes',
     text: `<p>The reward model is a proxy learned from a few labels. Optimised hard (β = 0.001), the policy
-      finds what the proxy over-rates: the proxy keeps climbing while the gold reward stalls or falls
-      (Gao et al. 2023). "Proxy against gold" shows the two parting. Then the same run against a
-      3-member ensemble scored by mean − std (Coste et al. 2024), which penalises completions the
-      members disagree on.</p>`,
+      finds what the proxy over-rates, and the proxy can keep climbing while the gold reward stalls or
+      falls (Gao et al. 2023). "Proxy against gold" shows whether they part: the fewer the labels, the
+      sooner they do. Then the same run against a 3-member ensemble scored by mean − std (Coste et al.
+      2024), which penalises completions the members disagree on.</p>`,
     action: 'Push PPO hard: one reward model, then an ensemble',
     async run(lab) {
       await enoughLabels(lab, 30);
