@@ -354,10 +354,10 @@ async function main() {
   await ready(lost);
   check(true, `a lost GPU device is named and the lab restarts on the CPU: "${await lost.textContent('#error')}" / "${await lost.textContent('#backend-note')}"`);
   check(await labelCount(lost) === lostCount, 'the lost device changed no labels');
+  await lost.screenshot({ path: join(out, '8-device-lost.png'), fullPage: true });
   await lost.keyboard.press('1');
   await lost.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, lostCount + 1);
   check(true, 'labelling goes on after the restart');
-  await lost.screenshot({ path: join(out, '8-device-lost.png'), fullPage: true });
 
   await browser.close();
   server.close();
