@@ -36,6 +36,11 @@ export function createCharts() {
     bon: scatter(document.getElementById('bon-chart'), 'n', 'KL(best-of-n ‖ π_ref)', { title: 'Best-of-n: KL', xLog: true }),
     runLoss: scatter(document.getElementById('run-loss-chart'), 'step', 'score − β·KL (online) or loss (on labels)', { title: 'Training signal' }),
   };
+  // A GPU process crash (a lost GPU device) also wipes accelerated 2D canvases; Chromium restores
+  // the context empty, so every chart draws itself again when it comes back.
+  for (const chart of Object.values(charts)) {
+    chart.canvas.addEventListener('contextrestored', () => chart.update('none'));
+  }
   const runColors = new Map();
   const colorOf = (name) => {
     if (!runColors.has(name)) runColors.set(name, COLORS[runColors.size % COLORS.length]);
@@ -89,6 +94,9 @@ export function createCharts() {
       const gold = dataset(charts.frontier, 'best-of-n · gold', { borderColor: color, backgroundColor: color, borderDash: [6, 4] });
       gold.data = points.filter((p) => p.monitor_reward).map((p) => ({ x: Math.sqrt(p.analytic_kl), y: p.monitor_reward.mean }));
       charts.frontier.update();
+    },
+    redraw() {
+      for (const chart of Object.values(charts)) chart.update('none');
     },
     pointCount(chartName) {
       return charts[chartName].data.datasets.reduce((n, d) => n + d.data.length, 0);

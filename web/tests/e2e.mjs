@@ -354,6 +354,12 @@ async function main() {
   await ready(lost);
   check(true, `a lost GPU device is named and the lab restarts on the CPU: "${await lost.textContent('#error')}" / "${await lost.textContent('#backend-note')}"`);
   check(await labelCount(lost) === lostCount, 'the lost device changed no labels');
+  // The crash wiped the (GPU-accelerated) chart canvases too: they must draw again.
+  const drawn = await lost.waitForFunction(() => ['loss-chart', 'frontier-chart'].every((id) => {
+    const c = document.getElementById(id);
+    return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 === 3 && v > 0);
+  }), null, { timeout: 30_000 }).then(() => true, () => false);
+  check(drawn, 'the charts are drawn again after the GPU process crash');
   await lost.screenshot({ path: join(out, '8-device-lost.png'), fullPage: true });
   await lost.keyboard.press('1');
   await lost.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, lostCount + 1);
