@@ -154,11 +154,6 @@ pub async fn gold_labels(start: u32, count: u32) -> Result<JsValue, JsError> {
     with_lab!(|lab| lab.gold_labels(start as u64, count as usize))
 }
 
-#[wasm_bindgen(js_name = goldRankings)]
-pub async fn gold_rankings(start: u32, count: u32, k: u32) -> Result<JsValue, JsError> {
-    with_lab!(|lab| lab.gold_rankings(start as u64, count as usize, k as usize))
-}
-
 /// The labels to train on; returns how many pairs they state.
 #[wasm_bindgen(js_name = setLabels)]
 pub async fn set_labels(labels: JsValue) -> Result<JsValue, JsError> {

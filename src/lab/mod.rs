@@ -457,6 +457,10 @@ where
         pairs: impl IntoIterator<Item = &'a PreferencePair>,
     ) -> Result<Vec<RankedSequences>> {
         let rankings: Vec<Ranking> = pairs.into_iter().cloned().map(Ranking::from).collect();
+        // Nothing to tokenise is no data, not a file whose every record was unusable.
+        if rankings.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(tokenize_rankings(
             &self.tokenizer,
             &rankings,
@@ -483,19 +487,10 @@ where
                 "reward model: steps, batch_size and members must be at least 1".into(),
             ));
         }
-        let held_out_wanted = if total >= 20 { total / 10 } else { 0 };
-        let mut groups: Vec<&Vec<PreferencePair>> = self.pair_groups.iter().collect();
-        groups.shuffle(&mut ChaCha8Rng::seed_from_u64(self.config.seed + 5));
-        let mut held_out_pairs = Vec::new();
-        while held_out_pairs.len() < held_out_wanted && groups.len() > 1 {
-            held_out_pairs.extend(groups.pop().expect("fewer held out than all"));
-        }
-        let held_out = if held_out_pairs.is_empty() {
-            Vec::new()
-        } else {
-            self.tokenized(held_out_pairs)?
-        };
-        let mut rows = self.tokenized(groups.into_iter().flatten())?;
+        let (training_pairs, held_out_pairs) =
+            hold_out_by_label(&self.pair_groups, self.config.seed + 5);
+        let held_out = self.tokenized(held_out_pairs)?;
+        let mut rows = self.tokenized(training_pairs)?;
         for (i, row) in rows.iter_mut().enumerate() {
             row.index = i;
         }
@@ -813,6 +808,23 @@ where
     }
 }
 
+/// Splits the labels' pairs into training and held-out pairs: a tenth held out once there are 20,
+/// whole labels at a time (a ranking's pairs share completions), never every label.
+fn hold_out_by_label(
+    groups: &[Vec<PreferencePair>],
+    seed: u64,
+) -> (Vec<&PreferencePair>, Vec<&PreferencePair>) {
+    let total: usize = groups.iter().map(Vec::len).sum();
+    let wanted = if total >= 20 { total / 10 } else { 0 };
+    let mut shuffled_groups: Vec<&Vec<PreferencePair>> = groups.iter().collect();
+    shuffled_groups.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let mut held_out = Vec::new();
+    while held_out.len() < wanted && shuffled_groups.len() > 1 {
+        held_out.extend(shuffled_groups.pop().expect("more than one group left"));
+    }
+    (shuffled_groups.into_iter().flatten().collect(), held_out)
+}
+
 fn shuffled(len: usize, seed: u64) -> Vec<usize> {
     let mut order: Vec<usize> = (0..len).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
@@ -825,4 +837,43 @@ fn batch_at(order: &[usize], step: usize, batch_size: usize) -> Vec<usize> {
     (0..size)
         .map(|i| order[(step * size + i) % order.len()])
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(label: usize, size: usize) -> Vec<PreferencePair> {
+        (0..size)
+            .map(|i| PreferencePair {
+                prompt: format!("label {label}"),
+                chosen: format!("{i}"),
+                rejected: "x".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn held_out_pairs_are_whole_labels() {
+        // 6 rankings of 4 (6 pairs each) and 10 pair labels: 46 pairs, at least 4 held out.
+        let groups: Vec<_> = (0..16)
+            .map(|l| group(l, if l < 6 { 6 } else { 1 }))
+            .collect();
+        for seed in 0..20 {
+            let (training, held_out) = hold_out_by_label(&groups, seed);
+            assert_eq!(training.len() + held_out.len(), 46);
+            assert!(held_out.len() >= 4, "{} held out", held_out.len());
+            for pair in &held_out {
+                assert!(
+                    training.iter().all(|t| t.prompt != pair.prompt),
+                    "seed {seed}: {} is split",
+                    pair.prompt
+                );
+            }
+        }
+        // Under 20 pairs nothing is held out; one large label is never held out whole.
+        assert!(hold_out_by_label(&groups[6..], 0).1.is_empty());
+        let one = [group(0, 28)];
+        assert_eq!(hold_out_by_label(&one, 0).0.len(), 28);
+    }
 }

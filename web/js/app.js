@@ -122,7 +122,6 @@ async function restartOnCpu(what, reason) {
     state.restarting = false;
   }
   $('backend-note').textContent = `Running on the CPU (wasm): ${reason}.`;
-  charts.redraw();
   showError(`${what} Your ${state.labels.length} saved labels are untouched. The lab restarted on the CPU backend.`);
 }
 

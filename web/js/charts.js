@@ -95,9 +95,6 @@ export function createCharts() {
       gold.data = points.filter((p) => p.monitor_reward).map((p) => ({ x: Math.sqrt(p.analytic_kl), y: p.monitor_reward.mean }));
       charts.frontier.update();
     },
-    redraw() {
-      for (const chart of Object.values(charts)) chart.update('none');
-    },
     pointCount(chartName) {
       return charts[chartName].data.datasets.reduce((n, d) => n + d.data.length, 0);
     },

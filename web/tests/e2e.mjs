@@ -85,6 +85,8 @@ function check(condition, what) {
 }
 
 const labelCount = async (page) => Number((await page.textContent('#label-count')).match(/^(\d+)/)[1]);
+const labelCountReaches = (page, n) => page.waitForFunction((wanted) =>
+  Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === wanted, n);
 
 async function ready(page) {
   await page.waitForSelector('body[data-ready="true"]', { timeout: 300_000 });
@@ -133,7 +135,7 @@ async function main() {
     const shown = await page.textContent('#left-text');
     const count = await labelCount(page);
     await page.keyboard.press(key);
-    await page.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, count + 1);
+    await labelCountReaches(page, count + 1);
     await page.waitForFunction((s) => {
       const t = document.getElementById('left-text').textContent;
       return t !== '…' && t !== s;
@@ -155,7 +157,7 @@ async function main() {
     await page.keyboard.press('4');
     await page.keyboard.press('u');
     for (const key of picks) await page.keyboard.press(key);
-    await page.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, count + 1);
+    await labelCountReaches(page, count + 1);
     const order = [...picks.map((k) => Number(k) - 1)];
     order.push([0, 1, 2, 3].find((i) => !order.includes(i)));
     expectedRankings.push(order.map((i) => completions[i]));
@@ -276,7 +278,7 @@ async function main() {
     `pair ${gpuPair.index} is the same on WebGPU and on the CPU ("${gpuPair.left}" / "${cpuPair.left}")`);
   const cpuCount = await labelCount(cpu);
   await cpu.keyboard.press('2');
-  await cpu.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, cpuCount + 1);
+  await labelCountReaches(cpu, cpuCount + 1);
   check(true, 'labelling works on the CPU backend');
   await cpu.screenshot({ path: join(out, '6-cpu.png'), fullPage: true });
 
@@ -362,7 +364,7 @@ async function main() {
   check(drawn, 'the charts are drawn again after the GPU process crash');
   await lost.screenshot({ path: join(out, '8-device-lost.png'), fullPage: true });
   await lost.keyboard.press('1');
-  await lost.waitForFunction((n) => Number(document.getElementById('label-count').textContent.match(/^(\d+)/)[1]) === n, lostCount + 1);
+  await labelCountReaches(lost, lostCount + 1);
   check(true, 'labelling goes on after the restart');
 
   await browser.close();
