@@ -297,7 +297,7 @@ impl PreferenceRows {
             Self::Pairs(pairs) => Ok(pairs.into_iter().map(Ranking::from).collect()),
             Self::Rankings(r) => Ok(r),
             other => Err(Error::Input(format!(
-                "this needs pairs or rankings; the file holds {:?} rows",
+                "this needs pairs or rankings; the file holds {} rows",
                 other.kind()
             ))),
         }
@@ -309,7 +309,7 @@ impl PreferenceRows {
             Self::Unpaired(u) => Ok(u),
             Self::Pairs(pairs) => Ok(pairs.iter().flat_map(UnpairedExample::from_pair).collect()),
             other => Err(Error::Input(format!(
-                "this needs unpaired labels or pairs; the file holds {:?} rows",
+                "this needs unpaired labels or pairs; the file holds {} rows",
                 other.kind()
             ))),
         }

@@ -2,6 +2,7 @@
 //! models — one core, generic over burn's backend, for the browser (WebGPU) and native runs.
 
 pub mod algo;
+pub mod batches;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod dataset;
@@ -13,9 +14,9 @@ pub mod io;
 pub mod kl;
 pub mod lab;
 pub mod logprobs;
+pub mod methods;
 pub mod metrics;
 pub mod model;
-pub mod online;
 pub mod policy;
 pub mod prompts;
 pub mod reward;

@@ -41,6 +41,96 @@ pub const ENSEMBLE_DISAGREEMENT: &str = "ensemble/disagreement";
 /// Mean standard deviation of the members' rewards.
 pub const ENSEMBLE_STD: &str = "ensemble/std";
 pub const TOKENS_PER_SECOND: &str = "perf/tokens_per_second";
+/// Reward models: share of (better, worse) pairs of the batch ordered right.
+pub const TRAIN_ACCURACY: &str = "train/accuracy";
+// The clipped policy-gradient update (TRL's PPO/GRPO names).
+pub const LOSS_POLICY: &str = "loss/policy";
+pub const POLICY_APPROXKL: &str = "policy/approxkl";
+pub const POLICY_CLIPFRAC: &str = "policy/clipfrac";
+/// Mean k3 estimate of KL(π‖π_ref) over the minibatches' tokens (GRPO's loss term).
+pub const POLICY_KL_K3: &str = "policy/kl_k3";
+/// 1 when an update went too far from the rollout policy and was undone.
+pub const POLICY_ROLLED_BACK: &str = "policy/rolled_back";
+pub const POLICY_ROLLED_BACK_AT: &str = "policy/rolled_back_at_minibatch";
+// PPO's critic.
+pub const LOSS_VALUE: &str = "loss/value";
+pub const VAL_EXPLAINED_VARIANCE: &str = "val/explained_variance";
+/// RAFT: the mean reward of the samples kept for fine-tuning.
+pub const RAFT_KEPT_SCORES: &str = "raft/kept_scores";
+
+/// Every metric name with what it means: the page and `alignlab methods` list these.
+pub const ALL: &[(&str, &str)] = &[
+    (TRAIN_LOSS, "the loss the update minimised"),
+    (TRAIN_LR, "learning rate of the step"),
+    (TRAIN_GRAD_NORM, "global gradient L2 norm before clipping"),
+    (
+        TRAIN_SKIPPED,
+        "1 when the loss was not finite and the update was skipped",
+    ),
+    (
+        TRAIN_ACCURACY,
+        "reward model: share of batch pairs ordered right",
+    ),
+    (EVAL_LOSS, "loss on held-out rows"),
+    (
+        REWARDS_CHOSEN,
+        "implicit or learned reward of the chosen completions",
+    ),
+    (
+        REWARDS_REJECTED,
+        "implicit or learned reward of the rejected completions",
+    ),
+    (REWARDS_MARGINS, "chosen minus rejected reward"),
+    (
+        REWARDS_ACCURACIES,
+        "share of pairs whose chosen reward is higher",
+    ),
+    (
+        LOGPS_CHOSEN,
+        "summed policy log-probs of the chosen completions",
+    ),
+    (
+        LOGPS_REJECTED,
+        "summed policy log-probs of the rejected completions",
+    ),
+    (KL, "KTO's reference point: KL estimate on mismatched pairs"),
+    (BCO_DELTA, "BCO's running reward shift δ"),
+    (OBJECTIVE_SCORES, "mean reward of the rollout"),
+    (
+        OBJECTIVE_KL,
+        "mean per-sequence KL(π‖π_ref) of the rollout (k1)",
+    ),
+    (OBJECTIVE_SQRT_KL, "its square root"),
+    (OBJECTIVE_RLHF_REWARD, "reward − β·KL"),
+    (OBJECTIVE_ENTROPY, "Monte-Carlo entropy per sequence"),
+    (
+        OBJECTIVE_MONITOR_SCORES,
+        "the rollout scored by the monitor reward",
+    ),
+    (RESPONSE_LENGTH, "mean completion length in tokens"),
+    (KL_COEF, "the KL coefficient β in use"),
+    (LOSS_POLICY, "clipped surrogate loss"),
+    (POLICY_APPROXKL, "approximate KL to the rollout policy"),
+    (POLICY_CLIPFRAC, "share of tokens whose ratio was clipped"),
+    (
+        POLICY_KL_K3,
+        "k3 KL estimate to the reference (GRPO's loss term)",
+    ),
+    (POLICY_ROLLED_BACK, "1 when the update was undone"),
+    (POLICY_ROLLED_BACK_AT, "minibatch at which it was undone"),
+    (LOSS_VALUE, "PPO's clipped value loss"),
+    (
+        VAL_EXPLAINED_VARIANCE,
+        "explained variance of the value head",
+    ),
+    (RAFT_KEPT_SCORES, "RAFT: mean reward of the kept samples"),
+    (
+        ENSEMBLE_DISAGREEMENT,
+        "share of pairs the members disagree on",
+    ),
+    (ENSEMBLE_STD, "mean std of the members' rewards"),
+    (TOKENS_PER_SECOND, "generation or scoring speed"),
+];
 
 /// One step's named values.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::host::read_vec;
 use crate::io::Tokenizer;
 use crate::logprobs::{completion_logprobs, SequenceBatch};
+use crate::metrics::{self, Metrics};
 use crate::model::Llama;
 use crate::reward::source::{RewardSource, Scored};
 use crate::sample::{generate, SamplingConfig};
@@ -148,4 +149,86 @@ pub async fn collect<B: Backend>(
         ref_logps,
         rewards,
     })
+}
+
+/// What one step of an online method samples and scores: the frozen reference, the step's
+/// prompts, the reward (and a monitor reward, logged only), and the sampling settings whose seed
+/// also orders the update's minibatches.
+pub struct RolloutContext<'a, B: Backend> {
+    pub reference: &'a Llama<B>,
+    pub tokenizer: &'a Tokenizer,
+    pub prompts: &'a [String],
+    pub reward: &'a RewardSource<B>,
+    pub monitor: Option<&'a RewardSource<B>>,
+    pub sampling: SamplingConfig,
+}
+
+impl<B: Backend> RolloutContext<'_, B> {
+    /// `group_size` samples of every prompt from `policy`, scored.
+    pub async fn collect(&self, policy: &Llama<B>, group_size: usize) -> Result<Rollout> {
+        collect(
+            policy,
+            self.reference,
+            self.tokenizer,
+            self.prompts,
+            group_size,
+            &self.sampling,
+            self.reward,
+        )
+        .await
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.sampling.seed
+    }
+}
+
+/// Mean over samples of Σ_t (log π_old − log π_ref): the k1 estimate of KL(π‖π_ref) per sequence.
+pub fn sequence_kl(rollout: &Rollout) -> Vec<f64> {
+    rollout
+        .logps
+        .iter()
+        .zip(&rollout.ref_logps)
+        .map(|(lp, rp)| lp.iter().zip(rp).map(|(a, b)| (a - b) as f64).sum())
+        .collect()
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    sum / n.max(1) as f64
+}
+
+/// Adds the rollout's objective metrics (scores, KL and its root, the KL-penalised reward at
+/// `kl_coef`, entropy, length, and the monitor's scores when given); returns the mean KL.
+pub async fn insert_rollout_metrics<B: Backend>(
+    m: &mut Metrics,
+    rollout: &Rollout,
+    kl_coef: f64,
+    monitor: Option<&RewardSource<B>>,
+) -> Result<f64> {
+    let scores = mean(rollout.rewards.iter().map(|&r| r as f64));
+    let mean_kl = mean(sequence_kl(rollout).into_iter());
+    m.insert(metrics::OBJECTIVE_SCORES, scores);
+    m.insert(metrics::OBJECTIVE_KL, mean_kl);
+    m.insert(metrics::OBJECTIVE_SQRT_KL, mean_kl.max(0.0).sqrt());
+    m.insert(metrics::OBJECTIVE_RLHF_REWARD, scores - kl_coef * mean_kl);
+    m.insert(
+        metrics::OBJECTIVE_ENTROPY,
+        mean(
+            rollout
+                .logps
+                .iter()
+                .map(|lp| -lp.iter().map(|&v| v as f64).sum::<f64>()),
+        ),
+    );
+    m.insert(metrics::RESPONSE_LENGTH, rollout.mean_length());
+    if let Some(monitor) = monitor {
+        let values = rollout.score_with(monitor).await?;
+        m.insert(
+            metrics::OBJECTIVE_MONITOR_SCORES,
+            mean(values.iter().map(|&v| v as f64)),
+        );
+    }
+    m.insert(metrics::KL_COEF, kl_coef);
+    Ok(mean_kl)
 }

@@ -209,19 +209,9 @@ pub fn import_labels(bytes: Vec<u8>, name: String) -> Result<JsValue, JsError> {
     to_js(labels::import(&bytes, &name))
 }
 
-/// The names of every method a run can use.
+/// The method registry for the page: every method with its kind, training defaults and
+/// settings (name, default, help), and every metric name with its meaning.
 #[wasm_bindgen(js_name = methods)]
 pub fn methods() -> Result<JsValue, JsError> {
-    #[derive(Serialize)]
-    struct Methods {
-        online: Vec<&'static str>,
-        offline: Vec<&'static str>,
-    }
-    to_js(Ok(Methods {
-        online: crate::run::OnlineAlgorithm::ALL
-            .iter()
-            .map(|a| a.name())
-            .collect(),
-        offline: crate::algo::preference::PreferenceLoss::NAMES.to_vec(),
-    }))
+    to_js(Ok(crate::methods::catalogue()))
 }

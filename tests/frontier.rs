@@ -28,7 +28,6 @@ steps = 8
 warmup = 2
 [best_of_n]
 ns = [1, 2, 4]
-prompts = 3
 pool = 16
 groups = 2
 [ppo]
@@ -46,6 +45,7 @@ group_size = 4
 [dpo]
 betas = [0.1, 1.0]
 steps = 3
+eval_every = 2
 batch_size = 8
 "#;
 
@@ -75,20 +75,35 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
         bon.points.iter().map(|p| p.n).collect::<Vec<_>>(),
         [1, 2, 4]
     );
-    assert_eq!(bon.points[0].estimated_kl.mean, 0.0);
+    assert_eq!(bon.points[0].kl.mean, 0.0);
+    // Best-of-n is measured on the base's prompts: n = 1 is the base again, on all 8 prompts
+    // (2 groups each).
+    assert_eq!(bon.points[0].monitor_reward.unwrap().n, 16);
 
     let names: Vec<&str> = report.runs.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(
         names,
-        ["ppo β=0.1 rm", "grpo β=0.1 ensemble", "dpo β∈{0.1, 1}"]
+        [
+            "ppo β=0.1 rm",
+            "grpo β=0.1 ensemble",
+            "dpo β=0.1 rm",
+            "dpo β=1 rm"
+        ]
     );
+    // Each DPO β is a run of its own, measured in step order from the base.
+    for (run, beta) in report.runs[2..].iter().zip([0.1, 1.0]) {
+        assert_eq!(run.coef, Some(beta));
+        assert_eq!(
+            run.points.iter().map(|p| p.step).collect::<Vec<_>>(),
+            [0, 2, 3]
+        );
+    }
     let ppo = &report.runs[0];
     assert_eq!(
         ppo.points.iter().map(|p| p.step).collect::<Vec<_>>(),
         [0, 1, 2]
     );
     assert_eq!(report.runs[1].points.len(), 2);
-    assert_eq!(report.runs[2].points.len(), 3);
     for run in &report.runs {
         let last = run.points.last().unwrap();
         assert!(last.kl.mean > 0.0, "{} did not move: {last:?}", run.name);
@@ -103,10 +118,20 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
     assert_eq!(paths.len(), 3);
     let json = std::fs::read_to_string(dir.join("frontier.json")).unwrap();
     let back: FrontierReport = serde_json::from_str(&json).unwrap();
-    assert_eq!(back.runs.len(), 3);
+    assert_eq!(back.runs.len(), 4);
     let csv = std::fs::read_to_string(dir.join("frontier.csv")).unwrap();
     let rows = 3 + report.runs.iter().map(|r| r.points.len()).sum::<usize>();
     assert_eq!(csv.lines().count(), 1 + rows, "{csv}");
+    // One KL per row: a best-of-n row's kl and sqrt_kl are both the measured KL; the analytic
+    // bound has its own column.
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let bon_row: Vec<&str> = csv.lines().nth(3).unwrap().split(',').collect();
+    let value = |name: &str| bon_row[column(name)].parse::<f64>().unwrap();
+    assert_eq!(value("step_or_n"), 4.0);
+    assert_eq!(value("kl"), bon.points[2].kl.mean);
+    assert!((value("sqrt_kl") - bon.points[2].kl.mean.max(0.0).sqrt()).abs() < 1e-12);
+    assert!((value("analytic_kl") - (4f64.ln() - 0.75)).abs() < 1e-12);
     let html = std::fs::read_to_string(dir.join("frontier.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 4);
     assert!(html.contains("Gold reward against √KL") && html.contains("ppo β=0.1 rm"));

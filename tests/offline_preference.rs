@@ -6,12 +6,14 @@
 mod common;
 
 use alignlab::algo::preference::{
-    self, PreferenceConfig, PreferenceData, PreferenceLoss, PreferenceTrainer,
+    DataShape, PreferenceConfig, PreferenceData, PreferenceLoss, PreferenceTrainer,
 };
+use alignlab::algo::preference_loss::PREFERENCE_SPECS;
 use alignlab::dataset::{self, LengthLimit, PreferenceRows};
 use alignlab::io::prefs::{Ranking, UnpairedExample};
 use alignlab::metrics::{self, Metrics};
 use alignlab::model::Llama;
+use alignlab::run::preference;
 use alignlab::sample::SamplingConfig;
 use alignlab::train::OptimConfig;
 use alignlab::{policy, world};
@@ -33,7 +35,7 @@ fn base() -> (Llama<Train>, alignlab::io::Tokenizer) {
 fn data_for(loss: &PreferenceLoss, samples: &[(String, Vec<(String, f32)>)]) -> PreferenceData {
     let tokenizer = world::tokenizer();
     match loss.data_shape() {
-        preference::DataShape::Unpaired => {
+        DataShape::Unpaired => {
             let unpaired: Vec<UnpairedExample> = world::preferences::pairs(samples)
                 .iter()
                 .flat_map(UnpairedExample::from_pair)
@@ -44,7 +46,7 @@ fn data_for(loss: &PreferenceLoss, samples: &[(String, Vec<(String, f32)>)]) -> 
                     .rows,
             )
         }
-        preference::DataShape::Rankings => {
+        DataShape::Rankings => {
             let rankings = world::preferences::rankings(samples, 3);
             PreferenceData::Ranked(
                 dataset::tokenize_rankings(&tokenizer, &rankings, &LIMIT, "test", false)
@@ -52,7 +54,7 @@ fn data_for(loss: &PreferenceLoss, samples: &[(String, Vec<(String, f32)>)]) -> 
                     .rows,
             )
         }
-        preference::DataShape::Pairs => {
+        DataShape::Pairs => {
             let rankings: Vec<Ranking> = world::preferences::pairs(samples)
                 .into_iter()
                 .map(Ranking::from)
@@ -84,29 +86,10 @@ fn config(loss: PreferenceLoss, steps: usize) -> PreferenceConfig {
 #[test]
 fn every_method_trains_through_the_one_trainer() {
     let samples = world_samples(48, 3, 11);
-    let methods = [
-        PreferenceLoss::Dpo {
-            label_smoothing: 0.0,
-        },
-        PreferenceLoss::Dpo {
-            label_smoothing: 0.1,
-        },
-        PreferenceLoss::RobustDpo {
-            label_smoothing: 0.1,
-        },
-        PreferenceLoss::Ipo,
-        PreferenceLoss::Hinge,
-        PreferenceLoss::Rpo { alpha: 1.0 },
-        PreferenceLoss::Simpo { gamma: 0.5 },
-        PreferenceLoss::Orpo { lambda: 0.1 },
-        PreferenceLoss::Bco,
-        PreferenceLoss::Kto {
-            desirable_weight: 1.0,
-            undesirable_weight: 1.0,
-        },
-        PreferenceLoss::Pro { sft_weight: 0.05 },
-        PreferenceLoss::Lipo,
-    ];
+    // Every preference method the registry lists, with its default settings.
+    let methods = PREFERENCE_SPECS
+        .iter()
+        .map(|spec| PreferenceLoss::named(spec.name).unwrap());
     for loss in methods {
         // One fixed batch, seen at every step: each method must fit it.
         let data = match data_for(&loss, &samples) {
@@ -146,7 +129,7 @@ fn every_method_trains_through_the_one_trainer() {
             before.tensors[name].data, after.tensors[name].data,
             "{loss:?} moved no weight"
         );
-        if matches!(loss, PreferenceLoss::Dpo { label_smoothing } if label_smoothing == 0.0) {
+        if loss.name() == "dpo" {
             // Policy = reference at the first step: the table matches the policy's log-probs.
             let m = &history[0];
             assert!(
@@ -165,10 +148,10 @@ fn every_method_trains_through_the_one_trainer() {
                 assert!(m.get(name).is_some(), "{name} missing");
             }
         }
-        if matches!(loss, PreferenceLoss::Kto { .. }) {
+        if loss.needs_kl_reference() {
             assert!(history.iter().all(|m| m.get(metrics::KL).is_some()));
         }
-        if matches!(loss, PreferenceLoss::Bco) {
+        if loss.needs_reward_shift() {
             assert!(history.iter().all(|m| m.get(metrics::BCO_DELTA).is_some()));
         }
     }
@@ -177,9 +160,7 @@ fn every_method_trains_through_the_one_trainer() {
 #[test]
 fn a_non_finite_loss_is_skipped_named_and_leaves_the_weights() {
     let samples = world_samples(16, 2, 12);
-    let loss = PreferenceLoss::Dpo {
-        label_smoothing: 0.0,
-    };
+    let loss = PreferenceLoss::named("dpo").unwrap();
     let data = data_for(&loss, &samples);
     let (policy, _) = base();
     let reference = pollster::block_on(alignlab::algo::preference::reference_logps(
@@ -191,7 +172,10 @@ fn a_non_finite_loss_is_skipped_named_and_leaves_the_weights() {
     // A reference table with an infinity in one row makes exactly the batches holding it
     // non-finite.
     let mut poisoned = reference.clone();
-    poisoned.values[0][0] = f32::NEG_INFINITY;
+    match &mut poisoned {
+        alignlab::algo::preference::ReferenceLogps::Ranked(rows) => rows[0][0] = f32::NEG_INFINITY,
+        other => panic!("pairs give a ranked table, not {other:?}"),
+    }
     let mut trainer = PreferenceTrainer::<Train>::new(config(loss, 4));
     let before = pollster::block_on(policy.valid().to_weights()).unwrap();
     let (policy, m) =
@@ -208,23 +192,18 @@ fn a_non_finite_loss_is_skipped_named_and_leaves_the_weights() {
 #[test]
 fn methods_refuse_data_of_the_wrong_shape() {
     let samples = world_samples(12, 3, 13);
-    let rankings = data_for(&PreferenceLoss::Lipo, &samples);
+    let rankings = data_for(&PreferenceLoss::named("lipo").unwrap(), &samples);
     let message = rankings
-        .check(&PreferenceLoss::Dpo {
-            label_smoothing: 0.0,
-        })
+        .check(&PreferenceLoss::named("dpo").unwrap())
         .unwrap_err()
         .to_string();
     assert!(message.contains("pairs"), "{message}");
-    let unpaired = data_for(&PreferenceLoss::Bco, &samples);
-    assert!(unpaired.check(&PreferenceLoss::Ipo).is_err());
-    let pairs = data_for(&PreferenceLoss::Ipo, &samples);
-    assert!(pairs
-        .check(&PreferenceLoss::Kto {
-            desirable_weight: 1.0,
-            undesirable_weight: 1.0
-        })
+    let unpaired = data_for(&PreferenceLoss::named("bco").unwrap(), &samples);
+    assert!(unpaired
+        .check(&PreferenceLoss::named("ipo").unwrap())
         .is_err());
+    let pairs = data_for(&PreferenceLoss::named("ipo").unwrap(), &samples);
+    assert!(pairs.check(&PreferenceLoss::named("kto").unwrap()).is_err());
 }
 
 #[test]
@@ -253,12 +232,7 @@ fn dpo_on_gold_labelled_pairs_raises_the_gold_reward() {
         .reward
     };
     let before = gold(&reference);
-    let mut config = config(
-        PreferenceLoss::Dpo {
-            label_smoothing: 0.0,
-        },
-        60,
-    );
+    let mut config = config(PreferenceLoss::named("dpo").unwrap(), 60);
     config.beta = 0.1;
     config.batch_size = 16;
     config.optim.lr = 1e-3;

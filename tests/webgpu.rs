@@ -3,7 +3,7 @@
 //! Run: `cargo test --target wasm32-unknown-unknown --test webgpu` (see DEVELOPERS.md).
 #![cfg(target_arch = "wasm32")]
 
-use alignlab::algo::preference::{self, PreferenceConfig, PreferenceData, PreferenceLoss};
+use alignlab::algo::preference::{PreferenceConfig, PreferenceData, PreferenceLoss};
 use alignlab::dataset::RankedSequences;
 use alignlab::host::read_vec;
 use alignlab::io::Checkpoint;
@@ -11,6 +11,7 @@ use alignlab::logprobs::{completion_logprobs, SequenceBatch};
 use alignlab::metrics::TRAIN_LOSS;
 use alignlab::model::Llama;
 use alignlab::policy;
+use alignlab::run::preference;
 use alignlab::sample::{generate, SamplingConfig};
 use alignlab::train::OptimConfig;
 use burn::backend::wgpu::{graphics::WebGpu, init_setup_async, Wgpu, WgpuDevice};
@@ -98,9 +99,7 @@ async fn dpo_losses<B: burn::tensor::backend::AutodiffBackend>(device: &B::Devic
         })
         .collect();
     let config = PreferenceConfig {
-        loss: PreferenceLoss::Dpo {
-            label_smoothing: 0.0,
-        },
+        loss: PreferenceLoss::named("dpo").unwrap(),
         beta: 0.1,
         optim: OptimConfig {
             lr: 2e-3,

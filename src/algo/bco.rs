@@ -3,6 +3,8 @@
 //! running mean of the rewards seen so far: desirable completions pay −log σ(r − δ), undesirable
 //! ones −log σ(−(r − δ)). Works on unpaired labels; pairs are unpaired first (as TRL does).
 
+use super::preference_method::{UnpairedInputs, UnpairedMethod};
+use super::spec::{DataShape, MethodKind, MethodSpec, Settings, BETA, PREFERENCE_TRAINING};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -39,6 +41,30 @@ impl RunningMean {
         let total = self.count + n;
         self.mean += (batch_mean - self.mean) * n / total;
         self.count = total;
+    }
+}
+
+/// BCO, Jung et al. 2024.
+pub const BCO: MethodSpec = MethodSpec {
+    name: "bco",
+    summary: "BCO (Jung et al. 2024): a binary classifier of desirable completions with a running reward shift",
+    kind: MethodKind::Preference(DataShape::Unpaired),
+    training: PREFERENCE_TRAINING,
+    settings: &[BETA],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bco;
+
+impl UnpairedMethod for Bco {
+    const NEEDS_REWARD_SHIFT: bool = true;
+
+    fn from_settings(_: &MethodSpec, _: &Settings) -> Self {
+        Self
+    }
+
+    fn losses<B: Backend>(&self, x: UnpairedInputs<B>) -> Tensor<B, 1> {
+        bco_loss(x.logratios, x.desirable, x.beta, x.reward_shift)
     }
 }
 

@@ -7,6 +7,10 @@
 //! - robust DPO, Chowdhury et al. 2024, Eq. 8 (unbiased under flip rate ε):
 //!   [−(1−ε)·log σ(β·h) + ε·log σ(−β·h)] / (1 − 2ε)
 
+use super::preference_method::{RankedInputs, RankedMethod};
+use super::spec::{
+    DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
+};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -34,6 +38,82 @@ pub fn robust_dpo_loss<B: Backend>(
     (log_sigmoid(h.clone().mul_scalar(beta)).mul_scalar(-(1.0 - label_smoothing))
         + log_sigmoid(h.mul_scalar(-beta)).mul_scalar(label_smoothing))
     .div_scalar(1.0 - 2.0 * label_smoothing)
+}
+
+const LABEL_SMOOTHING_HELP: &str = "ε, the assumed rate of flipped labels";
+
+/// DPO, Rafailov et al. 2023.
+pub const DPO: MethodSpec = MethodSpec {
+    name: "dpo",
+    summary: "DPO (Rafailov et al. 2023); label_smoothing > 0 is conservative DPO",
+    kind: MethodKind::Preference(DataShape::Pairs),
+    training: PREFERENCE_TRAINING,
+    settings: &[
+        BETA,
+        Setting {
+            name: "label_smoothing",
+            default: 0.0,
+            help: LABEL_SMOOTHING_HELP,
+        },
+    ],
+};
+
+/// Conservative DPO (Mitchell 2023): DPO with ε = 0.1 by default.
+pub const CDPO: MethodSpec = MethodSpec {
+    name: "cdpo",
+    summary: "conservative DPO (Mitchell 2023): DPO assuming a share of flipped labels",
+    settings: &[
+        BETA,
+        Setting {
+            name: "label_smoothing",
+            default: 0.1,
+            help: LABEL_SMOOTHING_HELP,
+        },
+    ],
+    ..DPO
+};
+
+/// Robust DPO, Chowdhury et al. 2024.
+pub const ROBUST_DPO: MethodSpec = MethodSpec {
+    name: "robust-dpo",
+    summary: "robust DPO (Chowdhury et al. 2024): unbiased under a known label-flip rate",
+    ..CDPO
+};
+
+/// DPO and conservative DPO.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dpo {
+    pub label_smoothing: f64,
+}
+
+impl RankedMethod for Dpo {
+    fn from_settings(spec: &MethodSpec, settings: &Settings) -> Self {
+        Self {
+            label_smoothing: settings.value(spec, "label_smoothing"),
+        }
+    }
+
+    fn losses<B: Backend>(&self, x: RankedInputs<B>) -> Tensor<B, 1> {
+        dpo_loss(x.chosen(), x.rejected(), x.beta, self.label_smoothing)
+    }
+}
+
+/// Robust DPO.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RobustDpo {
+    pub label_smoothing: f64,
+}
+
+impl RankedMethod for RobustDpo {
+    fn from_settings(spec: &MethodSpec, settings: &Settings) -> Self {
+        Self {
+            label_smoothing: settings.value(spec, "label_smoothing"),
+        }
+    }
+
+    fn losses<B: Backend>(&self, x: RankedInputs<B>) -> Tensor<B, 1> {
+        robust_dpo_loss(x.chosen(), x.rejected(), x.beta, self.label_smoothing)
+    }
 }
 
 #[cfg(test)]

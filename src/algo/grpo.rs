@@ -2,6 +2,9 @@
 //! supervision: every token of sample i gets Â_i = (r_i − mean(r_group)) / std(r_group); Dr. GRPO
 //! (Liu et al. 2025, "Understanding R1-Zero-Like Training") drops the division by std. The
 //! update itself (clipped surrogate, k3 KL loss) is `policy_gradient`.
+use super::spec::{
+    MethodKind, MethodSpec, BETA, EPOCHS, GROUP_SIZE, ONLINE_TRAINING, PROMPTS_PER_STEP,
+};
 
 /// Per-sample advantages; samples of a group are consecutive, `group_size` of them.
 pub fn grpo_advantages(rewards: &[f32], group_size: usize, scale_by_std: bool) -> Vec<f32> {
@@ -41,6 +44,22 @@ pub fn per_token(advantages: &[f32], lengths: &[usize]) -> Vec<Vec<f32>> {
         .map(|(&a, &len)| vec![a; len])
         .collect()
 }
+
+/// GRPO, Shao et al. 2024.
+pub const GRPO: MethodSpec = MethodSpec {
+    name: "grpo",
+    summary: "GRPO (Shao et al. 2024): group-relative advantages, a k3 KL loss with weight β",
+    kind: MethodKind::Online,
+    training: ONLINE_TRAINING,
+    settings: &[BETA, GROUP_SIZE, PROMPTS_PER_STEP, EPOCHS],
+};
+
+/// Dr. GRPO, Liu et al. 2025.
+pub const DR_GRPO: MethodSpec = MethodSpec {
+    name: "dr-grpo",
+    summary: "Dr. GRPO (Liu et al. 2025): GRPO without the std division, a constant normaliser",
+    ..GRPO
+};
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,8 @@
 //! Preferences"), Eq. 17: (h − 1/(2β))² with h = ρ_c − ρ_r the difference of log-ratios. As in
 //! TRL, the log-ratios are of length-averaged log-probs.
 
+use super::preference_method::{RankedInputs, RankedMethod};
+use super::spec::{DataShape, MethodKind, MethodSpec, Settings, BETA, PREFERENCE_TRAINING};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -13,6 +15,30 @@ pub fn ipo_loss<B: Backend>(
     (chosen_logratios - rejected_logratios)
         .sub_scalar(1.0 / (2.0 * beta))
         .powi_scalar(2)
+}
+
+/// IPO, Azar et al. 2023.
+pub const IPO: MethodSpec = MethodSpec {
+    name: "ipo",
+    summary: "IPO (Azar et al. 2023): squared distance of the length-averaged margin to 1/(2β)",
+    kind: MethodKind::Preference(DataShape::Pairs),
+    training: PREFERENCE_TRAINING,
+    settings: &[BETA],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ipo;
+
+impl RankedMethod for Ipo {
+    const LENGTH_AVERAGED: bool = true;
+
+    fn from_settings(_: &MethodSpec, _: &Settings) -> Self {
+        Self
+    }
+
+    fn losses<B: Backend>(&self, x: RankedInputs<B>) -> Tensor<B, 1> {
+        ipo_loss(x.chosen(), x.rejected(), x.beta)
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 //! (estimated on mismatched prompt–completion pairs, detached, clamped at 0),
 //! desirable completions lose λ_D·(1 − σ(β(r − z₀))) and undesirable ones λ_U·(1 − σ(β(z₀ − r))).
 
+use super::preference_method::{UnpairedInputs, UnpairedMethod};
+use super::spec::{
+    DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
+};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -27,6 +31,58 @@ pub fn kto_loss<B: Backend>(
         .add_scalar(1.0)
         .mul_scalar(undesirable_weight);
     desirable_losses * desirable.clone() + undesirable_losses * desirable.neg().add_scalar(1.0)
+}
+
+/// KTO, Ethayarajh et al. 2024.
+pub const KTO: MethodSpec = MethodSpec {
+    name: "kto",
+    summary: "KTO (Ethayarajh et al. 2024): prospect-theory loss on unpaired desirable/undesirable completions",
+    kind: MethodKind::Preference(DataShape::Unpaired),
+    training: PREFERENCE_TRAINING,
+    settings: &[
+        BETA,
+        Setting {
+            name: "desirable_weight",
+            default: 1.0,
+            help: "weight of desirable examples",
+        },
+        Setting {
+            name: "undesirable_weight",
+            default: 1.0,
+            help: "weight of undesirable examples",
+        },
+    ],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Kto {
+    pub desirable_weight: f64,
+    pub undesirable_weight: f64,
+}
+
+impl UnpairedMethod for Kto {
+    const NEEDS_KL_REFERENCE: bool = true;
+
+    fn from_settings(spec: &MethodSpec, settings: &Settings) -> Self {
+        Self {
+            desirable_weight: settings.value(spec, "desirable_weight"),
+            undesirable_weight: settings.value(spec, "undesirable_weight"),
+        }
+    }
+
+    fn losses<B: Backend>(&self, x: UnpairedInputs<B>) -> Tensor<B, 1> {
+        let kl = x
+            .kl_reference
+            .expect("the trainer computes the KL reference for methods that need it");
+        kto_loss(
+            x.logratios,
+            x.desirable,
+            kl,
+            x.beta,
+            self.desirable_weight,
+            self.undesirable_weight,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! G_i = 2^ψ_i − 1, D(τ) = log(1 + τ), τ(i) the 1-based rank of s_i (largest first). The λ
 //! weights Δ are constants of the gradient (detached), as in LambdaRank.
 
+use super::preference_method::{RankedInputs, RankedMethod};
+use super::spec::{DataShape, MethodKind, MethodSpec, Settings, BETA, PREFERENCE_TRAINING};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{Tensor, TensorData};
 
 /// Per-list losses [batch]: `logratios` and `labels` [batch, n].
 pub fn lipo_lambda_loss<B: Backend>(
@@ -44,6 +46,36 @@ pub fn lipo_lambda_loss<B: Backend>(
         .float();
     let pair_losses = -log_sigmoid(s_i - s_j) * delta.detach() * ordered;
     pair_losses.sum_dim(2).sum_dim(1).reshape([batch])
+}
+
+/// LiPO-λ, Liu et al. 2024.
+pub const LIPO: MethodSpec = MethodSpec {
+    name: "lipo",
+    summary: "LiPO-λ (Liu et al. 2024): listwise, lambda-weighted pairs of a ranking",
+    kind: MethodKind::Preference(DataShape::Rankings),
+    training: PREFERENCE_TRAINING,
+    settings: &[BETA],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lipo;
+
+impl RankedMethod for Lipo {
+    fn from_settings(_: &MethodSpec, _: &Settings) -> Self {
+        Self
+    }
+
+    fn losses<B: Backend>(&self, x: RankedInputs<B>) -> Tensor<B, 1> {
+        let [rows, k] = x.logratios.dims();
+        // Labels ψ: the scores when given, else k−1 for the best down to 0.
+        let labels = x.scores.unwrap_or_else(|| {
+            let ranks: Vec<f32> = (0..rows)
+                .flat_map(|_| (0..k).map(|j| (k - 1 - j) as f32))
+                .collect();
+            Tensor::from_data(TensorData::new(ranks, [rows, k]), &x.logratios.device())
+        });
+        lipo_lambda_loss(x.logratios, labels, x.beta)
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub mod orpo;
 pub mod policy_gradient;
 pub mod ppo;
 pub mod preference;
+pub mod preference_loss;
+pub mod preference_method;
 pub mod pro;
 pub mod raft;
 pub mod reinforce_pp;
@@ -24,5 +26,6 @@ pub mod salsa;
 pub mod sft;
 pub mod simpo;
 pub mod slic;
+pub mod spec;
 #[cfg(test)]
 pub(crate) mod testing;

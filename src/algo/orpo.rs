@@ -2,6 +2,10 @@
 //! Eqs. 6–7: L = L_SFT − λ·log σ(log odds(y_c) − log odds(y_r)), where odds(y) = P/(1 − P) with
 //! P = exp of the length-averaged log-prob, and L_SFT the chosen completion's mean NLL.
 
+use super::preference_method::{RankedInputs, RankedMethod};
+use super::spec::{
+    DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
+};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -20,6 +24,42 @@ pub fn orpo_loss<B: Backend>(
 ) -> Tensor<B, 1> {
     let ratio = log_odds(chosen_mean_logps.clone()) - log_odds(rejected_mean_logps);
     -chosen_mean_logps - log_sigmoid(ratio).mul_scalar(lambda)
+}
+
+/// ORPO, Hong et al. 2024.
+pub const ORPO: MethodSpec = MethodSpec {
+    name: "orpo",
+    summary: "ORPO (Hong et al. 2024): reference-free, SFT plus λ times an odds-ratio term",
+    kind: MethodKind::Preference(DataShape::Pairs),
+    training: PREFERENCE_TRAINING,
+    settings: &[
+        BETA,
+        Setting {
+            name: "orpo_lambda",
+            default: 0.1,
+            help: "weight λ of the odds-ratio term",
+        },
+    ],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Orpo {
+    pub lambda: f64,
+}
+
+impl RankedMethod for Orpo {
+    const USES_REFERENCE: bool = false;
+    const LENGTH_AVERAGED: bool = true;
+
+    fn from_settings(spec: &MethodSpec, settings: &Settings) -> Self {
+        Self {
+            lambda: settings.value(spec, "orpo_lambda"),
+        }
+    }
+
+    fn losses<B: Backend>(&self, x: RankedInputs<B>) -> Tensor<B, 1> {
+        orpo_loss(x.chosen(), x.rejected(), self.lambda)
+    }
 }
 
 #[cfg(test)]

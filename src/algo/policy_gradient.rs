@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::host::read_scalar;
 use crate::kl::{kl_estimate, KlEstimator};
 use crate::logprobs::{completion_logprobs, SequenceBatch};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::model::Llama;
 use crate::rollout::Rollout;
 use crate::train::Trainer;
@@ -159,10 +159,10 @@ where
     let device = policy.device();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut sums: Vec<(&'static str, f64)> = vec![
-        ("loss/policy", 0.0),
-        ("policy/approxkl", 0.0),
-        ("policy/clipfrac", 0.0),
-        ("policy/kl_k3", 0.0),
+        (metrics::LOSS_POLICY, 0.0),
+        (metrics::POLICY_APPROXKL, 0.0),
+        (metrics::POLICY_CLIPFRAC, 0.0),
+        (metrics::POLICY_KL_K3, 0.0),
     ];
     let mut updates = 0usize;
     let mut skipped = 0usize;
@@ -195,13 +195,14 @@ where
             );
             let mut m = Metrics::new(trainer.step);
             for (name, value) in [
-                ("policy/approxkl", out.approx_kl),
-                ("policy/clipfrac", out.clip_fraction),
-                ("policy/kl_k3", out.kl),
+                (metrics::POLICY_APPROXKL, out.approx_kl),
+                (metrics::POLICY_CLIPFRAC, out.clip_fraction),
+                (metrics::POLICY_KL_K3, out.kl),
             ] {
                 m.insert(name, read_scalar(value).await? as f64);
             }
-            if let (Some(limit), Some(approx_kl)) = (config.max_approx_kl, m.get("policy/approxkl"))
+            if let (Some(limit), Some(approx_kl)) =
+                (config.max_approx_kl, m.get(metrics::POLICY_APPROXKL))
             {
                 if !approx_kl.is_finite() || approx_kl > limit {
                     rolled_back = Some(updates + skipped);
@@ -214,7 +215,7 @@ where
             } else {
                 updates += 1;
                 for (name, sum) in sums.iter_mut() {
-                    let key = if *name == "loss/policy" {
+                    let key = if *name == metrics::LOSS_POLICY {
                         crate::metrics::TRAIN_LOSS
                     } else {
                         name
@@ -227,11 +228,11 @@ where
     }
     if let (Some(at), Some(before)) = (rolled_back, before) {
         policy = before;
-        last.insert("policy/rolled_back", 1.0);
-        last.insert("policy/rolled_back_at_minibatch", at as f64);
+        last.insert(metrics::POLICY_ROLLED_BACK, 1.0);
+        last.insert(metrics::POLICY_ROLLED_BACK_AT, at as f64);
     }
     let mut out = Metrics::new(last.step);
-    for name in ["policy/rolled_back", "policy/rolled_back_at_minibatch"] {
+    for name in [metrics::POLICY_ROLLED_BACK, metrics::POLICY_ROLLED_BACK_AT] {
         if let Some(v) = last.get(name) {
             out.insert(name, v);
         }

@@ -5,19 +5,10 @@
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use serde::{Deserialize, Serialize};
 
-use super::bco::{bco_loss, RunningMean};
-use super::dpo::{dpo_loss, robust_dpo_loss};
-use super::ipo::ipo_loss;
-use super::kto::kto_loss;
-use super::lipo::lipo_lambda_loss;
-use super::orpo::orpo_loss;
-use super::pro::pro_loss;
-use super::rpo::rpo_loss;
-use super::sft::Batches;
-use super::simpo::simpo_loss;
-use super::slic::hinge_loss;
+use super::bco::RunningMean;
+use super::preference_method::{RankedInputs, UnpairedInputs};
+use super::spec::{Settings, BETA};
 use crate::dataset::{LabelledSequence, RankedSequences, Sequence};
 use crate::error::{Error, Result};
 use crate::host::{read_scalar, read_vec};
@@ -26,119 +17,10 @@ use crate::metrics::{self, Metrics};
 use crate::model::Llama;
 use crate::train::{OptimConfig, Trainer};
 
-/// The offline method and its own hyper-parameters (β is shared, in [`PreferenceConfig`]).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "snake_case")]
-pub enum PreferenceLoss {
-    /// DPO; `label_smoothing` > 0 is conservative DPO (cDPO).
-    Dpo {
-        label_smoothing: f64,
-    },
-    RobustDpo {
-        label_smoothing: f64,
-    },
-    Ipo,
-    /// SLiC-HF's hinge.
-    Hinge,
-    Rpo {
-        alpha: f64,
-    },
-    Simpo {
-        gamma: f64,
-    },
-    Orpo {
-        lambda: f64,
-    },
-    Bco,
-    Kto {
-        desirable_weight: f64,
-        undesirable_weight: f64,
-    },
-    Pro {
-        sft_weight: f64,
-    },
-    Lipo,
-}
+pub use super::preference_loss::PreferenceLoss;
+pub use super::spec::DataShape;
 
-/// The shape of data a method trains on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataShape {
-    Pairs,
-    /// Rankings of any k ≥ 2 (pairs included).
-    Rankings,
-    /// Unpaired desirable/undesirable labels (pairs are unpaired first).
-    Unpaired,
-}
-
-impl PreferenceLoss {
-    pub fn uses_reference(&self) -> bool {
-        !matches!(
-            self,
-            Self::Simpo { .. } | Self::Orpo { .. } | Self::Pro { .. }
-        )
-    }
-
-    pub fn data_shape(&self) -> DataShape {
-        match self {
-            Self::Pro { .. } | Self::Lipo => DataShape::Rankings,
-            Self::Kto { .. } | Self::Bco => DataShape::Unpaired,
-            _ => DataShape::Pairs,
-        }
-    }
-
-    /// Every method by the name the CLI and the page use, with the CLI's default settings.
-    pub const NAMES: [&'static str; 12] = [
-        "dpo",
-        "cdpo",
-        "robust-dpo",
-        "ipo",
-        "hinge",
-        "rpo",
-        "simpo",
-        "orpo",
-        "bco",
-        "kto",
-        "pro",
-        "lipo",
-    ];
-
-    pub fn with_defaults(name: &str) -> Option<Self> {
-        Some(match name {
-            "dpo" => Self::Dpo {
-                label_smoothing: 0.0,
-            },
-            "cdpo" => Self::Dpo {
-                label_smoothing: 0.1,
-            },
-            "robust-dpo" => Self::RobustDpo {
-                label_smoothing: 0.1,
-            },
-            "ipo" => Self::Ipo,
-            "hinge" => Self::Hinge,
-            "rpo" => Self::Rpo { alpha: 1.0 },
-            "simpo" => Self::Simpo { gamma: 0.5 },
-            "orpo" => Self::Orpo { lambda: 0.1 },
-            "bco" => Self::Bco,
-            "kto" => Self::Kto {
-                desirable_weight: 1.0,
-                undesirable_weight: 1.0,
-            },
-            "pro" => Self::Pro { sft_weight: 0.05 },
-            "lipo" => Self::Lipo,
-            _ => return None,
-        })
-    }
-
-    /// Methods defined on length-averaged log-probs (TRL's IPO, SimPO, ORPO, PRO).
-    fn length_averaged(&self) -> bool {
-        matches!(
-            self,
-            Self::Ipo | Self::Simpo { .. } | Self::Orpo { .. } | Self::Pro { .. }
-        )
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PreferenceConfig {
     pub loss: PreferenceLoss,
     /// Strength of the tie to the reference (the inverse temperature of the implicit reward).
@@ -149,22 +31,29 @@ pub struct PreferenceConfig {
     pub seed: u64,
 }
 
-impl Default for PreferenceConfig {
-    fn default() -> Self {
+impl PreferenceConfig {
+    /// `loss` with β and the optimiser from its spec's defaults, for `steps` updates.
+    pub fn defaults(loss: PreferenceLoss, steps: usize) -> Self {
+        let spec = loss.spec();
         Self {
-            loss: PreferenceLoss::Dpo {
-                label_smoothing: 0.0,
-            },
-            beta: 0.1,
+            loss,
+            beta: Settings::new().value(spec, BETA.name),
             optim: OptimConfig {
-                lr: 5e-4,
-                warmup_steps: 5,
-                total_steps: 100,
+                lr: spec.training.lr,
+                warmup_steps: spec.training.warmup(steps),
+                total_steps: steps,
                 ..Default::default()
             },
-            batch_size: 16,
+            batch_size: spec.training.batch_size,
             seed: 0,
         }
+    }
+}
+
+impl Default for PreferenceConfig {
+    fn default() -> Self {
+        let dpo = PreferenceLoss::named("dpo").expect("dpo is listed");
+        Self::defaults(dpo, dpo.spec().training.steps)
     }
 }
 
@@ -192,7 +81,7 @@ impl PreferenceData {
             (Self::Ranked(rows), DataShape::Pairs) => {
                 if let Some(r) = rows.iter().find(|r| r.completions.len() != 2) {
                     return Err(Error::Input(format!(
-                        "{loss:?} trains on pairs; record {} ranks {} completions (use pro or lipo)",
+                        "{loss} trains on pairs; record {} ranks {} completions (use pro or lipo)",
                         r.index,
                         r.completions.len()
                     )));
@@ -220,10 +109,10 @@ impl PreferenceData {
                 Ok(())
             }
             (Self::Unpaired(_), _) => Err(Error::Input(format!(
-                "{loss:?} trains on pairs or rankings, not unpaired labels"
+                "{loss} trains on pairs or rankings, not unpaired labels"
             ))),
             (Self::Ranked(_), DataShape::Unpaired) => Err(Error::Input(format!(
-                "{loss:?} trains on unpaired labels: unpair the pairs first"
+                "{loss} trains on unpaired labels: unpair the pairs first"
             ))),
         }
     }
@@ -250,11 +139,47 @@ fn mismatched(rows: &[LabelledSequence], i: usize) -> Sequence {
     (rows[i].sequence.0.clone(), next.sequence.1.clone())
 }
 
-/// Summed reference log-probs of every sequence, computed once before training.
+/// Summed reference log-probs of every sequence, computed once before training, in the layout
+/// of the data they belong to.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ReferenceLogps {
-    /// Ranked: per ranking, per completion. Unpaired: per example, [own, mismatched].
-    pub values: Vec<Vec<f32>>,
+pub enum ReferenceLogps {
+    /// Per ranking, per completion (best first).
+    Ranked(Vec<Vec<f32>>),
+    /// Per unpaired example: its own sequence and the mismatched one KTO's KL estimate uses.
+    Unpaired(Vec<UnpairedReference>),
+}
+
+/// The reference's log-probs of one unpaired example.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UnpairedReference {
+    pub own: f32,
+    /// Its prompt with the next example's completion.
+    pub mismatched: f32,
+}
+
+impl ReferenceLogps {
+    fn ranked(&self, row: usize) -> Result<&[f32]> {
+        match self {
+            Self::Ranked(rows) => rows
+                .get(row)
+                .map(Vec::as_slice)
+                .ok_or_else(|| mismatch(row)),
+            Self::Unpaired(_) => Err(mismatch(row)),
+        }
+    }
+
+    fn unpaired(&self, row: usize) -> Result<UnpairedReference> {
+        match self {
+            Self::Unpaired(rows) => rows.get(row).copied().ok_or_else(|| mismatch(row)),
+            Self::Ranked(_) => Err(mismatch(row)),
+        }
+    }
+}
+
+fn mismatch(row: usize) -> Error {
+    Error::Input(format!(
+        "the reference log-probs were computed for other data (no entry for row {row} of this kind)"
+    ))
 }
 
 /// Scores every sequence of `data` under the frozen `reference`.
@@ -270,23 +195,31 @@ pub async fn reference_logps<B: Backend>(
             SequenceBatch::<B>::new(chunk, reference.config().max_seq_len, &reference.device())?;
         flat.extend(read_vec(sum_per_sequence(completion_logprobs(reference, &batch))).await?);
     }
-    let values = match data {
+    Ok(match data {
         PreferenceData::Ranked(rows) => {
             let mut at = 0;
-            rows.iter()
-                .map(|r| {
-                    let k = r.completions.len();
-                    at += k;
-                    flat[at - k..at].to_vec()
-                })
-                .collect()
+            ReferenceLogps::Ranked(
+                rows.iter()
+                    .map(|r| {
+                        let k = r.completions.len();
+                        at += k;
+                        flat[at - k..at].to_vec()
+                    })
+                    .collect(),
+            )
         }
         PreferenceData::Unpaired(rows) => {
             let n = rows.len();
-            (0..n).map(|i| vec![flat[i], flat[n + i]]).collect()
+            ReferenceLogps::Unpaired(
+                (0..n)
+                    .map(|i| UnpairedReference {
+                        own: flat[i],
+                        mismatched: flat[n + i],
+                    })
+                    .collect(),
+            )
         }
-    };
-    Ok(ReferenceLogps { values })
+    })
 }
 
 /// A [rows, k] tensor from host rows.
@@ -294,11 +227,6 @@ fn matrix<B: Backend>(rows: &[Vec<f32>], device: &B::Device) -> Tensor<B, 2> {
     let k = rows[0].len();
     let flat: Vec<f32> = rows.iter().flatten().copied().collect();
     Tensor::from_data(TensorData::new(flat, [rows.len(), k]), device)
-}
-
-fn column<B: Backend>(m: &Tensor<B, 2>, j: usize) -> Tensor<B, 1> {
-    let rows = m.dims()[0];
-    m.clone().narrow(1, j, 1).reshape([rows])
 }
 
 /// Policy log-probs of sequences: (summed [n], completion lengths [n]).
@@ -329,8 +257,7 @@ fn ranked_losses<B: Backend>(
     lengths: Tensor<B, 2>,
     reference: Tensor<B, 2>,
     scores: Option<Tensor<B, 2>>,
-) -> RankedOutput<B> {
-    let beta = config.beta;
+) -> Result<RankedOutput<B>> {
     let loss = config.loss;
     let reference = if loss.uses_reference() {
         reference
@@ -343,40 +270,23 @@ fn ranked_losses<B: Backend>(
     } else {
         logps.clone() - reference
     };
-    let [rows, k] = logps.dims();
-    let (c, r) = (column(&logratios, 0), column(&logratios, 1.min(k - 1)));
-    let losses = match loss {
-        PreferenceLoss::Dpo { label_smoothing } => dpo_loss(c, r, beta, label_smoothing),
-        PreferenceLoss::RobustDpo { label_smoothing } => {
-            robust_dpo_loss(c, r, beta, label_smoothing)
-        }
-        PreferenceLoss::Ipo => ipo_loss(c, r, beta),
-        PreferenceLoss::Hinge => hinge_loss(c, r, beta),
-        PreferenceLoss::Rpo { alpha } => {
-            rpo_loss(c, r, column(&logps, 0), column(&lengths, 0), beta, alpha)
-        }
-        PreferenceLoss::Simpo { gamma } => simpo_loss(c, r, beta, gamma),
-        PreferenceLoss::Orpo { lambda } => orpo_loss(c, r, lambda),
-        PreferenceLoss::Pro { sft_weight } => pro_loss(logratios.clone(), scores, sft_weight),
-        PreferenceLoss::Lipo => {
-            // Labels ψ: the scores when given, else k−1 for the best down to 0.
-            let labels = scores.unwrap_or_else(|| {
-                let ranks: Vec<f32> = (0..rows)
-                    .flat_map(|_| (0..k).map(|j| (k - 1 - j) as f32))
-                    .collect();
-                Tensor::from_data(TensorData::new(ranks, [rows, k]), &logps.device())
-            });
-            lipo_lambda_loss(logratios.clone(), labels, beta)
-        }
-        PreferenceLoss::Bco | PreferenceLoss::Kto { .. } => {
-            unreachable!("checked: unpaired methods do not get rankings")
-        }
+    let inputs = RankedInputs {
+        logratios: logratios.clone(),
+        logps: logps.clone(),
+        lengths,
+        scores,
+        beta: config.beta,
     };
-    RankedOutput {
+    let losses = loss.ranked_losses(inputs).ok_or_else(|| {
+        Error::Input(format!(
+            "{loss} trains on unpaired labels: unpair the pairs first"
+        ))
+    })?;
+    Ok(RankedOutput {
         losses,
-        rewards: logratios.detach().mul_scalar(beta),
+        rewards: logratios.detach().mul_scalar(config.beta),
         logps: logps.detach(),
-    }
+    })
 }
 
 /// The optimiser and the state a method carries across steps (BCO's δ).
@@ -415,8 +325,10 @@ where
                 let sequences: Vec<Sequence> = rows.iter().flat_map(|r| r.sequences()).collect();
                 let (logps, lengths) = policy_logps(&policy, &sequences)?;
                 let shape = [rows.len(), k];
-                let reference_rows: Vec<Vec<f32>> =
-                    batch.iter().map(|&i| reference.values[i].clone()).collect();
+                let reference_rows: Vec<Vec<f32>> = batch
+                    .iter()
+                    .map(|&i| reference.ranked(i).map(<[f32]>::to_vec))
+                    .collect::<Result<_>>()?;
                 let scores = rows
                     .iter()
                     .map(|r| {
@@ -432,7 +344,7 @@ where
                     lengths.reshape(shape),
                     matrix(&reference_rows, &device),
                     scores,
-                );
+                )?;
                 self.log_ranked(&mut m, out.rewards, out.logps).await?;
                 out.losses.mean()
             }
@@ -440,8 +352,10 @@ where
                 let picked: Vec<&LabelledSequence> = batch.iter().map(|&i| &rows[i]).collect();
                 let sequences: Vec<Sequence> = picked.iter().map(|r| r.sequence.clone()).collect();
                 let (logps, _) = policy_logps(&policy, &sequences)?;
-                let reference_logps: Vec<f32> =
-                    batch.iter().map(|&i| reference.values[i][0]).collect();
+                let reference_logps: Vec<f32> = batch
+                    .iter()
+                    .map(|&i| reference.unpaired(i).map(|r| r.own))
+                    .collect::<Result<_>>()?;
                 let n = batch.len();
                 let logratios = logps.clone()
                     - Tensor::from_data(TensorData::new(reference_logps, [n]), &device);
@@ -451,42 +365,40 @@ where
                     .collect();
                 let desirable = Tensor::<B, 1>::from_data(TensorData::new(desirable, [n]), &device);
                 let beta = self.config.beta;
-                let losses = match self.config.loss {
-                    PreferenceLoss::Kto {
-                        desirable_weight,
-                        undesirable_weight,
-                    } => {
-                        let mismatched: Vec<Sequence> =
-                            batch.iter().map(|&i| mismatched(rows, i)).collect();
-                        let (kl_logps, _) = policy_logps(&policy, &mismatched)?;
-                        let kl_reference: Vec<f32> =
-                            batch.iter().map(|&i| reference.values[i][1]).collect();
-                        let kl = (kl_logps.detach()
-                            - Tensor::from_data(TensorData::new(kl_reference, [n]), &device))
-                        .mean();
-                        m.insert(metrics::KL, read_scalar(kl.clone()).await?.max(0.0) as f64);
-                        kto_loss(
-                            logratios.clone(),
-                            desirable.clone(),
-                            kl,
-                            beta,
-                            desirable_weight,
-                            undesirable_weight,
-                        )
-                    }
-                    PreferenceLoss::Bco => {
-                        let rewards = read_vec(logratios.clone().detach().mul_scalar(beta)).await?;
-                        self.bco_delta.update(&rewards);
-                        m.insert(metrics::BCO_DELTA, self.bco_delta.mean);
-                        bco_loss(
-                            logratios.clone(),
-                            desirable.clone(),
-                            beta,
-                            self.bco_delta.mean,
-                        )
-                    }
-                    other => unreachable!("checked: {other:?} does not train on unpaired labels"),
+                let loss = self.config.loss;
+                let kl_reference = if loss.needs_kl_reference() {
+                    let mismatched: Vec<Sequence> =
+                        batch.iter().map(|&i| mismatched(rows, i)).collect();
+                    let (kl_logps, _) = policy_logps(&policy, &mismatched)?;
+                    let kl_reference: Vec<f32> = batch
+                        .iter()
+                        .map(|&i| reference.unpaired(i).map(|r| r.mismatched))
+                        .collect::<Result<_>>()?;
+                    let kl = (kl_logps.detach()
+                        - Tensor::from_data(TensorData::new(kl_reference, [n]), &device))
+                    .mean();
+                    m.insert(metrics::KL, read_scalar(kl.clone()).await?.max(0.0) as f64);
+                    Some(kl)
+                } else {
+                    None
                 };
+                if loss.needs_reward_shift() {
+                    let rewards = read_vec(logratios.clone().detach().mul_scalar(beta)).await?;
+                    self.bco_delta.update(&rewards);
+                    m.insert(metrics::BCO_DELTA, self.bco_delta.mean);
+                }
+                let inputs = UnpairedInputs {
+                    logratios: logratios.clone(),
+                    desirable,
+                    beta,
+                    kl_reference,
+                    reward_shift: self.bco_delta.mean,
+                };
+                let losses = loss.unpaired_losses(inputs).ok_or_else(|| {
+                    Error::Input(format!(
+                        "{loss} trains on pairs or rankings, not unpaired labels"
+                    ))
+                })?;
                 self.log_unpaired(
                     &mut m,
                     logratios.detach().mul_scalar(beta),
@@ -510,16 +422,17 @@ where
         let k = rewards.dims()[1];
         let rewards = read_vec(rewards).await?;
         let logps = read_vec(logps).await?;
-        let (mut chosen, mut rejected, mut right, mut lc, mut lr) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        let (mut chosen, mut rejected, mut right) = (0.0, 0.0, 0.0);
+        let (mut logps_chosen, mut logps_rejected) = (0.0, 0.0);
         let rows = rewards.len() / k;
         for row in 0..rows {
             let r = &rewards[row * k..(row + 1) * k];
             let l = &logps[row * k..(row + 1) * k];
             chosen += r[0] as f64;
-            lc += l[0] as f64;
+            logps_chosen += l[0] as f64;
             let rest = (k - 1) as f64;
             rejected += r[1..].iter().map(|&v| v as f64).sum::<f64>() / rest;
-            lr += l[1..].iter().map(|&v| v as f64).sum::<f64>() / rest;
+            logps_rejected += l[1..].iter().map(|&v| v as f64).sum::<f64>() / rest;
             right += r[1..].iter().filter(|&&v| r[0] > v).count() as f64 / rest;
         }
         let n = rows as f64;
@@ -527,8 +440,8 @@ where
         m.insert(metrics::REWARDS_REJECTED, rejected / n);
         m.insert(metrics::REWARDS_MARGINS, (chosen - rejected) / n);
         m.insert(metrics::REWARDS_ACCURACIES, right / n);
-        m.insert(metrics::LOGPS_CHOSEN, lc / n);
-        m.insert(metrics::LOGPS_REJECTED, lr / n);
+        m.insert(metrics::LOGPS_CHOSEN, logps_chosen / n);
+        m.insert(metrics::LOGPS_REJECTED, logps_rejected / n);
         Ok(())
     }
 
@@ -569,39 +482,6 @@ where
     }
 }
 
-/// Trains `policy` for `config.optim.total_steps` batches against reference log-probs computed
-/// once from `reference` (the policy before training, usually).
-pub async fn train<B: AutodiffBackend>(
-    mut policy: Llama<B>,
-    reference: &Llama<B::InnerBackend>,
-    data: &PreferenceData,
-    config: &PreferenceConfig,
-    mut on_step: impl FnMut(&Metrics),
-) -> Result<Llama<B>>
-where
-    Llama<B>: AutodiffModule<B>,
-{
-    if data.is_empty() {
-        return Err(Error::Input("no preference data".into()));
-    }
-    data.check(&config.loss)?;
-    let reference = reference_logps(reference, data, config.batch_size * 2).await?;
-    let mut trainer = PreferenceTrainer::new(config.clone());
-    let positions: Vec<usize> = (0..data.len()).collect();
-    let mut batches = Batches::new(&positions, config.seed);
-    for _ in 0..config.optim.total_steps {
-        let batch: Vec<usize> = batches
-            .next_batch(config.batch_size)
-            .into_iter()
-            .copied()
-            .collect();
-        let (next, metrics) = trainer.step(policy, data, &reference, &batch).await?;
-        policy = next;
-        on_step(&metrics);
-    }
-    Ok(policy)
-}
-
 /// Implicit-reward accuracy of a policy on held-out rankings: the share of (better, worse)
 /// completion pairs whose log-ratio against the reference is strictly larger for the better.
 pub async fn implicit_reward_accuracy<B: Backend>(
@@ -618,7 +498,7 @@ pub async fn implicit_reward_accuracy<B: Backend>(
         let mut at = 0;
         for (offset, row) in chunk.iter().enumerate() {
             let k = row.completions.len();
-            let reference_row = &reference.values[chunk_index * batch_size.max(1) + offset];
+            let reference_row = reference.ranked(chunk_index * batch_size.max(1) + offset)?;
             let ratios: Vec<f32> = (0..k).map(|j| logps[at + j] - reference_row[j]).collect();
             at += k;
             for i in 0..k {

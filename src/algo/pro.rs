@@ -4,6 +4,10 @@
 //! with temperatures from reward scores s: 1/T_k^i = s_k − s_i (i > k) and
 //! 1/T_k^k = max_{i>k} 1/T_k^i; without scores every T is 1.
 
+use super::preference_method::{RankedInputs, RankedMethod};
+use super::spec::{
+    DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
+};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
@@ -36,6 +40,43 @@ pub fn pro_loss<B: Backend>(
     }
     let nll = -mean_logps.narrow(1, 0, 1).reshape([batch]);
     total + nll.mul_scalar(sft_weight)
+}
+
+/// PRO, Song et al. 2024.
+pub const PRO: MethodSpec = MethodSpec {
+    name: "pro",
+    summary:
+        "PRO (Song et al. 2024): listwise ranking loss over k completions, plus SFT on the best",
+    kind: MethodKind::Preference(DataShape::Rankings),
+    training: PREFERENCE_TRAINING,
+    settings: &[
+        BETA,
+        Setting {
+            name: "sft_weight",
+            default: 0.05,
+            help: "weight of the SFT term on the best completion",
+        },
+    ],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pro {
+    pub sft_weight: f64,
+}
+
+impl RankedMethod for Pro {
+    const USES_REFERENCE: bool = false;
+    const LENGTH_AVERAGED: bool = true;
+
+    fn from_settings(spec: &MethodSpec, settings: &Settings) -> Self {
+        Self {
+            sft_weight: settings.value(spec, "sft_weight"),
+        }
+    }
+
+    fn losses<B: Backend>(&self, x: RankedInputs<B>) -> Tensor<B, 1> {
+        pro_loss(x.logratios, x.scores, self.sft_weight)
+    }
 }
 
 #[cfg(test)]

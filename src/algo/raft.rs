@@ -1,70 +1,15 @@
 //! RAFT, Dong et al. 2023 ("RAFT: Reward rAnked FineTuning for Generative Foundation Model
 //! Alignment"), Algorithm 1: for each prompt sample k completions, keep the one the reward ranks
 //! highest, fine-tune on the kept ones with the SFT loss, and repeat from the updated policy.
+//! The round itself is `run/raft.rs`: RAFT has no loss of its own (it is SFT on the kept samples).
 
-use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use super::spec::{MethodKind, MethodSpec, GROUP_SIZE, ONLINE_TRAINING, PROMPTS_PER_STEP};
 
-use super::best_of_n::best_of_groups;
-use super::sft::sft_step;
-use crate::error::Result;
-use crate::io::Tokenizer;
-use crate::metrics::{self, Metrics};
-use crate::model::Llama;
-use crate::reward::source::RewardSource;
-use crate::rollout::collect;
-use crate::sample::SamplingConfig;
-use crate::train::Trainer;
-
-/// One RAFT round on `prompts`: `k` samples each, the best kept, `sft_steps` SFT updates on them
-/// in minibatches of `batch_size`.
-#[allow(clippy::too_many_arguments)]
-pub async fn raft_round<B: AutodiffBackend>(
-    mut policy: Llama<B>,
-    trainer: &mut Trainer<B, Llama<B>>,
-    reference: &Llama<B::InnerBackend>,
-    tokenizer: &Tokenizer,
-    prompts: &[String],
-    reward: &RewardSource<B::InnerBackend>,
-    k: usize,
-    sampling: &SamplingConfig,
-    batch_size: usize,
-) -> Result<(Llama<B>, Metrics)>
-where
-    Llama<B>: AutodiffModule<B, InnerModule = Llama<B::InnerBackend>>,
-{
-    let rollout = collect(
-        &policy.valid(),
-        reference,
-        tokenizer,
-        prompts,
-        k,
-        sampling,
-        reward,
-    )
-    .await?;
-    let best = best_of_groups(&rollout.rewards, k);
-    let kept: Vec<(Vec<u32>, Vec<u32>)> =
-        best.iter().map(|&i| rollout.sequences[i].clone()).collect();
-    let mut m = Metrics::new(trainer.step);
-    let mut losses = Vec::new();
-    for chunk in kept.chunks(batch_size.max(1)) {
-        let (next, step_metrics) = sft_step(policy, trainer, chunk).await?;
-        policy = next;
-        losses.extend(step_metrics.get(metrics::TRAIN_LOSS));
-    }
-    let mean = |v: &mut dyn Iterator<Item = f64>| {
-        let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
-        s / n.max(1) as f64
-    };
-    m.insert(metrics::TRAIN_LOSS, mean(&mut losses.iter().copied()));
-    m.insert(
-        metrics::OBJECTIVE_SCORES,
-        mean(&mut rollout.rewards.iter().map(|&r| r as f64)),
-    );
-    m.insert(
-        "raft/kept_scores",
-        mean(&mut best.iter().map(|&i| rollout.rewards[i] as f64)),
-    );
-    Ok((policy, m))
-}
+/// RAFT, Dong et al. 2023.
+pub const RAFT: MethodSpec = MethodSpec {
+    name: "raft",
+    summary: "RAFT (Dong et al. 2023): keep the best of group_size samples per prompt, then fine-tune on them",
+    kind: MethodKind::Online,
+    training: ONLINE_TRAINING,
+    settings: &[GROUP_SIZE, PROMPTS_PER_STEP],
+};

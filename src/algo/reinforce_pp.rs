@@ -3,6 +3,9 @@
 //! returns A_t = Σ_{s ≥ t} r_s (no critic, γ = 1), normalised over the whole batch's tokens.
 
 use super::gae::whiten;
+use super::spec::{
+    MethodKind, MethodSpec, BETA, EPOCHS, GROUP_SIZE, ONLINE_TRAINING, PROMPTS_PER_STEP,
+};
 
 /// Per-token advantages of each sample (rows as long as its completion).
 pub fn reinforce_pp_advantages(
@@ -35,6 +38,15 @@ pub fn reinforce_pp_advantages(
     whiten(&mut advantages, true);
     advantages
 }
+
+/// REINFORCE++, Hu 2025.
+pub const REINFORCE_PP: MethodSpec = MethodSpec {
+    name: "reinforce-pp",
+    summary: "REINFORCE++ (Hu 2025): per-token KL penalty β, returns normalised over the batch, no critic",
+    kind: MethodKind::Online,
+    training: ONLINE_TRAINING,
+    settings: &[BETA, GROUP_SIZE, PROMPTS_PER_STEP, EPOCHS],
+};
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 //! - Plackett–Luce for a ranking of k (Plackett 1975; the listwise RM loss of Zhu et al. 2023):
 //!   −Σ_{i<k} [r_i − log Σ_{j≥i} exp r_j], rewards ordered best first.
 
+use super::spec::{MethodKind, MethodSpec, Setting, REWARD_MODEL_TRAINING};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -50,6 +51,26 @@ pub fn pairwise_accuracy<B: Backend>(
 ) -> Tensor<B, 1> {
     chosen_rewards.greater(rejected_rewards).float().mean()
 }
+
+/// A reward model: Bradley–Terry on pairs, Plackett–Luce on rankings, regression on ratings.
+pub const REWARD_MODEL: MethodSpec = MethodSpec {
+    name: "rm",
+    summary: "a reward model: Bradley–Terry on pairs, Plackett–Luce on rankings, squared error on ratings",
+    kind: MethodKind::RewardModel,
+    training: REWARD_MODEL_TRAINING,
+    settings: &[
+        Setting {
+            name: "members",
+            default: 1.0,
+            help: "ensemble members (heads on a shared trunk, or independent models)",
+        },
+        Setting {
+            name: "std_weight",
+            default: 1.0,
+            help: "λ of the ensemble's mean − λ·std",
+        },
+    ],
+};
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,9 @@
 //! Eq. 6: each of k samples is baselined by the mean reward of the other k − 1,
 //! Â_i = r_i − (1/(k−1))·Σ_{j≠i} r_j; the KL to the reference enters the reward
 //! (r − β·KL per sequence, as TRL's RLOOTrainer does).
+use super::spec::{
+    MethodKind, MethodSpec, BETA, EPOCHS, GROUP_SIZE, ONLINE_TRAINING, PROMPTS_PER_STEP,
+};
 
 /// Per-sample leave-one-out advantages; samples of a group are consecutive.
 pub fn rloo_advantages(rewards: &[f32], group_size: usize) -> Vec<f32> {
@@ -33,6 +36,15 @@ pub fn kl_penalised_rewards(
         })
         .collect()
 }
+
+/// RLOO, Ahmadian et al. 2024.
+pub const RLOO: MethodSpec = MethodSpec {
+    name: "rloo",
+    summary: "RLOO (Ahmadian et al. 2024): leave-one-out baseline, a KL penalty β in the reward",
+    kind: MethodKind::Online,
+    training: ONLINE_TRAINING,
+    settings: &[BETA, GROUP_SIZE, PROMPTS_PER_STEP, EPOCHS],
+};
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::dpo::dpo_loss;
+use super::preference_method::{RankedInputs, RankedMethod};
+use super::spec::{
+    DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
+};
 
 pub fn rpo_loss<B: Backend>(
     chosen_logratios: Tensor<B, 1>,
@@ -17,6 +21,46 @@ pub fn rpo_loss<B: Backend>(
 ) -> Tensor<B, 1> {
     let nll = -chosen_logps / chosen_lengths.clamp_min(1.0);
     dpo_loss(chosen_logratios, rejected_logratios, beta, 0.0) + nll.mul_scalar(alpha)
+}
+
+/// RPO, Pang et al. 2024.
+pub const RPO: MethodSpec = MethodSpec {
+    name: "rpo",
+    summary: "RPO (Pang et al. 2024): DPO plus α times the chosen completion's NLL",
+    kind: MethodKind::Preference(DataShape::Pairs),
+    training: PREFERENCE_TRAINING,
+    settings: &[
+        BETA,
+        Setting {
+            name: "alpha",
+            default: 1.0,
+            help: "weight α of the chosen completion's negative log-likelihood",
+        },
+    ],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rpo {
+    pub alpha: f64,
+}
+
+impl RankedMethod for Rpo {
+    fn from_settings(spec: &MethodSpec, settings: &Settings) -> Self {
+        Self {
+            alpha: settings.value(spec, "alpha"),
+        }
+    }
+
+    fn losses<B: Backend>(&self, x: RankedInputs<B>) -> Tensor<B, 1> {
+        rpo_loss(
+            x.chosen(),
+            x.rejected(),
+            x.chosen_logps(),
+            x.chosen_lengths(),
+            x.beta,
+            self.alpha,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -5,11 +5,10 @@
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use super::spec::{MethodKind, MethodSpec, SUPERVISED_TRAINING};
+use crate::batches::BatchOrder;
 use crate::error::{Error, Result};
 use crate::host::read_scalar;
 use crate::io::Tokenizer;
@@ -79,37 +78,27 @@ impl Default for SftConfig {
     }
 }
 
-/// Streams shuffled minibatches over the data, reshuffling at each epoch.
+/// Streams shuffled minibatches over the data, reshuffling at each epoch (the rows of
+/// [`BatchOrder`]).
 pub struct Batches<'a, T> {
     data: &'a [T],
-    order: Vec<usize>,
-    cursor: usize,
-    rng: ChaCha8Rng,
+    order: BatchOrder,
 }
 
 impl<'a, T> Batches<'a, T> {
     pub fn new(data: &'a [T], seed: u64) -> Self {
-        let mut batches = Self {
+        Self {
             data,
-            order: (0..data.len()).collect(),
-            cursor: 0,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-        };
-        batches.order.shuffle(&mut batches.rng);
-        batches
+            order: BatchOrder::new(data.len(), seed),
+        }
     }
 
     pub fn next_batch(&mut self, size: usize) -> Vec<&'a T> {
-        let mut out = Vec::with_capacity(size);
-        while out.len() < size.min(self.data.len()) {
-            if self.cursor == self.order.len() {
-                self.order.shuffle(&mut self.rng);
-                self.cursor = 0;
-            }
-            out.push(&self.data[self.order[self.cursor]]);
-            self.cursor += 1;
-        }
-        out
+        self.order
+            .next_batch(size)
+            .into_iter()
+            .map(|i| &self.data[i])
+            .collect()
     }
 }
 
@@ -174,6 +163,15 @@ where
     }
     Ok(model)
 }
+
+/// Supervised fine-tuning.
+pub const SFT: MethodSpec = MethodSpec {
+    name: "sft",
+    summary: "supervised fine-tuning: the negative log-likelihood of completion tokens",
+    kind: MethodKind::Supervised,
+    training: SUPERVISED_TRAINING,
+    settings: &[],
+};
 
 #[cfg(test)]
 mod tests {

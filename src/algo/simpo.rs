@@ -2,6 +2,10 @@
 //! Eq. 6: −log σ(β/|y_c|·log π(y_c|x) − β/|y_r|·log π(y_r|x) − γ). No reference model: the
 //! inputs are length-averaged log-probs of the policy.
 
+use super::preference_method::{RankedInputs, RankedMethod};
+use super::spec::{
+    DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
+};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -17,6 +21,42 @@ pub fn simpo_loss<B: Backend>(
             .mul_scalar(beta)
             .sub_scalar(gamma),
     )
+}
+
+/// SimPO, Meng et al. 2024.
+pub const SIMPO: MethodSpec = MethodSpec {
+    name: "simpo",
+    summary: "SimPO (Meng et al. 2024): reference-free, length-normalised, with a target margin γ",
+    kind: MethodKind::Preference(DataShape::Pairs),
+    training: PREFERENCE_TRAINING,
+    settings: &[
+        BETA,
+        Setting {
+            name: "gamma",
+            default: 0.5,
+            help: "target reward margin γ",
+        },
+    ],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Simpo {
+    pub gamma: f64,
+}
+
+impl RankedMethod for Simpo {
+    const USES_REFERENCE: bool = false;
+    const LENGTH_AVERAGED: bool = true;
+
+    fn from_settings(spec: &MethodSpec, settings: &Settings) -> Self {
+        Self {
+            gamma: settings.value(spec, "gamma"),
+        }
+    }
+
+    fn losses<B: Backend>(&self, x: RankedInputs<B>) -> Tensor<B, 1> {
+        simpo_loss(x.chosen(), x.rejected(), x.beta, self.gamma)
+    }
 }
 
 #[cfg(test)]

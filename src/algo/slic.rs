@@ -2,6 +2,8 @@
 //! Conditional Language Generation"), Eq. 3, on log-ratios as in TRL's `hinge`:
 //! max(0, 1 − β·(ρ_c − ρ_r)).
 
+use super::preference_method::{RankedInputs, RankedMethod};
+use super::spec::{DataShape, MethodKind, MethodSpec, Settings, BETA, PREFERENCE_TRAINING};
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
@@ -16,6 +18,28 @@ pub fn hinge_loss<B: Backend>(
             .mul_scalar(-beta)
             .add_scalar(1.0),
     )
+}
+
+/// SLiC-HF's hinge, Zhao et al. 2023.
+pub const HINGE: MethodSpec = MethodSpec {
+    name: "hinge",
+    summary: "SLiC-HF's hinge loss (Zhao et al. 2023) on the margin of log-ratios",
+    kind: MethodKind::Preference(DataShape::Pairs),
+    training: PREFERENCE_TRAINING,
+    settings: &[BETA],
+};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hinge;
+
+impl RankedMethod for Hinge {
+    fn from_settings(_: &MethodSpec, _: &Settings) -> Self {
+        Self
+    }
+
+    fn losses<B: Backend>(&self, x: RankedInputs<B>) -> Tensor<B, 1> {
+        hinge_loss(x.chosen(), x.rejected(), x.beta)
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::algo::spec::{Settings, TrainingOverrides, BETA};
 use crate::error::{Error, Result};
 use crate::reward::Aggregation;
 
@@ -98,14 +99,11 @@ pub struct ProxySettings {
     pub lambda: f64,
     /// Use only the first `pairs` labelled pairs (a weaker proxy over-optimises sooner).
     pub pairs: Option<usize>,
-    #[serde(default = "rm_steps")]
-    pub steps: usize,
-    #[serde(default = "rm_lr")]
-    pub lr: f64,
-    #[serde(default = "rm_batch")]
-    pub batch_size: usize,
-    #[serde(default = "rm_warmup")]
-    pub warmup: usize,
+    /// Overrides of the registry's `rm` defaults (steps, lr, batch size, warmup).
+    pub steps: Option<usize>,
+    pub lr: Option<f64>,
+    pub batch_size: Option<usize>,
+    pub warmup: Option<usize>,
 }
 
 impl ProxySettings {
@@ -125,10 +123,9 @@ impl ProxySettings {
 pub struct BestOfNSettings {
     #[serde(default = "bon_ns")]
     pub ns: Vec<usize>,
-    /// The selecting proxy's name (default: the first).
+    /// The selecting proxy's name (default: the first). Best-of-n is measured on the
+    /// evaluation prompts, like every other policy.
     pub proxy: Option<String>,
-    #[serde(default = "bon_prompts")]
-    pub prompts: usize,
     /// Samples per prompt giving the reward's CDF under π_ref (for the measured KL).
     #[serde(default = "bon_pool")]
     pub pool: usize,
@@ -145,24 +142,38 @@ pub struct RlSettings {
     /// The proxies optimised (default: the first).
     #[serde(default)]
     pub proxies: Vec<String>,
-    #[serde(default = "rl_steps")]
-    pub steps: usize,
     /// Measure KL, proxy and gold on the evaluation prompts every this many steps.
     #[serde(default = "rl_eval_every")]
     pub eval_every: usize,
-    #[serde(default = "rl_prompts_per_step")]
-    pub prompts_per_step: usize,
-    /// Samples per prompt (GRPO's G; PPO takes one).
-    #[serde(default = "rl_group")]
-    pub group_size: usize,
-    #[serde(default = "rl_lr")]
-    pub lr: f64,
-    #[serde(default = "rl_batch")]
-    pub batch_size: usize,
-    #[serde(default = "one")]
-    pub epochs: usize,
+    /// The method's own settings over its registry defaults: prompts_per_step, group_size
+    /// (GRPO's G; PPO takes one sample per prompt and has none), epochs.
+    pub prompts_per_step: Option<usize>,
+    pub group_size: Option<usize>,
+    pub epochs: Option<usize>,
     /// PPO: adapt β towards this KL.
     pub target_kl: Option<f64>,
+    /// Overrides of the registry's defaults (steps, lr, samples per minibatch, warmup).
+    pub steps: Option<usize>,
+    pub lr: Option<f64>,
+    pub batch_size: Option<usize>,
+    pub warmup: Option<usize>,
+}
+
+impl RlSettings {
+    /// The settings given, by their registry names (β is each run's own).
+    pub fn settings(&self, kl_coef: f64) -> Settings {
+        let mut settings = Settings::new().with(BETA.name, kl_coef);
+        for (name, value) in [
+            ("prompts_per_step", self.prompts_per_step),
+            ("group_size", self.group_size),
+            ("epochs", self.epochs),
+        ] {
+            if let Some(value) = value {
+                settings.insert(name, value as f64);
+            }
+        }
+        settings
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,12 +182,14 @@ pub struct DpoSettings {
     pub betas: Vec<f64>,
     /// The proxy the trained policies are measured with (default: the first).
     pub proxy: Option<String>,
-    #[serde(default = "dpo_steps")]
-    pub steps: usize,
-    #[serde(default = "rl_lr")]
-    pub lr: f64,
-    #[serde(default = "dpo_batch")]
-    pub batch_size: usize,
+    /// Measure KL, proxy and gold on the evaluation prompts every this many steps.
+    #[serde(default = "dpo_eval_every")]
+    pub eval_every: usize,
+    /// Overrides of the registry's `dpo` defaults (steps, lr, batch size, warmup).
+    pub steps: Option<usize>,
+    pub lr: Option<f64>,
+    pub batch_size: Option<usize>,
+    pub warmup: Option<usize>,
 }
 
 fn builtin() -> String {
@@ -200,23 +213,8 @@ fn yes() -> bool {
 fn mean() -> AggregationName {
     AggregationName::Mean
 }
-fn rm_steps() -> usize {
-    300
-}
-fn rm_lr() -> f64 {
-    3e-3
-}
-fn rm_batch() -> usize {
-    32
-}
-fn rm_warmup() -> usize {
-    20
-}
 fn bon_ns() -> Vec<usize> {
     vec![1, 2, 4, 8, 16, 32, 64]
-}
-fn bon_prompts() -> usize {
-    32
 }
 fn bon_pool() -> usize {
     256
@@ -224,30 +222,30 @@ fn bon_pool() -> usize {
 fn bon_groups() -> usize {
     8
 }
-fn rl_steps() -> usize {
-    30
-}
 fn rl_eval_every() -> usize {
     5
 }
-fn rl_prompts_per_step() -> usize {
-    16
+fn dpo_eval_every() -> usize {
+    10
 }
-fn rl_group() -> usize {
-    8
+
+/// The four training keys every section shares, as overrides of the registry's defaults.
+macro_rules! training_overrides {
+    ($($section:ty),*) => {$(
+        impl $section {
+            pub fn training(&self) -> TrainingOverrides {
+                TrainingOverrides {
+                    lr: self.lr,
+                    steps: self.steps,
+                    batch_size: self.batch_size,
+                    warmup: self.warmup,
+                }
+            }
+        }
+    )*};
 }
-fn rl_lr() -> f64 {
-    1e-3
-}
-fn rl_batch() -> usize {
-    64
-}
-fn dpo_steps() -> usize {
-    60
-}
-fn dpo_batch() -> usize {
-    16
-}
+
+training_overrides!(ProxySettings, RlSettings, DpoSettings);
 
 impl FrontierConfig {
     /// Parses TOML; `source` names the file in errors (which carry line and column).
@@ -305,7 +303,7 @@ impl FrontierConfig {
                         "{source}: {section}.kl_coefs must be a non-empty list of numbers ≥ 0"
                     )));
                 }
-                if rl.eval_every == 0 || rl.steps == 0 {
+                if rl.eval_every == 0 || rl.steps == Some(0) {
                     return Err(Error::Input(format!(
                         "{source}: {section}.steps and {section}.eval_every must be positive"
                     )));
@@ -319,6 +317,11 @@ impl FrontierConfig {
             if dpo.betas.is_empty() || dpo.betas.iter().any(|b| b.is_nan() || *b <= 0.0) {
                 return Err(Error::Input(format!(
                     "{source}: dpo.betas must be a non-empty list of numbers > 0"
+                )));
+            }
+            if dpo.eval_every == 0 || dpo.steps == Some(0) {
+                return Err(Error::Input(format!(
+                    "{source}: dpo.steps and dpo.eval_every must be positive"
                 )));
             }
         }

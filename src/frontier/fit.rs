@@ -2,6 +2,12 @@
 //! Eq. 1–2) fit to the gold reward as a function of d = √KL(π‖π_ref), relative to the reward at
 //! d = 0: best-of-n R(d) = d(α − βd), RL R(d) = d(α − β·ln d). Both are linear in (α, β), so
 //! least squares without intercept solves them exactly.
+//!
+//! A fit is computed for any 3 points, but it is only *drawn and quoted* when it holds: at least
+//! [`MIN_POINTS`] points, R² of at least [`MIN_R_SQUARED`], and β > 0 (the forms' bend; with
+//! β ≤ 0 the curve never peaks, which is not the shape Gao et al. describe). It is drawn, and a
+//! peak quoted, only between the smallest and largest measured d: outside them the form is
+//! extrapolation.
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +30,18 @@ pub struct Fit {
     /// 1 − SS_res/SS_tot of the reward gains.
     pub r_squared: f64,
     pub points: usize,
+    /// The measured range of d (> 0) the fit saw.
+    #[serde(default)]
+    pub d_min: f64,
+    #[serde(default)]
+    pub d_max: f64,
 }
+
+/// Fewest points (at d > 0) a two-parameter fit is quoted for: two left over to judge it.
+pub const MIN_POINTS: usize = 4;
+/// Smallest R² a fit is quoted for: two parameters on a handful of noisy points explain little
+/// below it.
+pub const MIN_R_SQUARED: f64 = 0.8;
 
 impl FitForm {
     /// The two regressors: R − base = α·f₁(d) − β·f₂(d).
@@ -73,6 +90,8 @@ impl Fit {
             base,
             r_squared: 0.0,
             points: usable.len(),
+            d_min: usable.iter().map(|p| p.0).fold(f64::INFINITY, f64::min),
+            d_max: usable.iter().map(|p| p.0).fold(0.0, f64::max),
         };
         let mean = usable.iter().map(|(_, r)| r - base).sum::<f64>() / usable.len() as f64;
         let (mut ss_res, mut ss_tot) = (0.0, 0.0);
@@ -102,6 +121,28 @@ impl Fit {
             FitForm::Rl => (self.alpha / self.beta - 1.0).exp(),
         })
     }
+
+    /// Why the fit should not be drawn or quoted, or `None` when it holds.
+    pub fn rejection(&self) -> Option<String> {
+        if self.points < MIN_POINTS {
+            Some(format!("{} points, fewer than {MIN_POINTS}", self.points))
+        } else if self.r_squared.is_nan() || self.r_squared < MIN_R_SQUARED {
+            Some(format!("R² {:.2} < {MIN_R_SQUARED}", self.r_squared))
+        } else if self.beta <= 0.0 {
+            Some(format!(
+                "β {:.3} ≤ 0: the reward has not begun to bend",
+                self.beta
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The peak, when it lies inside the measured range of d.
+    pub fn peak_in_range(&self) -> Option<f64> {
+        self.peak_d()
+            .filter(|d| *d >= self.d_min && *d <= self.d_max)
+    }
 }
 
 #[cfg(test)]
@@ -118,6 +159,8 @@ mod tests {
                 base: 1.0,
                 r_squared: 1.0,
                 points: 0,
+                d_min: 0.0,
+                d_max: 0.0,
             };
             let points: Vec<(f64, f64)> = [0.3, 0.7, 1.2, 2.0, 3.1]
                 .iter()
@@ -132,5 +175,46 @@ mod tests {
         let bon = Fit::of(FitForm::BestOfN, 0.0, &[(1.0, 1.5), (2.0, 2.0), (3.0, 1.5)]).unwrap();
         assert!((bon.peak_d().unwrap() - 2.0).abs() < 1e-9);
         assert!(Fit::of(FitForm::Rl, 0.0, &[(1.0, 1.0), (2.0, 2.0)]).is_none());
+    }
+
+    #[test]
+    fn fits_are_quoted_only_where_they_hold() {
+        let exact = |form: FitForm, beta: f64, ds: &[f64]| {
+            let truth = Fit {
+                form,
+                alpha: 2.0,
+                beta,
+                base: 0.0,
+                r_squared: 1.0,
+                points: 0,
+                d_min: 0.0,
+                d_max: 0.0,
+            };
+            let points: Vec<(f64, f64)> = ds.iter().map(|&d| (d, truth.predict(d))).collect();
+            Fit::of(form, 0.0, &points).unwrap()
+        };
+        // Four exact points bending down: holds; its peak α/(2β) = 2 lies in [0.5, 3].
+        let good = exact(FitForm::BestOfN, 0.5, &[0.5, 1.0, 2.0, 3.0]);
+        assert_eq!(good.rejection(), None);
+        assert_eq!((good.d_min, good.d_max), (0.5, 3.0));
+        assert!((good.peak_in_range().unwrap() - 2.0).abs() < 1e-9);
+        // The same curve measured only up to d = 1.5: the peak is beyond the data.
+        let short = exact(FitForm::BestOfN, 0.5, &[0.3, 0.6, 1.0, 1.5]);
+        assert!(short.peak_d().is_some() && short.peak_in_range().is_none());
+        // Three points: computed, not quoted.
+        let few = exact(FitForm::Rl, 0.5, &[0.5, 1.0, 2.0]);
+        assert!(few.rejection().unwrap().contains("fewer than 4"));
+        // A curve that never peaks (β < 0) fits perfectly and is still not Gao et al.'s shape.
+        let convex = exact(FitForm::BestOfN, -0.2, &[0.5, 1.0, 2.0, 3.0]);
+        assert!(convex.r_squared > 0.999);
+        assert!(convex.rejection().unwrap().contains("β"));
+        // Noise with no trend: R² near or below 0.
+        let noise = Fit::of(
+            FitForm::Rl,
+            0.0,
+            &[(0.5, 1.0), (1.0, -1.0), (1.5, 1.0), (2.0, -1.0), (2.5, 1.0)],
+        )
+        .unwrap();
+        assert!(noise.rejection().unwrap().contains("R²"), "{noise:?}");
     }
 }

@@ -12,25 +12,31 @@ use super::fit::Fit;
 use super::{FrontierPoint, FrontierReport};
 use crate::error::{Error, Result};
 
-const WIDTH: u32 = 760;
+/// The whole chart: the plot on the left, its legend in a panel of its own on the right (a
+/// legend drawn inside the plot covered points).
+const WIDTH: u32 = 1000;
+const PLOT_WIDTH: u32 = 690;
 const HEIGHT: u32 = 460;
 
-/// One row per measured policy: best-of-n points, then every run's points.
+/// One row per measured policy: best-of-n points, then every run's points. `kl` is always the
+/// measured KL (Σ log π/π_ref over sampled tokens) and `sqrt_kl` its root; best-of-n rows also
+/// give the analytic bound log n − (n−1)/n in `analytic_kl`.
 pub fn to_csv(report: &FrontierReport) -> String {
     let mut out = String::from(
-        "run,method,coef,proxy,step_or_n,kl,kl_ci95,sqrt_kl,proxy_reward,proxy_ci95,gold_reward,gold_ci95\n",
+        "run,method,coef,proxy,step_or_n,kl,kl_ci95,sqrt_kl,analytic_kl,proxy_reward,proxy_ci95,gold_reward,gold_ci95\n",
     );
     if let Some(bon) = &report.best_of_n {
         for p in &bon.points {
             let gold = p.monitor_reward.unwrap_or(p.reward);
             let _ = writeln!(
                 out,
-                "best-of-n,best_of_n,,{},{},{},{},{},{},{},{},{}",
+                "best-of-n,best_of_n,,{},{},{},{},{},{},{},{},{},{}",
                 bon.proxy,
                 p.n,
-                p.estimated_kl.mean,
-                p.estimated_kl.ci95,
-                p.analytic_kl.sqrt(),
+                p.kl.mean,
+                p.kl.ci95,
+                p.sqrt_kl(),
+                p.analytic_kl,
                 p.reward.mean,
                 p.reward.ci95,
                 gold.mean,
@@ -43,7 +49,7 @@ pub fn to_csv(report: &FrontierReport) -> String {
             let proxy = p.proxies.get(&run.proxy);
             let _ = writeln!(
                 out,
-                "\"{}\",{},{},{},{},{},{},{},{},{},{},{}",
+                "\"{}\",{},{},{},{},{},{},{},,{},{},{},{}",
                 run.name,
                 run.method,
                 run.coef.map(|c| c.to_string()).unwrap_or_default(),
@@ -84,19 +90,41 @@ pub fn write(report: &FrontierReport, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Style {
+    /// Measured points joined in step order, with an arrow on each segment.
+    Trajectory,
+    /// Measured points joined in order of n (best-of-n), no arrows.
+    Points,
+    /// A fitted or analytic curve: dashed, no markers.
+    Curve,
+}
+
 struct Series {
     label: String,
     points: Vec<(f64, f64)>,
     /// Vertical 95% half-widths, when known.
     errors: Vec<f64>,
-    /// Draw as a dashed fitted curve without markers.
-    fitted: bool,
+    style: Style,
     colour: usize,
 }
 
+/// Colours that stay apart on white (no yellow), in the order runs get them.
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(255, 127, 14),
+    RGBColor(23, 190, 207),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(80, 80, 80),
+    RGBColor(128, 128, 0),
+];
+
 fn colour(i: usize) -> RGBColor {
-    let (r, g, b) = Palette99::pick(i).to_rgba().rgb();
-    RGBColor(r, g, b)
+    PALETTE[i % PALETTE.len()]
 }
 
 fn extent(series: &[Series], axis: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
@@ -117,13 +145,40 @@ fn plot_error<E: std::fmt::Debug>(e: E) -> Error {
     Error::Input(format!("drawing a chart failed: {e:?}"))
 }
 
-/// One chart as an SVG string.
+/// A filled arrowhead at the middle of the segment `from → to` (pixels), pointing along it.
+fn arrowhead(from: (i32, i32), to: (i32, i32)) -> Option<Vec<(i32, i32)>> {
+    let (dx, dy) = ((to.0 - from.0) as f64, (to.1 - from.1) as f64);
+    let length = (dx * dx + dy * dy).sqrt();
+    if length < 14.0 {
+        return None;
+    }
+    let (ux, uy) = (dx / length, dy / length);
+    let tip = (
+        from.0 as f64 + dx * 0.5 + ux * 5.0,
+        from.1 as f64 + dy * 0.5 + uy * 5.0,
+    );
+    let back = (tip.0 - ux * 10.0, tip.1 - uy * 10.0);
+    let corner = |side: f64| {
+        (
+            (back.0 - uy * 4.5 * side).round() as i32,
+            (back.1 + ux * 4.5 * side).round() as i32,
+        )
+    };
+    Some(vec![
+        (tip.0.round() as i32, tip.1.round() as i32),
+        corner(1.0),
+        corner(-1.0),
+    ])
+}
+
+/// One chart as an SVG string: the plot, and its legend beside it.
 fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<String> {
     let mut svg = String::new();
     {
         let root: DrawingArea<SVGBackend, Shift> =
             SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
+        let (plot_area, legend_area) = root.split_horizontally(PLOT_WIDTH);
         let (x0, x1) = extent(series, |p| p.0);
         let (y0, y1) = {
             let (lo, hi) = extent(series, |p| p.1);
@@ -134,8 +189,8 @@ fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result
                 .fold(0.0, f64::max);
             (lo - spread, hi + spread)
         };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+        let mut chart = ChartBuilder::on(&plot_area)
+            .caption(title, ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(56)
@@ -156,22 +211,28 @@ fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result
                 .copied()
                 .filter(|p| p.0.is_finite() && p.1.is_finite())
                 .collect();
-            if s.fitted {
+            if s.style == Style::Curve {
                 chart
-                    .draw_series(DashedLineSeries::new(points, 6, 4, c.stroke_width(1)))
-                    .map_err(plot_error)?
-                    .label(&s.label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c));
+                    .draw_series(DashedLineSeries::new(points, 6, 4, c.stroke_width(2)))
+                    .map_err(plot_error)?;
                 continue;
             }
             chart
                 .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(plot_error)?
-                .label(&s.label)
-                .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
+                .map_err(plot_error)?;
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 4, c.filled())))
                 .map_err(plot_error)?;
+            if s.style == Style::Trajectory {
+                for pair in points.windows(2) {
+                    let from = chart.backend_coord(&pair[0]);
+                    let to = chart.backend_coord(&pair[1]);
+                    if let Some(head) = arrowhead(from, to) {
+                        root.draw(&Polygon::new(head, c.filled()))
+                            .map_err(plot_error)?;
+                    }
+                }
+            }
             if !s.errors.is_empty() {
                 chart
                     .draw_series(
@@ -186,22 +247,47 @@ fn chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result
                     .map_err(plot_error)?;
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.6))
-            .border_style(BLACK.mix(0.3))
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(plot_error)?;
+        draw_legend(&legend_area, series)?;
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
 }
 
-fn fit_curve(fit: &Fit, d_max: f64) -> Vec<(f64, f64)> {
-    (1..=60)
+/// The legend panel: a sample of each series' line or marker and its label, one per row.
+fn draw_legend(area: &DrawingArea<SVGBackend, Shift>, series: &[Series]) -> Result<()> {
+    let font = ("sans-serif", 12).into_font();
+    for (row, s) in series.iter().enumerate() {
+        let y = 44 + 19 * row as i32;
+        let c = colour(s.colour);
+        match s.style {
+            Style::Curve => {
+                for x in [4, 14] {
+                    area.draw(&PathElement::new(
+                        vec![(x, y), (x + 6, y)],
+                        c.stroke_width(2),
+                    ))
+                    .map_err(plot_error)?;
+                }
+            }
+            _ => {
+                area.draw(&PathElement::new(vec![(4, y), (22, y)], c.stroke_width(2)))
+                    .map_err(plot_error)?;
+                area.draw(&Circle::new((13, y), 4, c.filled()))
+                    .map_err(plot_error)?;
+            }
+        }
+        area.draw(&Text::new(s.label.clone(), (28, y - 7), font.clone()))
+            .map_err(plot_error)?;
+    }
+    Ok(())
+}
+
+/// The fitted curve between the smallest and largest d it was fitted on: outside them (also
+/// between the base at d = 0 and the first measured policy) the form says nothing.
+fn fit_curve(fit: &Fit) -> Vec<(f64, f64)> {
+    (0..=60)
         .map(|i| {
-            let d = d_max * i as f64 / 60.0;
+            let d = fit.d_min + (fit.d_max - fit.d_min) * i as f64 / 60.0;
             (d, fit.predict(d))
         })
         .collect()
@@ -213,33 +299,53 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-fn fit_text(fit: &Option<Fit>) -> String {
+/// A fit as the report quotes it: its parameters when it holds, else why not.
+pub fn fit_text(fit: &Option<Fit>) -> String {
     match fit {
-        None => "—".into(),
-        Some(f) => {
-            let peak = f
-                .peak_d()
-                .map(|d| format!(", peak at √KL {d:.2}"))
-                .unwrap_or_default();
-            format!(
-                "α {:.3}, β {:.3}, R² {:.2}{peak}",
-                f.alpha, f.beta, f.r_squared
-            )
-        }
+        None => "no fit (too few points)".into(),
+        Some(f) => match f.rejection() {
+            Some(why) => format!("no fit ({why})"),
+            None => {
+                let peak = match (f.peak_in_range(), f.peak_d()) {
+                    (Some(d), _) => format!(", peak at √KL {d:.2}"),
+                    (None, Some(d)) => format!(
+                        ", no peak within the measured √KL {:.2}–{:.2} (the form's, at {d:.2}, is extrapolated)",
+                        f.d_min, f.d_max
+                    ),
+                    (None, None) => String::new(),
+                };
+                format!(
+                    "α {:.3}, β {:.3}, R² {:.2} on {} points{peak}",
+                    f.alpha, f.beta, f.r_squared, f.points
+                )
+            }
+        },
     }
+}
+
+/// The fit's curve as a series, when the fit holds.
+fn fit_series(fit: &Option<Fit>, name: &str, form: &str, colour: usize) -> Option<Series> {
+    let fit = fit.as_ref().filter(|f| f.rejection().is_none())?;
+    Some(Series {
+        label: format!("{name} fit {form}, R² {:.2}", fit.r_squared),
+        points: fit_curve(fit),
+        errors: Vec::new(),
+        style: Style::Curve,
+        colour,
+    })
 }
 
 fn gold_series(report: &FrontierReport) -> Vec<Series> {
     let mut series = Vec::new();
     if let Some(bon) = &report.best_of_n {
         series.push(Series {
-            label: format!("best-of-n ({})", bon.proxy),
+            label: format!("best-of-n ({}), n = 1…", bon.proxy),
             points: bon
                 .points
                 .iter()
                 .map(|p| {
                     (
-                        p.analytic_kl.sqrt(),
+                        p.sqrt_kl(),
                         p.monitor_reward.map(|m| m.mean).unwrap_or(f64::NAN),
                     )
                 })
@@ -249,24 +355,10 @@ fn gold_series(report: &FrontierReport) -> Vec<Series> {
                 .iter()
                 .map(|p| p.monitor_reward.map(|m| m.ci95).unwrap_or(f64::NAN))
                 .collect(),
-            fitted: false,
+            style: Style::Points,
             colour: 0,
         });
-        if let Some(fit) = &bon.gold_fit {
-            // Drawn over the measured range only: the fitted parabola says nothing beyond it.
-            let d_max = bon
-                .points
-                .iter()
-                .map(|p| p.analytic_kl.sqrt())
-                .fold(0.0, f64::max);
-            series.push(Series {
-                label: "best-of-n fit d(α − βd)".into(),
-                points: fit_curve(fit, d_max),
-                errors: Vec::new(),
-                fitted: true,
-                colour: 0,
-            });
-        }
+        series.extend(fit_series(&bon.gold_fit, "best-of-n", "d(α − βd)", 0));
     }
     for (i, run) in report.runs.iter().enumerate() {
         series.push(Series {
@@ -277,19 +369,10 @@ fn gold_series(report: &FrontierReport) -> Vec<Series> {
                 .map(|p| (p.sqrt_kl, p.gold.mean))
                 .collect(),
             errors: run.points.iter().map(|p| p.gold.ci95).collect(),
-            fitted: false,
+            style: Style::Trajectory,
             colour: i + 1,
         });
-        if let Some(fit) = &run.gold_fit {
-            let d_max = run.points.iter().map(|p| p.sqrt_kl).fold(0.0, f64::max);
-            series.push(Series {
-                label: format!("{} fit d(α − β ln d)", run.name),
-                points: fit_curve(fit, d_max),
-                errors: Vec::new(),
-                fitted: true,
-                colour: i + 1,
-            });
-        }
+        series.extend(fit_series(&run.gold_fit, &run.name, "d(α − β ln d)", i + 1));
     }
     series
 }
@@ -302,10 +385,10 @@ fn run_series(
     let mut series = Vec::new();
     if let Some(bon) = &report.best_of_n {
         series.push(Series {
-            label: format!("best-of-n ({})", bon.proxy),
+            label: format!("best-of-n ({}), n = 1…", bon.proxy),
             points: bon.points.iter().map(&bon_value).collect(),
             errors: Vec::new(),
-            fitted: false,
+            style: Style::Points,
             colour: 0,
         });
     }
@@ -314,7 +397,7 @@ fn run_series(
             label: run.name.clone(),
             points: run.points.iter().map(|p| value(p, &run.proxy)).collect(),
             errors: Vec::new(),
-            fitted: false,
+            style: Style::Trajectory,
             colour: i + 1,
         });
     }
@@ -338,7 +421,7 @@ pub fn html(report: &FrontierReport) -> Result<String> {
         &run_series(
             report,
             |p, name| (p.sqrt_kl, proxy_of(p, name)),
-            |p| (p.analytic_kl.sqrt(), p.reward.mean),
+            |p| (p.sqrt_kl(), p.reward.mean),
         ),
     )?;
     let overoptimisation_chart = chart(
@@ -373,22 +456,22 @@ pub fn html(report: &FrontierReport) -> Result<String> {
                 "KL (nats)",
                 &[
                     Series {
-                        label: "analytic".into(),
+                        label: "analytic bound log n − (n−1)/n".into(),
                         points: analytic,
                         errors: Vec::new(),
-                        fitted: true,
-                        colour: 0,
+                        style: Style::Curve,
+                        colour: 8,
                     },
                     Series {
                         label: "measured (95% CI)".into(),
                         points: bon
                             .points
                             .iter()
-                            .map(|p| ((p.n as f64).log2(), p.estimated_kl.mean))
+                            .map(|p| ((p.n as f64).log2(), p.kl.mean))
                             .collect(),
-                        errors: bon.points.iter().map(|p| p.estimated_kl.ci95).collect(),
-                        fitted: false,
-                        colour: 3,
+                        errors: bon.points.iter().map(|p| p.kl.ci95).collect(),
+                        style: Style::Points,
+                        colour: 0,
                     },
                 ],
             )?
@@ -399,18 +482,26 @@ pub fn html(report: &FrontierReport) -> Result<String> {
     let _ = write!(
         page,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>alignlab frontier</title>\
-<style>body{{font-family:sans-serif;max-width:820px;margin:2em auto;padding:0 1em;color:#222}}\
+<style>body{{font-family:sans-serif;max-width:1040px;margin:2em auto;padding:0 1em;color:#222}}\
 table{{border-collapse:collapse;font-size:0.85em;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}\
 th{{background:#f3f3f3}}td:first-child{{text-align:left}}figure{{margin:1.5em 0}}svg{{max-width:100%;height:auto}}</style></head><body>\
 <h1>KL–reward frontier</h1><p>Model <code>{}</code>, prompts <code>{}</code>, gold reward <code>{}</code>, seed {}. \
-Every policy is measured on the same {} held-out prompts × {} samples: KL is Σ log π/π_ref over the sampled tokens \
-(mean ± 95% CI), rewards are means ± 95% CI. {} gold-labelled pairs of base samples (a tenth held out).</p>",
+Every policy, best-of-n included, is measured on the same {} held-out prompts: KL is Σ log π/π_ref over the sampled tokens \
+(mean ± 95% CI), rewards are means ± 95% CI ({} samples per prompt; best-of-n: its groups per prompt). \
+Best-of-n's KL is measured too (log n + (n−1)·log F̂ of the selected samples, F̂ the reward's CDF under π_ref from an \
+independent pool; its interval bootstraps prompts and pools); the analytic value log n − (n−1)/n, an upper bound, is drawn \
+as a curve on the best-of-n chart and listed in the table. Each run's points are joined in step order, an arrow on each \
+segment: a line that doubles back along KL is a policy that moved back toward the reference. \
+Gao et al.'s forms are drawn (over the measured range only) and quoted only where they hold: at least {} points, \
+R² ≥ {}, and β > 0; otherwise the table says why not. {} gold-labelled pairs of base samples (a tenth held out).</p>",
         escape(&report.config.model),
         escape(&report.config.prompts),
         escape(&report.config.gold),
         report.config.seed,
         report.config.eval.prompts,
         report.config.eval.samples_per_prompt,
+        super::fit::MIN_POINTS,
+        super::fit::MIN_R_SQUARED,
         report.preference_pairs,
     );
     page.push_str("<h2>Proxy rewards</h2><table><tr><th>proxy</th><th>members</th><th>aggregation</th><th>training pairs</th><th>held-out accuracy</th></tr>");
@@ -460,7 +551,7 @@ Every policy is measured on the same {} held-out prompts × {} samples: KL is Σ
         let _ = write!(
             page,
             "<h2>Best-of-n (selected by {})</h2><p>Gold fit d(α − βd): {}. Proxy fit: {}.</p>\
-<table><tr><th>n</th><th>analytic KL</th><th>measured KL</th><th>proxy</th><th>gold</th></tr>",
+<table><tr><th>n</th><th>measured KL</th><th>analytic bound</th><th>proxy</th><th>gold</th></tr>",
             escape(&bon.proxy),
             fit_text(&bon.gold_fit),
             fit_text(&bon.proxy_fit)
@@ -469,11 +560,11 @@ Every policy is measured on the same {} held-out prompts × {} samples: KL is Σ
             let gold = p.monitor_reward.unwrap_or(p.reward);
             let _ = write!(
                 page,
-                "<tr><td>{}</td><td>{:.3}</td><td>{:.3} ± {:.3}</td><td>{:.3} ± {:.3}</td><td>{:.3} ± {:.3}</td></tr>",
+                "<tr><td>{}</td><td>{:.3} ± {:.3}</td><td>{:.3}</td><td>{:.3} ± {:.3}</td><td>{:.3} ± {:.3}</td></tr>",
                 p.n,
+                p.kl.mean,
+                p.kl.ci95,
                 p.analytic_kl,
-                p.estimated_kl.mean,
-                p.estimated_kl.ci95,
                 p.reward.mean,
                 p.reward.ci95,
                 gold.mean,

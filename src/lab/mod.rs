@@ -14,17 +14,16 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::algo::best_of_n::{self, BestOfNPoint};
-use crate::algo::policy_gradient::PolicyGradientConfig;
-use crate::algo::preference::{
-    reference_logps, DataShape, PreferenceConfig, PreferenceData, PreferenceLoss,
-    PreferenceTrainer, ReferenceLogps,
-};
+use crate::algo::best_of_n::BestOfNPoint;
+use crate::algo::preference::{DataShape, PreferenceConfig, PreferenceData, PreferenceLoss};
+use crate::algo::reward_model::REWARD_MODEL;
+use crate::algo::spec::{MethodKind, Settings, TrainingOverrides, BETA};
 use crate::dataset::{tokenize_rankings, tokenize_unpaired, LengthLimit, RankedSequences};
 use crate::error::{Error, Result};
-use crate::frontier::{Evaluation, FrontierPoint};
+use crate::frontier::measure::{Evaluation, FrontierPoint};
 use crate::io::prefs::{PreferencePair, Ranking, UnpairedExample};
 use crate::io::{Checkpoint, Tokenizer};
+use crate::methods;
 use crate::metrics::Metrics;
 use crate::model::{Llama, RewardEnsemble, RewardModel};
 use crate::prompts::{self, PromptSet};
@@ -32,9 +31,11 @@ use crate::reward::source::RewardSource;
 use crate::reward::train::{self as reward_train, RewardData, RewardTrainConfig};
 use crate::reward::{Aggregation, LearnedReward, RewardHeads};
 use crate::rollout::collect;
+use crate::run::best_of_n::{self, BestOfNPlan};
+use crate::run::preference::PreferenceRun;
 use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 use crate::sample::{generate, SamplingConfig};
-use crate::train::{OptimConfig, Trainer};
+use crate::train::Trainer;
 pub use labels::{Choice, Label, Labeller, PairLabel, RankingLabel};
 
 /// The proxy's name in measured points.
@@ -102,26 +103,30 @@ pub struct Sample {
     pub proxy: Option<f32>,
 }
 
+/// A reward model to train on the labels; what the page leaves out comes from the registry's
+/// `rm` entry (the CLI's and the sweep's defaults too).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RewardSettings {
     pub steps: usize,
-    #[serde(default = "default_members")]
-    pub members: usize,
-    #[serde(default = "default_rm_lr")]
-    pub lr: f64,
-    #[serde(default = "default_rm_batch")]
-    pub batch_size: usize,
+    /// Independent members (aggregated by mean − std when more than one) [default 1].
+    #[serde(default)]
+    pub members: Option<usize>,
+    #[serde(default)]
+    pub lr: Option<f64>,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
 }
 
-fn default_members() -> usize {
-    1
-}
-fn default_rm_lr() -> f64 {
-    3e-3
-}
-fn default_rm_batch() -> usize {
-    16
+impl RewardSettings {
+    fn training(&self) -> TrainingOverrides {
+        TrainingOverrides {
+            lr: self.lr,
+            steps: Some(self.steps),
+            batch_size: self.batch_size,
+            warmup: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,11 +149,15 @@ pub struct RunSettings {
     /// An online method (`ppo`, `grpo`, `dr-grpo`, `rloo`, `reinforce-pp`, `raft`) optimising
     /// the reward model, or a DPO-family loss (`dpo`, `ipo`, `kto`, …) on the labels.
     pub method: String,
-    /// β: the KL coefficient of online methods, the DPO family's β.
+    /// β: the KL coefficient of online methods, the DPO family's β (methods without one, RAFT,
+    /// ignore it).
     pub kl_coef: f64,
     pub steps: usize,
     #[serde(default)]
     pub lr: Option<f64>,
+    /// The method's own settings by their registry names (e.g. `group_size`), over its defaults.
+    #[serde(default)]
+    pub settings: Settings,
     /// Measure KL, proxy and gold every this many steps.
     #[serde(default = "default_eval_every")]
     pub eval_every: usize,
@@ -180,10 +189,7 @@ struct RewardTraining<B: AutodiffBackend> {
 
 struct Preference<B: AutodiffBackend> {
     policy: Option<Llama<B>>,
-    trainer: PreferenceTrainer<B>,
-    data: PreferenceData,
-    reference: ReferenceLogps,
-    order: Vec<usize>,
+    run: PreferenceRun<B>,
 }
 
 enum Method<B: AutodiffBackend> {
@@ -482,7 +488,9 @@ where
                 "training a reward model needs at least 2 labelled pairs (left or right, or a ranking); there are {total}"
             )));
         }
-        if settings.steps == 0 || settings.batch_size == 0 || settings.members == 0 {
+        let members = settings.members.unwrap_or(1);
+        let training = settings.training();
+        if settings.steps == 0 || training.batch_size(&REWARD_MODEL) == 0 || members == 0 {
             return Err(Error::Input(
                 "reward model: steps, batch_size and members must be at least 1".into(),
             ));
@@ -495,9 +503,9 @@ where
             row.index = i;
         }
         let heads = RewardHeads::Ensemble {
-            members: settings.members,
+            members,
             shared_trunk: false,
-            aggregation: if settings.members > 1 {
+            aggregation: if members > 1 {
                 Aggregation::MeanMinusStd { lambda: 1.0 }
             } else {
                 Aggregation::Mean
@@ -505,13 +513,8 @@ where
             member_scale: Vec::new(),
         };
         let config = RewardTrainConfig {
-            optim: OptimConfig {
-                lr: settings.lr,
-                warmup_steps: (settings.steps / 10).min(20),
-                total_steps: settings.steps,
-                ..Default::default()
-            },
-            batch_size: settings.batch_size,
+            optim: training.optim(&REWARD_MODEL),
+            batch_size: training.batch_size(&REWARD_MODEL),
             seed: self.config.seed,
             margin_from_scores: false,
         };
@@ -555,7 +558,9 @@ where
             step: step + 1,
             total_steps,
             loss: metrics.get(crate::metrics::TRAIN_LOSS).unwrap_or(f64::NAN),
-            accuracy: metrics.get("train/accuracy").unwrap_or(f64::NAN),
+            accuracy: metrics
+                .get(crate::metrics::TRAIN_ACCURACY)
+                .unwrap_or(f64::NAN),
             held_out_accuracy: None,
             held_out_pairs: training.held_out.len(),
             training_pairs: training.data.len(),
@@ -610,27 +615,49 @@ where
                 settings.kl_coef
             )));
         }
-        let method = if let Some(loss) = PreferenceLoss::with_defaults(&settings.method) {
-            Method::Preference(Box::new(self.preference_run(loss, settings).await?))
-        } else {
-            let algorithm = OnlineAlgorithm::parse(&settings.method).map_err(|_| {
-                Error::Input(format!(
-                    "unknown method `{}`: expected one of {}, {}",
-                    settings.method,
-                    OnlineAlgorithm::ALL.map(|a| a.name()).join(", "),
-                    PreferenceLoss::NAMES.join(", ")
+        let spec = methods::find(&settings.method)?;
+        let mut method_settings = settings.settings.clone();
+        if spec.setting(BETA.name).is_some() {
+            method_settings.insert(BETA.name, settings.kl_coef);
+        }
+        let training = TrainingOverrides {
+            lr: settings.lr,
+            steps: Some(settings.steps),
+            batch_size: None,
+            warmup: None,
+        };
+        let method = match spec.kind {
+            MethodKind::Preference(_) => {
+                let loss = PreferenceLoss::from_spec(spec, &method_settings)
+                    .expect("the registry's preference methods are the loss list's")?;
+                Method::Preference(Box::new(
+                    self.preference_run(loss, &method_settings, &training)
+                        .await?,
                 ))
-            })?;
-            if self.proxy.is_empty() {
-                return Err(Error::Input(format!(
-                    "{} optimises the reward model: train one on your labels first",
-                    algorithm.name()
-                )));
             }
-            Method::Online(Box::new(OnlineRun::new(
-                self.base.clone(),
-                self.online_config(algorithm, settings),
-            )))
+            MethodKind::Online => {
+                let algorithm = OnlineAlgorithm::parse(spec.name)?;
+                if self.proxy.is_empty() {
+                    return Err(Error::Input(format!(
+                        "{} optimises the reward model: train one on your labels first",
+                        algorithm.name()
+                    )));
+                }
+                let config = OnlineRunConfig::new(
+                    algorithm,
+                    &method_settings,
+                    &training,
+                    self.sampling(0),
+                    self.config.seed,
+                )?;
+                Method::Online(Box::new(OnlineRun::new(self.base.clone(), config)))
+            }
+            MethodKind::Supervised | MethodKind::RewardModel => {
+                return Err(Error::Input(format!(
+                    "{} is not a run on the policy: the page trains reward models with \"Train reward model\"",
+                    spec.name
+                )))
+            }
         };
         self.run = Some(Run {
             name: format!("{} β={}", settings.method, settings.kl_coef),
@@ -643,38 +670,16 @@ where
         self.measure().await
     }
 
-    fn online_config(&self, algorithm: OnlineAlgorithm, settings: &RunSettings) -> OnlineRunConfig {
-        OnlineRunConfig {
-            algorithm,
-            kl_coef: settings.kl_coef,
-            target_kl: None,
-            group_size: 4,
-            prompts_per_step: 8,
-            sampling: self.sampling(0),
-            policy_gradient: PolicyGradientConfig {
-                minibatch_size: 32,
-                ..Default::default()
-            },
-            optim: OptimConfig {
-                lr: settings.lr.unwrap_or(1e-3),
-                warmup_steps: 2,
-                total_steps: settings.steps,
-                ..Default::default()
-            },
-            seed: self.config.seed,
-        }
-    }
-
     async fn preference_run(
         &self,
         loss: PreferenceLoss,
-        settings: &RunSettings,
+        settings: &Settings,
+        training: &TrainingOverrides,
     ) -> Result<Preference<B>> {
         let pairs: Vec<&PreferencePair> = self.pair_groups.iter().flatten().collect();
         if pairs.is_empty() {
             return Err(Error::Input(format!(
-                "{} learns from your labels: label some pairs (left or right) or rank some completions first",
-                settings.method
+                "{loss} learns from your labels: label some pairs (left or right) or rank some completions first"
             )));
         }
         let data = match loss.data_shape() {
@@ -698,26 +703,17 @@ where
                 )
             }
         };
-        data.check(&loss)?;
+        let spec = loss.spec();
         let config = PreferenceConfig {
             loss,
-            beta: settings.kl_coef,
-            optim: OptimConfig {
-                lr: settings.lr.unwrap_or(1e-3),
-                warmup_steps: 2,
-                total_steps: settings.steps,
-                ..Default::default()
-            },
-            batch_size: 16,
+            beta: settings.value(spec, BETA.name),
+            optim: training.optim(spec),
+            batch_size: training.batch_size(spec),
             seed: self.config.seed,
         };
-        let reference = reference_logps(&self.reference, &data, 32).await?;
         Ok(Preference {
             policy: Some(self.base.clone()),
-            order: shuffled(data.len(), self.config.seed),
-            trainer: PreferenceTrainer::new(config),
-            data,
-            reference,
+            run: PreferenceRun::new(&self.reference, data, config).await?,
         })
     }
 
@@ -746,16 +742,11 @@ where
                     .await?
             }
             Method::Preference(p) => {
-                let batch_size = p.trainer.config.batch_size;
-                let batch = batch_at(&p.order, run.step, batch_size);
                 let policy = p
                     .policy
                     .take()
                     .ok_or_else(|| Error::Input("this run failed a step: start another".into()))?;
-                let (policy, metrics) = p
-                    .trainer
-                    .step(policy, &p.data, &p.reference, &batch)
-                    .await?;
+                let (policy, metrics) = p.run.step(policy).await?;
                 p.policy = Some(policy);
                 metrics
             }
@@ -793,16 +784,19 @@ where
         let selector = self.proxy.first().map_or(&self.gold, |(_, p)| p);
         let prompts = &self.eval_prompts[..prompts.clamp(1, self.eval_prompts.len())];
         let max_n = *ns.iter().max().expect("non-empty");
+        let plan = BestOfNPlan {
+            ns: ns.to_vec(),
+            pool: (4 * max_n).max(32),
+            groups: 2,
+            sampling: self.sampling(self.config.seed.wrapping_add(50_000)),
+        };
         best_of_n::measure(
             &self.reference,
             &self.tokenizer,
             prompts,
             selector,
             Some(&self.gold),
-            ns,
-            (4 * max_n).max(32),
-            2,
-            &self.sampling(self.config.seed.wrapping_add(50_000)),
+            &plan,
         )
         .await
     }

@@ -18,6 +18,16 @@ pub enum Aggregation {
     },
 }
 
+impl std::fmt::Display for Aggregation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Mean => write!(f, "mean"),
+            Self::Min => write!(f, "min"),
+            Self::MeanMinusStd { lambda } => write!(f, "mean − {lambda}·std"),
+        }
+    }
+}
+
 /// Per-sequence standard deviation across members: [batch, members] → [batch].
 pub fn member_std<B: Backend>(member_rewards: Tensor<B, 2>) -> Tensor<B, 1> {
     let [batch, _] = member_rewards.dims();

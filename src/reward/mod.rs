@@ -48,6 +48,40 @@ pub enum RewardHeads {
     },
 }
 
+/// How a user reads a reward model's shape: "one reward", "an ensemble of 4 independent models
+/// (mean − 1·std)", "attributes brevity, positivity along (0.71, 0.71)".
+impl std::fmt::Display for RewardHeads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Ensemble { members: 1, .. } => write!(f, "one reward"),
+            Self::Ensemble {
+                members,
+                shared_trunk,
+                aggregation,
+                ..
+            } => {
+                let kind = if *shared_trunk {
+                    "heads on a shared trunk"
+                } else {
+                    "independent models"
+                };
+                write!(f, "an ensemble of {members} {kind} ({aggregation})")
+            }
+            Self::Attributes {
+                names, direction, ..
+            } => {
+                let direction: Vec<String> = direction.iter().map(|d| format!("{d:.2}")).collect();
+                write!(
+                    f,
+                    "attributes {} along ({})",
+                    names.join(", "),
+                    direction.join(", ")
+                )
+            }
+        }
+    }
+}
+
 impl RewardHeads {
     pub fn single() -> Self {
         Self::Ensemble {

@@ -258,8 +258,8 @@ impl RankingEval {
         }
     }
 
-    pub fn insert_into(&self, m: &mut Metrics, prefix: &str) {
-        m.insert(&format!("{prefix}accuracy"), self.accuracy);
+    pub fn insert_into(&self, m: &mut Metrics) {
+        m.insert(metrics::TRAIN_ACCURACY, self.accuracy);
         m.insert(metrics::REWARDS_CHOSEN, self.chosen_reward);
         m.insert(metrics::REWARDS_REJECTED, self.rejected_reward);
         m.insert(metrics::REWARDS_MARGINS, self.margin);
@@ -445,7 +445,7 @@ where
                     .map(|r| r.into_iter().map(|v| v[0]).collect())
                     .collect::<Vec<_>>(),
             )
-            .insert_into(&mut m, "train/");
+            .insert_into(&mut m);
             weighted_loss(losses, weights)
         }
         RewardData::Rated(rows) => {

@@ -2,25 +2,39 @@
 //! with everything it carries between steps (policy, optimisers, PPO's value model and β), so
 //! the CLI, the frontier sweep and the page run the same loop, and a checkpoint can resume it.
 
+pub mod best_of_n;
 pub mod checkpoint;
+pub mod group;
+pub mod ppo;
+pub mod preference;
+pub mod raft;
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::algo::grpo::{DR_GRPO, GRPO};
 use crate::algo::kl_controller::KlController;
 use crate::algo::policy_gradient::{LossAggregation, PolicyGradientConfig};
-use crate::algo::ppo::{ppo_step, PpoConfig, PpoState};
-use crate::algo::raft::raft_round;
+use crate::algo::ppo::{PpoConfig, PPO};
+use crate::algo::raft::RAFT;
+use crate::algo::reinforce_pp::REINFORCE_PP;
+use crate::algo::rloo::RLOO;
+use crate::algo::spec::{
+    MethodSpec, Setting, Settings, TrainingOverrides, BETA, EPOCHS, GROUP_SIZE, PROMPTS_PER_STEP,
+};
 use crate::error::{Error, Result};
 use crate::io::Tokenizer;
 use crate::metrics::Metrics;
 use crate::model::{Llama, RewardModel};
-use crate::online::{online_step, OnlineConfig, OnlineMethod};
 use crate::prompts::PromptSet;
 use crate::reward::source::RewardSource;
+use crate::rollout::RolloutContext;
 use crate::sample::SamplingConfig;
 use crate::train::{OptimConfig, Trainer};
+use group::{online_step, OnlineConfig, OnlineMethod};
+use ppo::{ppo_step, PpoLearner};
+use raft::raft_round;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -43,28 +57,35 @@ impl OnlineAlgorithm {
         Self::Raft,
     ];
 
-    pub fn name(self) -> &'static str {
+    /// Its entry in the registry (name, settings and their defaults).
+    pub fn spec(self) -> &'static MethodSpec {
         match self {
-            Self::Grpo => "grpo",
-            Self::DrGrpo => "dr-grpo",
-            Self::Rloo => "rloo",
-            Self::ReinforcePp => "reinforce-pp",
-            Self::Ppo => "ppo",
-            Self::Raft => "raft",
+            Self::Grpo => &GRPO,
+            Self::DrGrpo => &DR_GRPO,
+            Self::Rloo => &RLOO,
+            Self::ReinforcePp => &REINFORCE_PP,
+            Self::Ppo => &PPO,
+            Self::Raft => &RAFT,
         }
     }
 
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The online method called `name`, or `None` (it may be another kind of method).
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
     pub fn parse(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.name() == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|a| a.name()).collect();
-                Error::Input(format!(
-                    "unknown online method `{name}`: expected one of {}",
-                    names.join(", ")
-                ))
-            })
+        Self::named(name).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|a| a.name()).collect();
+            Error::Input(format!(
+                "unknown online method `{name}`: expected one of {}",
+                names.join(", ")
+            ))
+        })
     }
 }
 
@@ -88,6 +109,62 @@ pub struct OnlineRunConfig {
 }
 
 impl OnlineRunConfig {
+    /// `algorithm`'s run: its spec's defaults, overridden by `settings` (β, group_size,
+    /// prompts_per_step, epochs — those it has) and `training` (lr, steps, minibatch size,
+    /// warmup). The CLI, the sweep and the page all build their runs here.
+    pub fn new(
+        algorithm: OnlineAlgorithm,
+        settings: &Settings,
+        training: &TrainingOverrides,
+        sampling: SamplingConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        let spec = algorithm.spec();
+        settings.check(spec)?;
+        let value = |setting: &Setting| {
+            spec.setting(setting.name)
+                .map(|_| settings.value(spec, setting.name))
+                .unwrap_or(setting.default)
+        };
+        let count = |setting: &Setting| -> Result<usize> {
+            let v = value(setting);
+            if v >= 1.0 && v.fract() == 0.0 {
+                Ok(v as usize)
+            } else {
+                Err(Error::Input(format!(
+                    "{}: {} must be a whole number ≥ 1, got {v}",
+                    spec.name, setting.name
+                )))
+            }
+        };
+        let kl_coef = if spec.setting(BETA.name).is_some() {
+            value(&BETA)
+        } else {
+            0.0
+        };
+        if kl_coef.is_nan() || kl_coef < 0.0 {
+            return Err(Error::Input(format!(
+                "{}: beta must be ≥ 0, got {kl_coef}",
+                spec.name
+            )));
+        }
+        Ok(Self {
+            algorithm,
+            kl_coef,
+            target_kl: None,
+            group_size: count(&GROUP_SIZE)?,
+            prompts_per_step: count(&PROMPTS_PER_STEP)?,
+            sampling,
+            policy_gradient: PolicyGradientConfig {
+                epochs: count(&EPOCHS)?,
+                minibatch_size: training.batch_size(spec),
+                ..Default::default()
+            },
+            optim: training.optim(spec),
+            seed,
+        })
+    }
+
     fn step_seed(&self, step: usize) -> u64 {
         self.seed.wrapping_mul(1_000_003).wrapping_add(step as u64)
     }
@@ -193,93 +270,73 @@ where
             .policy
             .take()
             .expect("a failed step leaves the run unusable");
+        let context = RolloutContext {
+            reference,
+            tokenizer,
+            prompts: &batch,
+            reward,
+            monitor,
+            sampling: SamplingConfig {
+                seed,
+                ..config.sampling.clone()
+            },
+        };
+        let group = |method: OnlineMethod| OnlineConfig {
+            method,
+            group_size: config.group_size,
+            policy_gradient: config.policy_gradient(),
+            // RLOO and REINFORCE++ put the KL in the reward; GRPO has it as a loss term.
+            kl_coef: if matches!(method, OnlineMethod::Grpo { .. }) {
+                0.0
+            } else {
+                config.kl_coef
+            },
+        };
+        let trainer = &mut self.trainer;
         let (policy, metrics) = match config.algorithm {
             OnlineAlgorithm::Ppo => {
-                let critic = self.critic.take().expect("PPO runs have a critic");
-                let mut state = PpoState {
-                    policy_trainer: std::mem::replace(
-                        &mut self.trainer,
-                        Trainer::new(config.optim.clone()),
-                    ),
-                    value_trainer: critic.trainer,
-                    kl: self.kl,
+                let Critic {
+                    value_model,
+                    trainer: mut value_trainer,
+                } = self.critic.take().expect("PPO runs have a critic");
+                let learner = PpoLearner {
+                    policy_trainer: trainer,
+                    value_trainer: &mut value_trainer,
+                    kl: &mut self.kl,
                 };
                 let ppo = PpoConfig {
                     samples_per_prompt: 1,
-                    sampling: config.sampling.clone(),
                     policy_gradient: config.policy_gradient(),
                     ..Default::default()
                 };
-                let (policy, value_model, m) = ppo_step(
-                    policy,
-                    critic.value_model,
-                    &mut state,
-                    reference,
-                    tokenizer,
-                    &batch,
-                    reward,
-                    monitor,
-                    &ppo,
-                    seed,
-                )
-                .await?;
-                self.trainer = state.policy_trainer;
-                self.kl = state.kl;
+                let (policy, value_model, m) =
+                    ppo_step(policy, value_model, learner, &context, &ppo).await?;
                 self.critic = Some(Critic {
                     value_model,
-                    trainer: state.value_trainer,
+                    trainer: value_trainer,
                 });
                 (policy, m)
             }
             OnlineAlgorithm::Raft => {
-                let sampling = SamplingConfig {
-                    seed,
-                    ..config.sampling.clone()
-                };
-                raft_round(
-                    policy,
-                    &mut self.trainer,
-                    reference,
-                    tokenizer,
-                    &batch,
-                    reward,
-                    config.group_size,
-                    &sampling,
-                    config.policy_gradient.minibatch_size,
-                )
-                .await?
+                let minibatch = config.policy_gradient.minibatch_size;
+                raft_round(policy, trainer, &context, config.group_size, minibatch).await?
             }
-            algorithm => {
-                let online = OnlineConfig {
-                    method: match algorithm {
-                        OnlineAlgorithm::Rloo => OnlineMethod::Rloo,
-                        OnlineAlgorithm::ReinforcePp => OnlineMethod::ReinforcePlusPlus,
-                        OnlineAlgorithm::DrGrpo => OnlineMethod::Grpo {
-                            scale_by_std: false,
-                        },
-                        _ => OnlineMethod::Grpo { scale_by_std: true },
-                    },
-                    group_size: config.group_size,
-                    prompts_per_step: config.prompts_per_step,
-                    sampling: config.sampling.clone(),
-                    policy_gradient: config.policy_gradient(),
-                    kl_coef: match algorithm {
-                        OnlineAlgorithm::Rloo | OnlineAlgorithm::ReinforcePp => config.kl_coef,
-                        _ => 0.0,
-                    },
+            OnlineAlgorithm::Grpo => {
+                let method = OnlineMethod::Grpo { scale_by_std: true };
+                online_step(policy, trainer, &context, &group(method)).await?
+            }
+            OnlineAlgorithm::DrGrpo => {
+                let method = OnlineMethod::Grpo {
+                    scale_by_std: false,
                 };
-                online_step(
-                    policy,
-                    reference,
-                    &mut self.trainer,
-                    tokenizer,
-                    &batch,
-                    reward,
-                    monitor,
-                    &online,
-                    seed,
-                )
-                .await?
+                online_step(policy, trainer, &context, &group(method)).await?
+            }
+            OnlineAlgorithm::Rloo => {
+                online_step(policy, trainer, &context, &group(OnlineMethod::Rloo)).await?
+            }
+            OnlineAlgorithm::ReinforcePp => {
+                let method = OnlineMethod::ReinforcePlusPlus;
+                online_step(policy, trainer, &context, &group(method)).await?
             }
         };
         self.policy = Some(policy);

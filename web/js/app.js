@@ -472,6 +472,20 @@ function klCoef() {
   return Number((10 ** Number($('kl-coef').value)).toPrecision(2));
 }
 
+// The page samples smaller rollouts than the library's defaults (16 prompts × 8) so that a step
+// takes seconds in a browser: overrides of the registry's settings, sent only to methods that
+// have them.
+const PAGE_ROLLOUT = { prompts_per_step: 8, group_size: 4 };
+
+function pageSettings(method) {
+  const spec = (state.methods || []).find((m) => m.name === method);
+  const settings = {};
+  for (const [name, value] of Object.entries(PAGE_ROLLOUT)) {
+    if (spec && spec.settings.some((s) => s.name === name)) settings[name] = value;
+  }
+  return settings;
+}
+
 async function startRun({ method, kl_coef, steps, name: runName }) {
   if (state.run.running) return false;
   if (method === 'best-of-n') {
@@ -480,14 +494,14 @@ async function startRun({ method, kl_coef, steps, name: runName }) {
     if (points) {
       charts.bestOfN(points);
       const last = points[points.length - 1];
-      $('run-status').textContent = `Best-of-${last.n}: KL ${last.analytic_kl.toFixed(2)} (analytic), ` +
-        `${last.estimated_kl.mean.toFixed(2)} ± ${last.estimated_kl.ci95.toFixed(2)} (measured).`;
+      $('run-status').textContent = `Best-of-${last.n}: KL ${last.kl.mean.toFixed(2)} ± ${last.kl.ci95.toFixed(2)} ` +
+        `measured (analytic bound ${last.analytic_kl.toFixed(2)}).`;
     }
     return !!points;
   }
   const base = await guarded(async () => {
     await call('setLabels', [plainLabels()]);
-    return call('runStart', [{ method, kl_coef, steps, eval_every: 2 }]);
+    return call('runStart', [{ method, kl_coef, steps, eval_every: 2, settings: pageSettings(method) }]);
   });
   if (!base) return false;
   const name = runName || `${method} β=${kl_coef}`;
@@ -583,17 +597,24 @@ async function main() {
   await setMode(await state.store.getMeta('mode', 'pair'), { save: false });
   updateCounts();
 
-  const methods = await call('methods');
+  // The method registry, from the core: names, what each trains on, settings and defaults.
+  const catalogue = await call('methods');
+  state.methods = catalogue.methods;
+  state.metricNames = Object.fromEntries(catalogue.metrics);
   const select = $('method');
-  const group = (title, names) => {
+  const group = (title, specs) => {
     const g = document.createElement('optgroup');
     g.label = title;
-    for (const n of names) g.append(new Option(n, n));
+    for (const spec of specs) {
+      const option = new Option(spec.name, spec.name);
+      option.title = spec.summary;
+      g.append(option);
+    }
     select.append(g);
   };
-  group('against the reward model', methods.online);
-  group('on your labels', methods.offline);
-  group('inference time', ['best-of-n']);
+  group('against the reward model', state.methods.filter((m) => m.kind.kind === 'online'));
+  group('on your labels', state.methods.filter((m) => m.kind.kind === 'preference'));
+  group('inference time', [{ name: 'best-of-n', summary: 'best of n samples by the reward model' }]);
   select.value = 'ppo';
 
   LESSONS.forEach((lesson, i) => {

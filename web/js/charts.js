@@ -80,19 +80,20 @@ export function createCharts() {
       dataset(charts.runLoss, `${name} · ${what}`, { borderColor: color, backgroundColor: color }).data.push({ x: step, y: value });
       charts.runLoss.update();
     },
-    // Best-of-n: KL against n (analytic curve and measured estimate), and its rewards on the
-    // frontier chart at √(analytic KL).
+    // Best-of-n: KL against n (the analytic bound as a curve, the measured estimate as points),
+    // and its rewards on the frontier chart at √(measured KL), like every other policy.
     bestOfN(points) {
-      const analytic = dataset(charts.bon, 'analytic: log n − (n−1)/n', { borderColor: '#555', backgroundColor: '#555' });
+      const analytic = dataset(charts.bon, 'analytic bound: log n − (n−1)/n', { borderColor: '#555', backgroundColor: '#555' });
       const measured = dataset(charts.bon, 'measured (± 95% CI)', { borderColor: COLORS[3], backgroundColor: COLORS[3], showLine: false });
       analytic.data = points.map((p) => ({ x: p.n, y: p.analytic_kl }));
-      measured.data = points.map((p) => ({ x: p.n, y: p.estimated_kl.mean }));
+      measured.data = points.map((p) => ({ x: p.n, y: p.kl.mean }));
       charts.bon.update();
       const color = colorOf('best-of-n');
       const selector = dataset(charts.frontier, 'best-of-n · selecting reward', { borderColor: color, backgroundColor: color });
-      selector.data = points.map((p) => ({ x: Math.sqrt(p.analytic_kl), y: p.reward.mean }));
+      const sqrtKl = (p) => Math.sqrt(Math.max(p.kl.mean, 0));
+      selector.data = points.map((p) => ({ x: sqrtKl(p), y: p.reward.mean }));
       const gold = dataset(charts.frontier, 'best-of-n · gold', { borderColor: color, backgroundColor: color, borderDash: [6, 4] });
-      gold.data = points.filter((p) => p.monitor_reward).map((p) => ({ x: Math.sqrt(p.analytic_kl), y: p.monitor_reward.mean }));
+      gold.data = points.filter((p) => p.monitor_reward).map((p) => ({ x: sqrtKl(p), y: p.monitor_reward.mean }));
       charts.frontier.update();
     },
     pointCount(chartName) {

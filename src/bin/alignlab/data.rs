@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use alignlab::io::prefs::write_jsonl;
 use alignlab::world::preferences;
-use alignlab::{policy, Result};
+use alignlab::{policy, prompts, Result};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 
@@ -20,6 +20,9 @@ pub enum DataKind {
     Unpaired,
     /// {"prompt", "completion", "scores": {"brevity", "positivity"}}.
     Ratings,
+    /// {"prompt"}: the world's story openings, for online methods' `--prompts FILE` (no model
+    /// is run).
+    Prompts,
 }
 
 #[derive(Args, Clone)]
@@ -45,6 +48,17 @@ pub struct DataCommand {
 }
 
 pub fn run<B: Backend>(command: DataCommand, device: &B::Device) -> Result<()> {
+    if command.kind == DataKind::Prompts {
+        let set = prompts::load("world", command.prompts, command.seed)?;
+        let rows: Vec<serde_json::Value> = set
+            .prompts
+            .iter()
+            .map(|p| serde_json::json!({ "prompt": p }))
+            .collect();
+        write_jsonl(&command.out, &rows)?;
+        println!("wrote {} prompts to {}", rows.len(), command.out.display());
+        return Ok(());
+    }
     let (model, tokenizer) = policy::load::<B>(
         &command.model.model,
         command.model.tokenizer.as_deref(),
@@ -83,10 +97,15 @@ pub fn run<B: Backend>(command: DataCommand, device: &B::Device) -> Result<()> {
             write_jsonl(&command.out, &rows)?;
             rows.len()
         }
+        DataKind::Prompts => unreachable!("written above without a model"),
     };
     println!(
-        "wrote {written} {:?} rows from {} prompts to {}",
-        command.kind,
+        "wrote {written} {} rows from {} prompts to {}",
+        command
+            .kind
+            .to_possible_value()
+            .expect("every kind has a name")
+            .get_name(),
         command.prompts,
         command.out.display()
     );

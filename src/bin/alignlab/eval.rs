@@ -41,7 +41,7 @@ pub struct EvalCommand {
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// With --model: score samples with this reward (same specs as `train --reward`) instead of
-    /// the world's gold reward, on --prompt-file or the world's prompts.
+    /// the world's gold reward, on the prompts of --prompt-source.
     #[arg(long)]
     pub reward: Option<String>,
     /// With --reward: `world`, `sums`, or a JSONL file of {"prompt"} rows.
@@ -95,7 +95,7 @@ fn evaluate_reward_model<B: Backend>(
         ) => *direction = transform::unit_direction(d, names)?,
         _ => {}
     }
-    println!("reward model {}: {:?}", path.display(), reward.heads);
+    println!("reward model {}: {}", path.display(), reward.heads);
     let (rows, source) = command.data.read()?;
     let limit = command.data.limit(reward.config().max_seq_len);
     let skip = command.data.skip_bad_rows;
@@ -108,6 +108,7 @@ fn evaluate_reward_model<B: Backend>(
             println!("{}", serde_json::to_string(&eval).expect("serialises"));
         }
         other => {
+            let pairs = other.kind() == alignlab::io::prefs::PreferenceKind::Pairs;
             let rankings = other.into_rankings()?;
             let tokenized =
                 dataset::tokenize_rankings(&tokenizer, &rankings, &limit, &source, skip)?;
@@ -117,7 +118,16 @@ fn evaluate_reward_model<B: Backend>(
                 &tokenized.rows,
                 32,
             ))?;
-            println!("{}", serde_json::to_string(&eval).expect("serialises"));
+            let mut json = serde_json::to_value(&eval).expect("serialises");
+            if pairs {
+                // A pair is a ranking of two; name the count after what the file holds.
+                let object = json
+                    .as_object_mut()
+                    .expect("a struct serialises to an object");
+                let count = object.remove("rankings").expect("RankingEval has rankings");
+                object.insert("pairs".into(), count);
+            }
+            println!("{json}");
         }
     }
     Ok(())

@@ -18,6 +18,10 @@ pub struct FrontierCommand {
     /// Folder for frontier.json, frontier.csv and frontier.html.
     #[arg(long, default_value = "frontier")]
     pub out: PathBuf,
+    /// Run nothing: render the report again from a frontier.json a sweep wrote (after a change
+    /// to the report, or to read an old sweep with today's charts and fit rules).
+    #[arg(long, conflicts_with = "config")]
+    pub render: Option<PathBuf>,
 }
 
 pub fn run<B: AutodiffBackend>(command: &FrontierCommand, device: &B::Device) -> Result<()>
@@ -26,6 +30,15 @@ where
     RewardModel<B>: AutodiffModule<B, InnerModule = RewardModel<B::InnerBackend>>,
     RewardEnsemble<B>: AutodiffModule<B, InnerModule = RewardEnsemble<B::InnerBackend>>,
 {
+    if let Some(json) = &command.render {
+        let text = std::fs::read_to_string(json).map_err(|e| Error::io(json, e))?;
+        let mut report: FrontierReport = serde_json::from_str(&text)
+            .map_err(|e| Error::format(json.display().to_string(), e.to_string()))?;
+        report.refit();
+        let paths = report::write(&report, &command.out)?;
+        summarise(&report, &paths, &command.out, 0.0);
+        return Ok(());
+    }
     let config = match &command.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -52,19 +65,17 @@ fn summarise(report: &FrontierReport, paths: &[PathBuf], out: &Path, seconds: f6
         }
     }
     if let Some(bon) = &report.best_of_n {
-        if let Some(fit) = &bon.gold_fit {
-            println!(
-                "best-of-n gold fit d(α − βd): α {:.3}, β {:.3}, R² {:.2}",
-                fit.alpha, fit.beta, fit.r_squared
-            );
-        }
+        println!(
+            "best-of-n gold fit d(α − βd): {}",
+            report::fit_text(&bon.gold_fit)
+        );
     }
-    println!("\nrun\tfinal KL\tfinal proxy\tgold peak\tfinal gold");
+    println!("\nrun\tfinal KL\tfinal proxy\tgold peak\tfinal gold\tgold fit d(α − β ln d)");
     for run in &report.runs {
         let last = run.points.last().expect("runs have points");
         let (peak, final_gold) = run.gold_peak_and_final();
         println!(
-            "{}\t{:.3}\t{:.3}\t{:.3}\t{}",
+            "{}\t{:.3}\t{:.3}\t{:.3}\t{}\t{}",
             run.name,
             last.kl.mean,
             last.proxies
@@ -76,7 +87,8 @@ fn summarise(report: &FrontierReport, paths: &[PathBuf], out: &Path, seconds: f6
                 last.gold.to_string()
             } else {
                 "-".into()
-            }
+            },
+            report::fit_text(&run.gold_fit)
         );
     }
     println!("\nsamples (gold reward):");

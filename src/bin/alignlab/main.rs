@@ -125,6 +125,13 @@ enum Command {
     /// Sweep best-of-n, PPO, GRPO and DPO from a TOML config and write the KL–reward frontier
     /// report (JSON, CSV, HTML with charts and Gao et al. fits).
     Frontier(frontier::FrontierCommand),
+    /// Every method `train --method` takes: what it trains on, its training defaults, and its
+    /// own settings with their defaults (the sweep's TOML keys and the page use the same names).
+    Methods {
+        /// Print the registry and every metric name as JSON (what the page reads).
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure generation and scoring speed.
     Bench {
         #[command(flatten)]
@@ -232,11 +239,12 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
                 serde_json::to_string_pretty(c).expect("serialises")
             );
             println!("parameters: {}", c.num_params());
+            let id = |t: Option<u32>| t.map_or_else(|| "none".into(), |t| t.to_string());
             println!(
-                "tokenizer: {:?} (bos {:?}, eos {:?})",
+                "tokenizer: {:?} (bos {}, eos {})",
                 checkpoint.tokenizer,
-                checkpoint.tokenizer.bos_id(),
-                checkpoint.tokenizer.eos_id()
+                id(checkpoint.tokenizer.bos_id()),
+                id(checkpoint.tokenizer.eos_id())
             );
             Ok(())
         }
@@ -272,9 +280,18 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
         Command::Eval(command) => eval::run::<B::InnerBackend>(command, &device),
         Command::BestOfN(command) => online::best_of_n::<B::InnerBackend>(command, &device),
         Command::Demo { out } => {
-            frontier::run::<B>(&frontier::FrontierCommand { config: None, out }, &device)
+            let command = frontier::FrontierCommand {
+                config: None,
+                out,
+                render: None,
+            };
+            frontier::run::<B>(&command, &device)
         }
         Command::Frontier(command) => frontier::run::<B>(&command, &device),
+        Command::Methods { json } => {
+            print_methods(json);
+            Ok(())
+        }
         Command::Bench {
             model,
             repeats,
@@ -292,6 +309,39 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
                 .map_err(|e| Error::io(&path, e))?;
             }
             Ok(())
+        }
+    }
+}
+
+/// `alignlab methods`: the registry as a reader wants it, or as JSON.
+fn print_methods(json: bool) {
+    use alignlab::algo::spec::{DataShape, MethodKind};
+    let catalogue = alignlab::methods::catalogue();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&catalogue).expect("serialises")
+        );
+        return;
+    }
+    for m in &catalogue.methods {
+        let trains_on = match m.kind {
+            MethodKind::Supervised => "policy, on {prompt, completion} rows",
+            MethodKind::RewardModel => "reward model, on pairs, rankings or ratings",
+            MethodKind::Preference(DataShape::Pairs) => "policy, on pairs",
+            MethodKind::Preference(DataShape::Rankings) => "policy, on rankings",
+            MethodKind::Preference(DataShape::Unpaired) => "policy, on unpaired labels (or pairs)",
+            MethodKind::Online => "policy, on its own samples scored by --reward",
+        };
+        let t = &m.training;
+        println!("{:<13} {}", m.name, m.summary);
+        println!(
+            "{:<13} trains the {trains_on}; lr {}, steps {}, batch size {}, warmup {} of the steps",
+            "", t.lr, t.steps, t.batch_size, t.warmup_ratio
+        );
+        for s in m.settings {
+            let flag = s.name.replace('_', "-");
+            println!("{:<13}   --{flag} {} — {}", "", s.default, s.help);
         }
     }
 }

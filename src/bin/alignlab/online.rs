@@ -2,30 +2,25 @@
 //! prompts from the built-in world, its sum questions, or a JSONL file, against a reward given
 //! as a spec; checkpoints and resuming; and `alignlab best-of-n`.
 
-use alignlab::algo::policy_gradient::PolicyGradientConfig;
 use alignlab::algo::salsa::soup;
 use alignlab::model::Llama;
 use alignlab::reward::spec;
+use alignlab::run::best_of_n::{self, BestOfNPlan};
 use alignlab::run::checkpoint::resume;
 use alignlab::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 use alignlab::sample::SamplingConfig;
 use alignlab::{policy, prompts, Error, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use clap::ValueEnum;
 
 use crate::progress::Progress;
 use crate::train::TrainCommand;
 
 pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Result<()> {
     let online = &command.online;
-    let algorithm = OnlineAlgorithm::parse(
-        command
-            .method
-            .to_possible_value()
-            .expect("methods have names")
-            .get_name(),
-    )?;
+    let algorithm = OnlineAlgorithm::parse(&command.method)?;
+    let spec = algorithm.spec();
+    let steps = command.train.steps(spec);
     let prompts = prompts::load(&online.prompts, online.prompt_count, command.train.seed)?;
     if prompts.prompts.is_empty() {
         return Err(Error::Input(format!(
@@ -39,26 +34,21 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
         .map(|spec| spec::parse::<B::InnerBackend>(spec, &prompts.answers, device))
         .transpose()?;
     let reward = spec::parse::<B::InnerBackend>(&online.reward, &prompts.answers, device)?;
-    let config = OnlineRunConfig {
-        algorithm,
-        kl_coef: command.beta,
-        target_kl: online.target_kl,
-        group_size: online.group_size,
-        prompts_per_step: online.prompts_per_step,
-        sampling: SamplingConfig {
-            max_new_tokens: online.max_new_tokens,
-            temperature: online.temperature,
-            ..Default::default()
-        },
-        policy_gradient: PolicyGradientConfig {
-            epochs: online.epochs,
-            minibatch_size: command.train.batch_size,
-            max_approx_kl: online.max_approx_kl,
-            ..Default::default()
-        },
-        optim: command.train.optim(),
-        seed: command.train.seed,
+    let sampling = SamplingConfig {
+        max_new_tokens: online.max_new_tokens,
+        temperature: online.temperature,
+        ..Default::default()
     };
+    let mut config = OnlineRunConfig::new(
+        algorithm,
+        &command.settings(),
+        &command.train.overrides(),
+        sampling,
+        command.train.seed,
+    )?;
+    config.target_kl = online.target_kl;
+    config.policy_gradient.max_approx_kl = online.max_approx_kl;
+    config.optim = command.train.optim(spec);
     let (mut run, reference, tokenizer) = match &online.resume {
         Some(dir) => {
             let resumed = resume::<B>(dir, device)?;
@@ -84,9 +74,9 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
         name.into()
     });
     let metrics_path = command.train.metrics.as_deref();
-    let mut progress = Progress::new(command.train.steps, metrics_path.filter(|_| run.step == 0))?;
+    let mut progress = Progress::new(steps, metrics_path.filter(|_| run.step == 0))?;
     progress.resume_at(run.step, metrics_path)?;
-    while run.step < command.train.steps {
+    while run.step < steps {
         let m = pollster::block_on(run.step(
             &reference,
             &tokenizer,
@@ -97,7 +87,7 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
         progress.on_step(&m);
         let due = online
             .checkpoint_every
-            .is_some_and(|every| run.step % every.max(1) == 0 || run.step == command.train.steps);
+            .is_some_and(|every| run.step % every.max(1) == 0 || run.step == steps);
         if due {
             let at =
                 pollster::block_on(run.save_checkpoint(&reference, &tokenizer, &checkpoint_dir))?;
@@ -198,24 +188,27 @@ pub fn best_of_n<B: Backend>(command: BestOfNCommand, device: &B::Device) -> Res
         seed: command.seed,
         ..Default::default()
     };
-    let points = pollster::block_on(alignlab::algo::best_of_n::measure(
+    let plan = BestOfNPlan {
+        ns: command.ns.clone(),
+        pool: command.pool,
+        groups: command.groups,
+        sampling,
+    };
+    let points = pollster::block_on(best_of_n::measure(
         &policy,
         &tokenizer,
         &prompts,
         &selecting,
         monitor.as_ref(),
-        &command.ns,
-        command.pool,
-        command.groups,
-        &sampling,
+        &plan,
     ))?;
-    println!("n\tanalytic KL\testimated KL\treward\tmonitor");
+    println!("n\tmeasured KL\tanalytic bound\treward\tmonitor");
     for p in &points {
         println!(
-            "{}\t{:.4}\t{}\t{}\t{}",
+            "{}\t{}\t{:.4}\t{}\t{}",
             p.n,
+            p.kl,
             p.analytic_kl,
-            p.estimated_kl,
             p.reward,
             p.monitor_reward.map(|m| m.to_string()).unwrap_or_default()
         );

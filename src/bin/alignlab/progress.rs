@@ -60,12 +60,22 @@ impl Progress {
         let mut message = String::new();
         for (name, label) in [
             (metrics::TRAIN_LOSS, "loss"),
-            ("train/accuracy", "acc"),
+            (metrics::TRAIN_ACCURACY, "acc"),
             (metrics::REWARDS_ACCURACIES, "acc"),
             (metrics::REWARDS_MARGINS, "margin"),
         ] {
             if let Some(v) = m.get(name) {
                 message.push_str(&format!("{label} {v:.4} "));
+            }
+        }
+        // Without a terminal indicatif draws nothing: a plain line every twentieth of the run
+        // (and at its end) says how far it is, so a log file is not silent for an hour.
+        if self.bar.is_hidden() {
+            let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
+            let every = total.div_ceil(20).max(1);
+            if done % every == 0 || done == total {
+                let elapsed = self.start.elapsed().as_secs_f64();
+                println!("step {done}/{total} {message}({elapsed:.1}s)");
             }
         }
         self.bar.set_message(message);
@@ -74,7 +84,7 @@ impl Progress {
                 self.write_error.get_or_insert(e);
             }
         }
-        if let Some(at) = m.get("policy/rolled_back_at_minibatch") {
+        if let Some(at) = m.get(metrics::POLICY_ROLLED_BACK_AT) {
             self.println(&format!(
                 "step {}: the policy moved too far from the rollout policy at minibatch {at}; the update was rolled back",
                 m.step

@@ -6,61 +6,23 @@ use std::path::PathBuf;
 use alignlab::algo::preference::{
     self, DataShape, PreferenceConfig, PreferenceData, PreferenceLoss,
 };
-use alignlab::algo::sft::{self, Example, SftConfig};
+use alignlab::algo::reward_model::REWARD_MODEL;
+use alignlab::algo::sft::{self, Example, SftConfig, SFT};
+use alignlab::algo::spec::{MethodKind, MethodSpec, Settings, TrainingOverrides, BETA};
 use alignlab::dataset::{self, LengthLimit, PreferenceRows};
 use alignlab::io::{jsonl, Tokenizer};
 use alignlab::model::Llama;
 use alignlab::reward::train::{self as reward_train, RewardData, RewardTrainConfig};
 use alignlab::reward::{Aggregation, LearnedReward, RewardHeads};
+use alignlab::run::preference::train as train_preference_policy;
 use alignlab::train::OptimConfig;
-use alignlab::{policy, world, Error, Result};
+use alignlab::{methods, policy, world, Error, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 
 use crate::progress::Progress;
 use crate::ModelArgs;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Method {
-    /// Supervised fine-tuning on {"prompt", "completion"} rows (loss on completion tokens).
-    Sft,
-    /// A reward model: Bradley–Terry on pairs, Plackett–Luce on rankings, regression on ratings.
-    Rm,
-    /// DPO (with --label-smoothing: conservative DPO).
-    Dpo,
-    /// Robust DPO for noisy labels (--label-smoothing is the flip rate).
-    RobustDpo,
-    Ipo,
-    /// SLiC-HF's hinge loss.
-    Hinge,
-    /// DPO + α·NLL of the chosen completion.
-    Rpo,
-    /// Reference-free, length-normalised, with margin γ.
-    Simpo,
-    /// Reference-free odds ratio + SFT.
-    Orpo,
-    /// Binary classifier with a running reward shift (unpaired labels, or pairs unpaired).
-    Bco,
-    /// Kahneman–Tversky optimisation (unpaired labels, or pairs unpaired).
-    Kto,
-    /// Preference ranking optimisation (rankings of any k).
-    Pro,
-    /// LiPO-λ (listwise, lambda-weighted).
-    Lipo,
-    /// Online: group-relative advantages, k3 KL loss (--beta).
-    Grpo,
-    /// Online: GRPO without the std division, constant-normalised loss.
-    DrGrpo,
-    /// Online: leave-one-out baseline, KL penalty (--beta) in the reward.
-    Rloo,
-    /// Online: REINFORCE++ (per-token KL penalty --beta, returns normalised over the batch).
-    ReinforcePp,
-    /// Online: PPO with a value model; KL penalty --beta, adaptive with --target-kl.
-    Ppo,
-    /// Online: reward-ranked fine-tuning (best of --group-size, then SFT).
-    Raft,
-}
 
 #[derive(Args, Clone)]
 pub struct OnlineArgs {
@@ -75,17 +37,19 @@ pub struct OnlineArgs {
     /// or weighted terms like `1*gold+0.5*lexicon:PATH`.
     #[arg(long, default_value = "gold")]
     pub reward: String,
-    #[arg(long, default_value_t = 8)]
-    pub group_size: usize,
-    #[arg(long, default_value_t = 16)]
-    pub prompts_per_step: usize,
+    /// Samples per prompt (GRPO's G, RLOO's k, RAFT's k) [default: the method's, 8].
+    #[arg(long)]
+    pub group_size: Option<usize>,
+    /// Prompts per update [default: the method's, 16].
+    #[arg(long)]
+    pub prompts_per_step: Option<usize>,
     #[arg(long, default_value_t = 32)]
     pub max_new_tokens: usize,
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
-    /// Passes over each rollout.
-    #[arg(long, default_value_t = 1)]
-    pub epochs: usize,
+    /// Passes over each rollout [default: the method's, 1].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// A second reward to score every rollout with, logged as `objective/monitor_scores` (e.g.
     /// `gold` while optimising `rm:PATH`, to watch over-optimisation).
     #[arg(long)]
@@ -167,7 +131,7 @@ impl DataArgs {
         let (rows, skipped) = PreferenceRows::read(path, self.skip_bad_rows)?;
         report_skipped(&path.display().to_string(), "row", &skipped);
         println!(
-            "read {} {:?} rows from {}",
+            "read {} {} rows from {}",
             rows.len(),
             rows.kind(),
             path.display()
@@ -189,16 +153,20 @@ pub fn report_skipped(source: &str, what: &str, skipped: &[String]) {
     }
 }
 
+/// The optimiser's flags. Each one left out takes the method's default from the registry
+/// (`alignlab methods` lists them): the same defaults the sweep and the page start from.
 #[derive(Args, Clone)]
 pub struct TrainArgs {
-    #[arg(long, default_value_t = 100)]
-    pub steps: usize,
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 5e-4)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 10)]
-    pub warmup: usize,
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Rows per update (online methods: samples per minibatch).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Warmup steps [default: a tenth of the steps, 1 to 20].
+    #[arg(long)]
+    pub warmup: Option<usize>,
     #[arg(long, default_value_t = 1.0)]
     pub max_grad_norm: f32,
     #[arg(long, default_value_t = 0)]
@@ -209,20 +177,34 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    pub fn optim(&self) -> OptimConfig {
-        OptimConfig {
+    pub fn overrides(&self) -> TrainingOverrides {
+        TrainingOverrides {
             lr: self.lr,
-            warmup_steps: self.warmup,
-            total_steps: self.steps,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            warmup: self.warmup,
+        }
+    }
+
+    pub fn steps(&self, spec: &MethodSpec) -> usize {
+        self.overrides().steps(spec)
+    }
+
+    pub fn batch_size(&self, spec: &MethodSpec) -> usize {
+        self.overrides().batch_size(spec)
+    }
+
+    pub fn optim(&self, spec: &MethodSpec) -> OptimConfig {
+        OptimConfig {
             max_grad_norm: Some(self.max_grad_norm),
-            ..Default::default()
+            ..self.overrides().optim(spec)
         }
     }
 
     pub fn sft_config(&self) -> SftConfig {
         SftConfig {
-            optim: self.optim(),
-            batch_size: self.batch_size,
+            optim: self.optim(&SFT),
+            batch_size: self.batch_size(&SFT),
             seed: self.seed,
         }
     }
@@ -230,8 +212,11 @@ impl TrainArgs {
 
 #[derive(Args, Clone)]
 pub struct TrainCommand {
-    #[arg(long, value_enum)]
-    pub method: Method,
+    /// sft, rm, a preference method (dpo, cdpo, robust-dpo, ipo, hinge, rpo, simpo, orpo, pro,
+    /// lipo, kto, bco) or an online one (grpo, dr-grpo, rloo, reinforce-pp, ppo, raft);
+    /// `alignlab methods` describes each with its settings and defaults.
+    #[arg(long)]
+    pub method: String,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -246,33 +231,34 @@ pub struct TrainCommand {
     pub train: TrainArgs,
     #[command(flatten)]
     pub online: OnlineArgs,
-    /// Preference methods: strength of the tie to the reference.
-    #[arg(long, default_value_t = 0.1)]
-    pub beta: f64,
+    /// Preference and online methods: strength of the tie to the reference [default: the
+    /// method's, 0.1].
+    #[arg(long)]
+    pub beta: Option<f64>,
     /// DPO / robust DPO: assumed label-flip rate ε.
-    #[arg(long, default_value_t = 0.0)]
-    pub label_smoothing: f64,
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
     /// RPO: weight of the chosen NLL.
-    #[arg(long, default_value_t = 1.0)]
-    pub alpha: f64,
+    #[arg(long)]
+    pub alpha: Option<f64>,
     /// SimPO: target reward margin γ.
-    #[arg(long, default_value_t = 0.5)]
-    pub gamma: f64,
+    #[arg(long)]
+    pub gamma: Option<f64>,
     /// ORPO: weight λ of the odds-ratio term.
-    #[arg(long, default_value_t = 0.1)]
-    pub orpo_lambda: f64,
+    #[arg(long)]
+    pub orpo_lambda: Option<f64>,
     /// KTO: weight of desirable examples.
-    #[arg(long, default_value_t = 1.0)]
-    pub desirable_weight: f64,
+    #[arg(long)]
+    pub desirable_weight: Option<f64>,
     /// KTO: weight of undesirable examples.
-    #[arg(long, default_value_t = 1.0)]
-    pub undesirable_weight: f64,
+    #[arg(long)]
+    pub undesirable_weight: Option<f64>,
     /// PRO: weight of the SFT term on the best completion.
-    #[arg(long, default_value_t = 0.05)]
-    pub sft_weight: f64,
-    /// Reward model: number of ensemble members.
-    #[arg(long, default_value_t = 1)]
-    pub ensemble: usize,
+    #[arg(long)]
+    pub sft_weight: Option<f64>,
+    /// Reward model: number of ensemble members [default: 1].
+    #[arg(long)]
+    pub ensemble: Option<usize>,
     /// Reward model: independent members (own trunk each) instead of heads on a shared trunk.
     #[arg(long)]
     pub independent: bool,
@@ -280,8 +266,8 @@ pub struct TrainCommand {
     #[arg(long, value_enum, default_value_t = AggregateKind::Mean)]
     pub aggregate: AggregateKind,
     /// Reward model: λ of mean − λ·std.
-    #[arg(long, default_value_t = 1.0)]
-    pub std_weight: f64,
+    #[arg(long)]
+    pub std_weight: Option<f64>,
     /// Reward model on pairs with scores: Bradley–Terry margin = score difference.
     #[arg(long)]
     pub margin_from_scores: bool,
@@ -291,51 +277,51 @@ pub struct TrainCommand {
 }
 
 impl TrainCommand {
-    fn preference_loss(&self) -> Option<PreferenceLoss> {
-        Some(match self.method {
-            Method::Sft
-            | Method::Rm
-            | Method::Grpo
-            | Method::DrGrpo
-            | Method::Rloo
-            | Method::ReinforcePp
-            | Method::Ppo
-            | Method::Raft => return None,
-            Method::Dpo => PreferenceLoss::Dpo {
-                label_smoothing: self.label_smoothing,
-            },
-            Method::RobustDpo => PreferenceLoss::RobustDpo {
-                label_smoothing: self.label_smoothing,
-            },
-            Method::Ipo => PreferenceLoss::Ipo,
-            Method::Hinge => PreferenceLoss::Hinge,
-            Method::Rpo => PreferenceLoss::Rpo { alpha: self.alpha },
-            Method::Simpo => PreferenceLoss::Simpo { gamma: self.gamma },
-            Method::Orpo => PreferenceLoss::Orpo {
-                lambda: self.orpo_lambda,
-            },
-            Method::Bco => PreferenceLoss::Bco,
-            Method::Kto => PreferenceLoss::Kto {
-                desirable_weight: self.desirable_weight,
-                undesirable_weight: self.undesirable_weight,
-            },
-            Method::Pro => PreferenceLoss::Pro {
-                sft_weight: self.sft_weight,
-            },
-            Method::Lipo => PreferenceLoss::Lipo,
-        })
+    /// The method's own settings as the flags give them (those not given are left to the
+    /// method's defaults; a flag the method has no setting for is refused by name).
+    pub fn settings(&self) -> Settings {
+        let mut settings = Settings::new();
+        let given = [
+            ("beta", self.beta),
+            ("label_smoothing", self.label_smoothing),
+            ("alpha", self.alpha),
+            ("gamma", self.gamma),
+            ("orpo_lambda", self.orpo_lambda),
+            ("desirable_weight", self.desirable_weight),
+            ("undesirable_weight", self.undesirable_weight),
+            ("sft_weight", self.sft_weight),
+            ("std_weight", self.std_weight),
+            ("members", self.ensemble.map(|m| m as f64)),
+            ("group_size", self.online.group_size.map(|g| g as f64)),
+            (
+                "prompts_per_step",
+                self.online.prompts_per_step.map(|p| p as f64),
+            ),
+            ("epochs", self.online.epochs.map(|e| e as f64)),
+        ];
+        for (name, value) in given {
+            if let Some(value) = value {
+                settings.insert(name, value);
+            }
+        }
+        settings
     }
 }
 
 pub fn run<B: AutodiffBackend>(command: TrainCommand, device: &B::Device) -> Result<()> {
+    let spec = methods::find(&command.method)?;
+    command
+        .settings()
+        .check(spec)
+        .map_err(|e| Error::Input(format!("{e} (flags use dashes: --label-smoothing)")))?;
     let (policy, tokenizer) = policy::load::<B>(
         &command.model.model,
         command.model.tokenizer.as_deref(),
         device,
     )?;
     let context = policy.config().max_seq_len;
-    match command.method {
-        Method::Sft => {
+    match spec.kind {
+        MethodKind::Supervised => {
             let examples: Vec<Example> = match &command.data.data {
                 Some(path) => jsonl::read(path)?,
                 None => world::World::new(command.train.seed + 1).positive_examples(2000),
@@ -344,14 +330,9 @@ pub fn run<B: AutodiffBackend>(command: TrainCommand, device: &B::Device) -> Res
             let policy = train_sft(policy, &pairs, &command.train)?;
             pollster::block_on(policy::save(&policy.valid(), &tokenizer, &command.out))?;
         }
-        Method::Rm => train_reward_model(policy, &tokenizer, &command, context)?,
-        Method::Grpo
-        | Method::DrGrpo
-        | Method::Rloo
-        | Method::ReinforcePp
-        | Method::Ppo
-        | Method::Raft => crate::online::run::<B>(&command, device)?,
-        _ => train_preference(policy, &tokenizer, &command, context)?,
+        MethodKind::RewardModel => train_reward_model(policy, &tokenizer, &command, context)?,
+        MethodKind::Online => crate::online::run::<B>(&command, device)?,
+        MethodKind::Preference(_) => train_preference(policy, &tokenizer, spec, &command, context)?,
     }
     println!("saved {}", command.out.display());
     Ok(())
@@ -363,7 +344,7 @@ pub fn train_sft<B: AutodiffBackend>(
     pairs: &[(Vec<u32>, Vec<u32>)],
     args: &TrainArgs,
 ) -> Result<Llama<B>> {
-    let mut progress = Progress::new(args.steps, args.metrics.as_deref())?;
+    let mut progress = Progress::new(args.steps(&SFT), args.metrics.as_deref())?;
     let model = pollster::block_on(sft::train(model, pairs, &args.sft_config(), |m| {
         progress.on_step(m)
     }))?;
@@ -420,24 +401,30 @@ fn train_reward_model<B: AutodiffBackend>(
                     dataset::tokenize_rankings(tokenizer, &h, &limit, &source, skip)?.rows,
                 ))
             };
+            let settings = command.settings();
             let heads = RewardHeads::Ensemble {
-                members: command.ensemble.max(1),
+                members: (settings.value(&REWARD_MODEL, "members") as usize).max(1),
                 shared_trunk: !command.independent,
-                aggregation: command.aggregate.aggregation(command.std_weight),
+                aggregation: command
+                    .aggregate
+                    .aggregation(settings.value(&REWARD_MODEL, "std_weight")),
                 member_scale: Vec::new(),
             };
             (heads, RewardData::Ranked(tokenized.rows), held)
         }
     };
-    println!("training a reward model {heads:?} on {} rows", data.len());
+    println!("training a reward model ({heads}) on {} rows", data.len());
     let reward = LearnedReward::from_policy(policy, heads, command.train.seed)?;
     let config = RewardTrainConfig {
-        optim: command.train.optim(),
-        batch_size: command.train.batch_size,
+        optim: command.train.optim(&REWARD_MODEL),
+        batch_size: command.train.batch_size(&REWARD_MODEL),
         seed: command.train.seed,
         margin_from_scores: command.margin_from_scores,
     };
-    let mut progress = Progress::new(command.train.steps, command.train.metrics.as_deref())?;
+    let mut progress = Progress::new(
+        command.train.steps(&REWARD_MODEL),
+        command.train.metrics.as_deref(),
+    )?;
     let reward = pollster::block_on(reward_train::train(reward, &data, &config, |m| {
         progress.on_step(m)
     }))?;
@@ -477,10 +464,13 @@ fn train_reward_model<B: AutodiffBackend>(
 fn train_preference<B: AutodiffBackend>(
     policy: Llama<B>,
     tokenizer: &Tokenizer,
+    spec: &MethodSpec,
     command: &TrainCommand,
     context: usize,
 ) -> Result<()> {
-    let loss = command.preference_loss().expect("a preference method");
+    let settings = command.settings();
+    let loss = PreferenceLoss::from_spec(spec, &settings)
+        .expect("the registry's preference methods are the loss list's")?;
     let (rows, source) = command.data.read()?;
     let (train_rows, held_out) = rows.split(command.eval_fraction, command.train.seed);
     let limit = command.data.limit(context);
@@ -503,17 +493,21 @@ fn train_preference<B: AutodiffBackend>(
     };
     let config = PreferenceConfig {
         loss,
-        beta: command.beta,
-        optim: command.train.optim(),
-        batch_size: command.train.batch_size,
+        beta: settings.value(spec, BETA.name),
+        optim: command.train.optim(spec),
+        batch_size: command.train.batch_size(spec),
         seed: command.train.seed,
     };
-    println!("{loss:?} with β = {} on {} rows", config.beta, data.len());
+    println!("{loss} with β = {} on {} rows", config.beta, data.len());
     let reference = policy.valid();
-    let mut progress = Progress::new(command.train.steps, command.train.metrics.as_deref())?;
-    let policy = pollster::block_on(preference::train(policy, &reference, &data, &config, |m| {
-        progress.on_step(m)
-    }))?;
+    let mut progress = Progress::new(command.train.steps(spec), command.train.metrics.as_deref())?;
+    let policy = pollster::block_on(train_preference_policy(
+        policy,
+        &reference,
+        &data,
+        &config,
+        |m| progress.on_step(m),
+    ))?;
     progress.finish()?;
     let policy = policy.valid();
     if !held_out.is_empty()

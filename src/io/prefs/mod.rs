@@ -202,6 +202,17 @@ pub enum PreferenceKind {
     Ratings,
 }
 
+impl std::fmt::Display for PreferenceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pairs => "pair",
+            Self::Rankings => "ranking",
+            Self::Unpaired => "unpaired-label",
+            Self::Ratings => "rating",
+        })
+    }
+}
+
 /// Which kind of preference rows `bytes` hold: `completions` → rankings, `label` → unpaired,
 /// `completion` with `scores` → ratings, otherwise pairs.
 pub fn detect_kind(bytes: &[u8], source_name: &str) -> Result<PreferenceKind> {

@@ -1,0 +1,84 @@
+//! An offline preference run (the DPO family) driven a step at a time: reference log-probs
+//! computed once, then one update per call on the batcher's next rows. The CLI's `train`, the
+//! frontier sweep and the page all step this same loop.
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::algo::preference::{
+    reference_logps, PreferenceConfig, PreferenceData, PreferenceTrainer, ReferenceLogps,
+};
+use crate::batches::BatchOrder;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::model::Llama;
+
+pub struct PreferenceRun<B: AutodiffBackend> {
+    trainer: PreferenceTrainer<B>,
+    data: PreferenceData,
+    reference: ReferenceLogps,
+    batches: BatchOrder,
+}
+
+impl<B: AutodiffBackend> PreferenceRun<B>
+where
+    Llama<B>: AutodiffModule<B>,
+{
+    /// Checks that the method can train on `data` and scores every sequence under the frozen
+    /// `reference` once.
+    pub async fn new(
+        reference: &Llama<B::InnerBackend>,
+        data: PreferenceData,
+        config: PreferenceConfig,
+    ) -> Result<Self> {
+        if data.is_empty() {
+            return Err(Error::Input("no preference data".into()));
+        }
+        data.check(&config.loss)?;
+        let reference = reference_logps(reference, &data, config.batch_size * 2).await?;
+        Ok(Self {
+            batches: BatchOrder::new(data.len(), config.seed),
+            trainer: PreferenceTrainer::new(config),
+            data,
+            reference,
+        })
+    }
+
+    pub fn config(&self) -> &PreferenceConfig {
+        &self.trainer.config
+    }
+
+    /// Updates taken so far.
+    pub fn steps_done(&self) -> usize {
+        self.trainer.trainer.step
+    }
+
+    /// One update on the next batch.
+    pub async fn step(&mut self, policy: Llama<B>) -> Result<(Llama<B>, Metrics)> {
+        let batch = self.batches.next_batch(self.trainer.config.batch_size);
+        self.trainer
+            .step(policy, &self.data, &self.reference, &batch)
+            .await
+    }
+}
+
+/// Trains `policy` for `config.optim.total_steps` batches against reference log-probs computed
+/// once from `reference` (the policy before training, usually).
+pub async fn train<B: AutodiffBackend>(
+    mut policy: Llama<B>,
+    reference: &Llama<B::InnerBackend>,
+    data: &PreferenceData,
+    config: &PreferenceConfig,
+    mut on_step: impl FnMut(&Metrics),
+) -> Result<Llama<B>>
+where
+    Llama<B>: AutodiffModule<B>,
+{
+    let mut run = PreferenceRun::new(reference, data.clone(), config.clone()).await?;
+    for _ in 0..config.optim.total_steps {
+        let (next, metrics) = run.step(policy).await?;
+        policy = next;
+        on_step(&metrics);
+    }
+    Ok(policy)
+}

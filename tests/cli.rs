@@ -1,0 +1,164 @@
+//! The command-line tool as a user meets it: the method registry behind `--method`, flags that
+//! override its defaults (and are refused by name where a method has no such setting), the
+//! prompts file the README's RLOO example reads, and eval's JSON for pair files.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::temp_path;
+
+fn alignlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_alignlab"))
+        .args(args)
+        .output()
+        .expect("the alignlab binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+#[test]
+fn methods_lists_the_registry_that_train_reads() {
+    let out = alignlab(&["methods", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let catalogue: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let names: Vec<&str> = catalogue["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 20);
+    for name in ["sft", "rm", "dpo", "kto", "lipo", "grpo", "ppo", "raft"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+
+    // An unknown method is refused with the registry's names; so is a setting the method
+    // does not have, by its name.
+    let out = alignlab(&["train", "--method", "dpoo", "--out", "x.safetensors"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown method `dpoo`: expected one of sft, rm, dpo"),
+        "{}",
+        stderr(&out)
+    );
+    let out = alignlab(&[
+        "train",
+        "--method",
+        "dpo",
+        "--gamma",
+        "1",
+        "--out",
+        "x.safetensors",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("dpo has no setting `gamma`; its settings: beta, label_smoothing"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_preference_run_takes_the_registry_defaults_and_the_flags_override_them() {
+    let dir = temp_path("cli-train");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pairs = dir.join("pairs.jsonl");
+    let rows: String = (0..6)
+        .map(|i| {
+            format!(
+                "{{\"prompt\": \"Once upon a time, Tom\", \"chosen\": \" was happy {i}.\", \"rejected\": \" was sad {i}.\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&pairs, rows).unwrap();
+    let model = dir.join("cdpo.safetensors");
+    let out = alignlab(&[
+        "train",
+        "--method",
+        "cdpo",
+        "--data",
+        path_arg(&pairs),
+        "--steps",
+        "2",
+        "--out",
+        path_arg(&model),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // Conservative DPO with its own default ε and the shared β, named as the registry names it.
+    assert!(text.contains("read 6 pair rows"), "{text}");
+    assert!(text.contains("cdpo with β = 0.1 on 6 rows"), "{text}");
+    // Without a terminal the progress is a plain line, not silence.
+    assert!(text.contains("step 2/2"), "{text}");
+    assert!(model.exists());
+
+    // eval on a pair file names its count `pairs`.
+    let rm = dir.join("rm.safetensors");
+    let out = alignlab(&[
+        "train",
+        "--method",
+        "rm",
+        "--data",
+        path_arg(&pairs),
+        "--steps",
+        "1",
+        "--out",
+        path_arg(&rm),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("training a reward model (one reward) on 6 rows"),
+        "{}",
+        stdout(&out)
+    );
+    let out = alignlab(&[
+        "eval",
+        "--reward-model",
+        path_arg(&rm),
+        "--data",
+        path_arg(&pairs),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json_line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap()
+        .to_string();
+    let eval: serde_json::Value = serde_json::from_str(&json_line).unwrap();
+    assert_eq!(eval["pairs"], 6, "{json_line}");
+    assert!(eval.get("rankings").is_none());
+}
+
+#[test]
+fn data_writes_the_prompt_file_online_methods_read() {
+    let path = temp_path("story_prompts.jsonl");
+    let out = alignlab(&[
+        "data",
+        "--kind",
+        "prompts",
+        "--prompts",
+        "5",
+        "--out",
+        path_arg(&path),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r["prompt"].as_str().is_some()));
+}
