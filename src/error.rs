@@ -19,6 +19,13 @@ pub enum Error {
     /// A request that cannot be carried out as asked (a prompt longer than the context, a bad option).
     #[error("{0}")]
     Input(String),
+    /// The compute device failed: a read-back from the GPU, a lost device.
+    #[error("{0}")]
+    Device(String),
+    /// A call the lab's current state does not allow (a run step before a run is started, a
+    /// method that needs a reward model before one is trained, …): the page says what to do first.
+    #[error("{0}")]
+    LabState(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

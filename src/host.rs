@@ -7,7 +7,7 @@ use burn::tensor::{ElementConversion, Tensor};
 use crate::error::{Error, Result};
 
 fn device_error(e: impl std::fmt::Debug) -> Error {
-    Error::Input(format!("reading a value from the device: {e:?}"))
+    Error::Device(format!("reading a value from the device: {e:?}"))
 }
 
 /// A one-element tensor as f32.

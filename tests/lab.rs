@@ -6,6 +6,7 @@ mod common;
 
 use alignlab::lab::{labels, Choice, Lab, LabConfig, Label, RewardSettings, RunSettings, PROXY};
 use alignlab::policy::builtin_checkpoint;
+use alignlab::Error;
 use burn::backend::Autodiff;
 use pollster::block_on;
 
@@ -49,12 +50,18 @@ fn labels_train_a_reward_model_then_runs_move_the_policy() {
         e.to_string().contains("train one on your labels first"),
         "{e}"
     );
+    // The lab's state is at fault, not the request: the page tells what to do first.
+    assert!(matches!(e, Error::LabState(_)), "{e:?}");
     let e = block_on(lab.run_start(&run_settings("sgd", 0.1, 2)))
         .err()
         .unwrap();
     assert!(
         e.to_string().contains("grpo") && e.to_string().contains("kto"),
         "{e}"
+    );
+    assert!(
+        matches!(e, Error::Input(_)),
+        "an unknown method is a bad request: {e:?}"
     );
     let e = lab
         .reward_start(&RewardSettings {
@@ -65,6 +72,7 @@ fn labels_train_a_reward_model_then_runs_move_the_policy() {
         })
         .unwrap_err();
     assert!(e.to_string().contains("at least 2 labelled pairs"), "{e}");
+    assert!(matches!(e, Error::LabState(_)), "{e:?}");
 
     let given = block_on(lab.gold_labels(0, 80)).unwrap();
     let chose = |c: Choice| {
@@ -116,6 +124,7 @@ fn labels_train_a_reward_model_then_runs_move_the_policy() {
         moved.kl.mean
     );
     let e = block_on(lab.run_step()).err().unwrap();
+    assert!(matches!(e, Error::LabState(_)), "{e:?}");
     assert!(e.to_string().contains("finished its 4 steps"), "{e}");
 
     // DPO on the same labels, batched as the CLI batches: a fresh run from the base starts at

@@ -484,7 +484,7 @@ where
     pub fn reward_start(&mut self, settings: &RewardSettings) -> Result<()> {
         let total = self.pair_count();
         if total < 2 {
-            return Err(Error::Input(format!(
+            return Err(Error::LabState(format!(
                 "training a reward model needs at least 2 labelled pairs (left or right, or a ranking); there are {total}"
             )));
         }
@@ -538,13 +538,12 @@ where
         let training = self
             .reward_training
             .as_mut()
-            .ok_or_else(|| Error::Input("start reward-model training first".into()))?;
+            .ok_or_else(|| Error::LabState("start reward-model training first".into()))?;
         let step = training.trainer.step;
         let batch = batch_at(&training.order, step, training.config.batch_size);
-        let reward = training
-            .reward
-            .take()
-            .ok_or_else(|| Error::Input("this reward model failed a step: start again".into()))?;
+        let reward = training.reward.take().ok_or_else(|| {
+            Error::LabState("this reward model failed a step: start again".into())
+        })?;
         let (reward, metrics) = reward_train::reward_step(
             reward,
             &mut training.trainer,
@@ -638,7 +637,7 @@ where
             MethodKind::Online => {
                 let algorithm = OnlineAlgorithm::parse(spec.name)?;
                 if self.proxy.is_empty() {
-                    return Err(Error::Input(format!(
+                    return Err(Error::LabState(format!(
                         "{} optimises the reward model: train one on your labels first",
                         algorithm.name()
                     )));
@@ -678,7 +677,7 @@ where
     ) -> Result<Preference<B>> {
         let pairs: Vec<&PreferencePair> = self.pair_groups.iter().flatten().collect();
         if pairs.is_empty() {
-            return Err(Error::Input(format!(
+            return Err(Error::LabState(format!(
                 "{loss} learns from your labels: label some pairs (left or right) or rank some completions first"
             )));
         }
@@ -722,9 +721,9 @@ where
         let run = self
             .run
             .as_mut()
-            .ok_or_else(|| Error::Input("start a run first".into()))?;
+            .ok_or_else(|| Error::LabState("start a run first".into()))?;
         if run.step >= run.total_steps {
-            return Err(Error::Input(format!(
+            return Err(Error::LabState(format!(
                 "run `{}` has finished its {} steps: start another",
                 run.name, run.total_steps
             )));
@@ -742,10 +741,9 @@ where
                     .await?
             }
             Method::Preference(p) => {
-                let policy = p
-                    .policy
-                    .take()
-                    .ok_or_else(|| Error::Input("this run failed a step: start another".into()))?;
+                let policy = p.policy.take().ok_or_else(|| {
+                    Error::LabState("this run failed a step: start another".into())
+                })?;
                 let (policy, metrics) = p.run.step(policy).await?;
                 p.policy = Some(policy);
                 metrics
