@@ -166,6 +166,27 @@ fn rloo_against_the_gold_reward_raises_the_gold_reward_of_samples() {
     assert!(kl.last().unwrap() > &0.1, "{kl:?}");
 }
 
+/// A rollout of `prompts` scored by the gold reward: 32 new tokens, seeded by `seed`.
+fn gold_context<'a>(
+    reference: &'a Llama<Cpu>,
+    tokenizer: &'a alignlab::io::Tokenizer,
+    prompts: &'a [String],
+    seed: u64,
+) -> RolloutContext<'a, Cpu> {
+    RolloutContext {
+        reference,
+        tokenizer,
+        prompts,
+        reward: &RewardSource::Gold,
+        monitor: None,
+        sampling: SamplingConfig {
+            max_new_tokens: 32,
+            seed,
+            ..Default::default()
+        },
+    }
+}
+
 #[test]
 fn ppo_with_a_value_model_raises_the_gold_reward_and_its_value_head_learns() {
     use alignlab::algo::kl_controller::KlController;
@@ -210,18 +231,7 @@ fn ppo_with_a_value_model_raises_the_gold_reward_and_its_value_head_learns() {
             value_trainer: &mut value_trainer,
             kl: &mut kl,
         };
-        let context = RolloutContext {
-            reference: &reference,
-            tokenizer: &tokenizer,
-            prompts: batch,
-            reward: &RewardSource::Gold,
-            monitor: None,
-            sampling: SamplingConfig {
-                max_new_tokens: 32,
-                seed: step as u64,
-                ..Default::default()
-            },
-        };
+        let context = gold_context(&reference, &tokenizer, batch, step as u64);
         let (p, v, m) =
             pollster::block_on(ppo_step(policy, value_model, learner, &context, &config)).unwrap();
         policy = p;
@@ -277,18 +287,7 @@ fn raft_keeps_the_best_samples_and_raises_their_reward() {
     let prompts: Vec<String> = (0..32 * 6).map(|_| w.prompt().prompt).collect();
     let mut history = Vec::new();
     for (round, batch) in prompts.chunks(32).enumerate() {
-        let context = RolloutContext {
-            reference: &reference,
-            tokenizer: &tokenizer,
-            prompts: batch,
-            reward: &RewardSource::Gold,
-            monitor: None,
-            sampling: SamplingConfig {
-                max_new_tokens: 32,
-                seed: round as u64,
-                ..Default::default()
-            },
-        };
+        let context = gold_context(&reference, &tokenizer, batch, round as u64);
         let (p, m) = pollster::block_on(raft_round(policy, &mut trainer, &context, 4, 16)).unwrap();
         policy = p;
         history.push(m);

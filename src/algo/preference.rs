@@ -8,7 +8,6 @@ use burn::tensor::{Tensor, TensorData};
 
 use super::bco::RunningMean;
 use super::preference_method::{RankedInputs, UnpairedInputs};
-use super::spec::{Settings, BETA};
 use crate::dataset::{LabelledSequence, RankedSequences, Sequence};
 use crate::error::{Error, Result};
 use crate::host::{read_scalar, read_vec};
@@ -29,32 +28,6 @@ pub struct PreferenceConfig {
     /// Pairs, rankings or labelled completions per batch.
     pub batch_size: usize,
     pub seed: u64,
-}
-
-impl PreferenceConfig {
-    /// `loss` with β and the optimiser from its spec's defaults, for `steps` updates.
-    pub fn defaults(loss: PreferenceLoss, steps: usize) -> Self {
-        let spec = loss.spec();
-        Self {
-            loss,
-            beta: Settings::new().value(spec, BETA.name),
-            optim: OptimConfig {
-                lr: spec.training.lr,
-                warmup_steps: spec.training.warmup(steps),
-                total_steps: steps,
-                ..Default::default()
-            },
-            batch_size: spec.training.batch_size,
-            seed: 0,
-        }
-    }
-}
-
-impl Default for PreferenceConfig {
-    fn default() -> Self {
-        let dpo = PreferenceLoss::named("dpo").expect("dpo is listed");
-        Self::defaults(dpo, dpo.spec().training.steps)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -108,12 +81,8 @@ impl PreferenceData {
                 }
                 Ok(())
             }
-            (Self::Unpaired(_), _) => Err(Error::Input(format!(
-                "{loss} trains on pairs or rankings, not unpaired labels"
-            ))),
-            (Self::Ranked(_), DataShape::Unpaired) => Err(Error::Input(format!(
-                "{loss} trains on unpaired labels: unpair the pairs first"
-            ))),
+            (Self::Unpaired(_), _) => Err(not_unpaired(loss)),
+            (Self::Ranked(_), DataShape::Unpaired) => Err(only_unpaired(loss)),
         }
     }
 
@@ -130,6 +99,18 @@ impl PreferenceData {
             }
         }
     }
+}
+
+fn not_unpaired(loss: &PreferenceLoss) -> Error {
+    Error::Input(format!(
+        "{loss} trains on pairs or rankings, not unpaired labels"
+    ))
+}
+
+fn only_unpaired(loss: &PreferenceLoss) -> Error {
+    Error::Input(format!(
+        "{loss} trains on unpaired labels: unpair the pairs first"
+    ))
 }
 
 /// Example i's prompt with the next example's completion: a sample from π_ref(y|x') for an
@@ -277,11 +258,9 @@ fn ranked_losses<B: Backend>(
         scores,
         beta: config.beta,
     };
-    let losses = loss.ranked_losses(inputs).ok_or_else(|| {
-        Error::Input(format!(
-            "{loss} trains on unpaired labels: unpair the pairs first"
-        ))
-    })?;
+    let losses = loss
+        .ranked_losses(inputs)
+        .ok_or_else(|| only_unpaired(&loss))?;
     Ok(RankedOutput {
         losses,
         rewards: logratios.detach().mul_scalar(config.beta),
@@ -394,11 +373,9 @@ where
                     kl_reference,
                     reward_shift: self.bco_delta.mean,
                 };
-                let losses = loss.unpaired_losses(inputs).ok_or_else(|| {
-                    Error::Input(format!(
-                        "{loss} trains on pairs or rankings, not unpaired labels"
-                    ))
-                })?;
+                let losses = loss
+                    .unpaired_losses(inputs)
+                    .ok_or_else(|| not_unpaired(&loss))?;
                 self.log_unpaired(
                     &mut m,
                     logratios.detach().mul_scalar(beta),

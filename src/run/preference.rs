@@ -44,10 +44,6 @@ where
         })
     }
 
-    pub fn config(&self) -> &PreferenceConfig {
-        &self.trainer.config
-    }
-
     /// Updates taken so far.
     pub fn steps_done(&self) -> usize {
         self.trainer.trainer.step

@@ -48,7 +48,7 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
     )?;
     config.target_kl = online.target_kl;
     config.policy_gradient.max_approx_kl = online.max_approx_kl;
-    config.optim = command.train.optim(spec);
+    config.optim.max_grad_norm = Some(command.train.max_grad_norm);
     let (mut run, reference, tokenizer) = match &online.resume {
         Some(dir) => {
             let resumed = resume::<B>(dir, device)?;
