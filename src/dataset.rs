@@ -1,5 +1,5 @@
-//! Preference data as token ids, checked against the model's context: the one place where text
-//! rows become what the reward-model and preference trainers batch.
+//! Training data as token ids, checked against the model's context: the one place where text
+//! rows (supervised examples, preference rows) become what the trainers batch.
 
 use serde::{Deserialize, Serialize};
 
@@ -326,6 +326,35 @@ pub fn split_held_out<T: Clone>(rows: &[T], held_out_fraction: f64, seed: u64) -
     let (held_idx, train_idx) = order.split_at(held);
     let pick = |idx: &[usize]| idx.iter().map(|&i| rows[i].clone()).collect();
     (pick(train_idx), pick(held_idx))
+}
+
+/// One supervised example, as text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    pub prompt: String,
+    pub completion: String,
+}
+
+/// Token ids of examples: the prompt after BOS, the completion followed by EOS.
+pub fn tokenize_examples(
+    tokenizer: &Tokenizer,
+    examples: &[Example],
+) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    examples
+        .iter()
+        .enumerate()
+        .map(|(index, example)| {
+            let prompt = tokenizer.encode_with_bos(&example.prompt)?;
+            let mut completion = tokenizer.encode(&example.completion)?;
+            completion.extend(tokenizer.eos_id());
+            if prompt.is_empty() || completion.is_empty() {
+                return Err(Error::Input(format!(
+                    "example {index}: prompt and completion must both give tokens"
+                )));
+            }
+            Ok((prompt, completion))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -94,7 +94,6 @@ impl Rollout {
 }
 
 /// Samples `group_size` completions per prompt and scores them.
-#[allow(clippy::too_many_arguments)]
 pub async fn collect<B: Backend>(
     policy: &Llama<B>,
     reference: &Llama<B>,

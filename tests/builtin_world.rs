@@ -3,11 +3,12 @@
 
 mod common;
 
-use alignlab::algo::sft::{self, Example, SftConfig};
+use alignlab::dataset::{tokenize_examples, Example};
 use alignlab::host::read_vec_blocking;
 use alignlab::io::Checkpoint;
 use alignlab::logprobs::{completion_logprobs, SequenceBatch};
 use alignlab::model::Llama;
+use alignlab::run::sft::{self, SftConfig};
 use alignlab::train::OptimConfig;
 use alignlab::{policy, world};
 use burn::backend::Autodiff;
@@ -42,7 +43,7 @@ fn tiny_config(vocab: usize) -> alignlab::model::LlamaConfig {
 
 fn run_sft(seed: u64, steps: usize) -> (Llama<Train>, Vec<f64>) {
     let tokenizer = world::tokenizer();
-    let pairs = sft::tokenize_examples(&tokenizer, &examples(1, 64)).unwrap();
+    let pairs = tokenize_examples(&tokenizer, &examples(1, 64)).unwrap();
     let model = Llama::<Train>::init(
         &tiny_config(tokenizer.vocab_size()),
         seed,
@@ -135,7 +136,7 @@ fn the_shipped_builtin_model_writes_the_worlds_stories() {
         policy::load::<Cpu>(policy::BUILTIN, None, &Default::default()).unwrap();
     // Held-out stories: the pretrained model must predict them far better than chance.
     let mut held_out = world::World::new(424_242);
-    let pairs = sft::tokenize_examples(
+    let pairs = tokenize_examples(
         &tokenizer,
         &(0..32)
             .map(|_| Example {

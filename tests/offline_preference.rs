@@ -6,7 +6,7 @@
 mod common;
 
 use alignlab::algo::preference::{
-    DataShape, PreferenceConfig, PreferenceData, PreferenceLoss, PreferenceTrainer,
+    DataShape, PreferenceConfig, PreferenceData, PreferenceLoss, PreferenceObjective,
 };
 use alignlab::algo::preference_loss::PREFERENCE_SPECS;
 use alignlab::dataset::{self, LengthLimit, PreferenceRows};
@@ -15,7 +15,7 @@ use alignlab::metrics::{self, Metrics};
 use alignlab::model::Llama;
 use alignlab::run::preference;
 use alignlab::sample::SamplingConfig;
-use alignlab::train::OptimConfig;
+use alignlab::train::{OptimConfig, Trainer};
 use alignlab::{policy, world};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
@@ -176,17 +176,26 @@ fn a_non_finite_loss_is_skipped_named_and_leaves_the_weights() {
         alignlab::algo::preference::ReferenceLogps::Ranked(rows) => rows[0][0] = f32::NEG_INFINITY,
         other => panic!("pairs give a ranked table, not {other:?}"),
     }
-    let mut trainer = PreferenceTrainer::<Train>::new(config(loss, 4));
+    let config = config(loss, 4);
+    let mut trainer = Trainer::<Train, Llama<Train>>::new(config.optim.clone());
+    let mut objective = PreferenceObjective::new(config);
+    let mut step = |policy: Llama<Train>, batch: &[usize], trainer: &mut Trainer<_, _>| {
+        let mut m = Metrics::new(trainer.step);
+        let loss =
+            pollster::block_on(objective.batch_loss(&policy, &data, &poisoned, batch, &mut m))
+                .unwrap();
+        let policy = pollster::block_on(trainer.step_logged(policy, loss, &mut m)).unwrap();
+        (policy, m)
+    };
     let before = pollster::block_on(policy.valid().to_weights()).unwrap();
-    let (policy, m) =
-        pollster::block_on(trainer.step(policy, &data, &poisoned, &[0, 1, 2])).unwrap();
+    let (policy, m) = step(policy, &[0, 1, 2], &mut trainer);
     assert_eq!(m.get(metrics::TRAIN_SKIPPED), Some(1.0), "{m:?}");
-    assert_eq!(trainer.trainer.skipped, vec![0]);
+    assert_eq!(trainer.skipped, vec![0]);
     let after = pollster::block_on(policy.valid().to_weights()).unwrap();
     assert_eq!(before.tensors, after.tensors);
-    let (_, m) = pollster::block_on(trainer.step(policy, &data, &poisoned, &[1, 2, 3])).unwrap();
+    let (_, m) = step(policy, &[1, 2, 3], &mut trainer);
     assert_eq!(m.get(metrics::TRAIN_SKIPPED), None, "{m:?}");
-    assert_eq!(trainer.trainer.skipped, vec![0]);
+    assert_eq!(trainer.skipped, vec![0]);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 mod common;
 
 use alignlab::algo::reward_model::{bradley_terry_loss, pairwise_accuracy};
-use alignlab::algo::sft::Batches;
+use alignlab::batches::BatchOrder;
 use alignlab::host::read_scalar_blocking;
 use alignlab::logprobs::SequenceBatch;
 use alignlab::model::RewardModel;
@@ -60,7 +60,7 @@ fn bradley_terry_steps_lower_the_loss_and_train_trunk_and_head() {
         total_steps: 30,
         ..Default::default()
     });
-    let mut batches = Batches::new(&pairs, 0);
+    let mut batches = BatchOrder::new(pairs.len(), 0);
     let evaluate = |model: &RewardModel<Train>| -> (f32, f32) {
         let (chosen, rejected): (Vec<_>, Vec<_>) = pairs.iter().cloned().unzip();
         let c = SequenceBatch::<Train>::new(&chosen, 256, &device).unwrap();
@@ -77,8 +77,8 @@ fn bradley_terry_steps_lower_the_loss_and_train_trunk_and_head() {
     let (loss_before, _) = evaluate(&model);
     for _ in 0..30 {
         let batch = batches.next_batch(16);
-        let chosen: Vec<_> = batch.iter().map(|p| p.0.clone()).collect();
-        let rejected: Vec<_> = batch.iter().map(|p| p.1.clone()).collect();
+        let chosen: Vec<_> = batch.iter().map(|&i| pairs[i].0.clone()).collect();
+        let rejected: Vec<_> = batch.iter().map(|&i| pairs[i].1.clone()).collect();
         let c = SequenceBatch::<Train>::new(&chosen, 256, &device).unwrap();
         let r = SequenceBatch::<Train>::new(&rejected, 256, &device).unwrap();
         let rc = model.rewards(c.tokens, c.last_index).reshape([16]);
@@ -106,8 +106,9 @@ fn bradley_terry_steps_lower_the_loss_and_train_trunk_and_head() {
 fn bradley_terry_on_2000_gold_pairs_reaches_90_percent_held_out() {
     use alignlab::dataset::{tokenize_rankings, LengthLimit};
     use alignlab::io::prefs::Ranking;
-    use alignlab::reward::train::{evaluate_rankings, train, RewardData, RewardTrainConfig};
+    use alignlab::reward::objective::{evaluate_rankings, RewardData};
     use alignlab::reward::{LearnedReward, RewardHeads};
+    use alignlab::run::reward_model::{train, RewardTrainConfig};
 
     let limit = LengthLimit {
         max_length: 256,
@@ -144,7 +145,7 @@ fn bradley_terry_on_2000_gold_pairs_reaches_90_percent_held_out() {
     };
     let reward = pollster::block_on(train(
         reward,
-        &RewardData::Ranked(train_rows),
+        RewardData::Ranked(train_rows),
         &config,
         |_| {},
     ))

@@ -7,8 +7,9 @@ mod common;
 use alignlab::dataset::{self, LengthLimit, PreferenceRows, Sequence};
 use alignlab::io::prefs::{read_pairs, Ranking};
 use alignlab::metrics::{self, Metrics};
-use alignlab::reward::train::{self as reward_train, RewardData, RewardTrainConfig};
+use alignlab::reward::objective::{self as reward_objective, RewardData};
 use alignlab::reward::{transform, Aggregation, LearnedReward, RewardHeads};
+use alignlab::run::reward_model::{self, RewardTrainConfig};
 use alignlab::train::OptimConfig;
 use alignlab::{policy, world};
 use burn::backend::Autodiff;
@@ -69,9 +70,9 @@ fn ensembles_train_disagree_aggregate_and_round_trip() {
         };
         let reward = LearnedReward::from_policy(trunk, heads, 0).unwrap();
         let mut history: Vec<Metrics> = Vec::new();
-        let reward = pollster::block_on(reward_train::train(
+        let reward = pollster::block_on(reward_model::train(
             reward,
-            &data,
+            data.clone(),
             &train_config(20, 3e-3),
             |m| history.push(m.clone()),
         ))
@@ -92,15 +93,17 @@ fn ensembles_train_disagree_aggregate_and_round_trip() {
             "shared_trunk={shared_trunk}: {first} → {last}"
         );
         let mut reward = valid(reward);
-        let eval = pollster::block_on(reward_train::evaluate_rankings(&reward, &rows, 32)).unwrap();
+        let eval =
+            pollster::block_on(reward_objective::evaluate_rankings(&reward, &rows, 32)).unwrap();
         assert_eq!(eval.member_accuracy.len(), 3);
         // Different heads and bootstrap resamples: the members are not copies of each other.
         assert!(eval.member_std > 1e-4, "{eval:?}");
         // Each aggregation is what it says over the members' outputs.
         let sequences: Vec<Sequence> = rows.iter().take(8).flat_map(|r| r.sequences()).collect();
-        let members = pollster::block_on(reward_train::score_sequences(&reward, &sequences, 16))
-            .unwrap()
-            .0;
+        let members =
+            pollster::block_on(reward_objective::score_sequences(&reward, &sequences, 16))
+                .unwrap()
+                .0;
         // Members are standardised by their training statistics before they are combined.
         let scale = match &reward.heads {
             RewardHeads::Ensemble { member_scale, .. } => member_scale.clone(),
@@ -112,7 +115,7 @@ fn ensembles_train_disagree_aggregate_and_round_trip() {
             if let RewardHeads::Ensemble { aggregation: a, .. } = &mut reward.heads {
                 *a = aggregation;
             }
-            pollster::block_on(reward_train::score_sequences(&reward, &sequences, 16))
+            pollster::block_on(reward_objective::score_sequences(&reward, &sequences, 16))
                 .unwrap()
                 .1
         };
@@ -140,8 +143,10 @@ fn ensembles_train_disagree_aggregate_and_round_trip() {
         pollster::block_on(reward.save(&tokenizer, &path)).unwrap();
         let (loaded, _) = LearnedReward::<Cpu>::load(&path, &device).unwrap();
         assert_eq!(loaded.heads, reward.heads);
-        let a = pollster::block_on(reward_train::score_sequences(&reward, &sequences, 16)).unwrap();
-        let b = pollster::block_on(reward_train::score_sequences(&loaded, &sequences, 16)).unwrap();
+        let a =
+            pollster::block_on(reward_objective::score_sequences(&reward, &sequences, 16)).unwrap();
+        let b =
+            pollster::block_on(reward_objective::score_sequences(&loaded, &sequences, 16)).unwrap();
         assert_eq!(a, b);
         // A reward model is not a policy, and says so.
         let message = policy::load::<Cpu>(path.to_str().unwrap(), None, &device)
@@ -173,15 +178,16 @@ fn a_multi_attribute_model_learns_both_attributes_and_the_direction_trades_them(
     };
     let reward = LearnedReward::from_policy(trunk, heads, 0).unwrap();
     let data = RewardData::Rated(train_rows.to_vec());
-    let reward = pollster::block_on(reward_train::train(
+    let reward = pollster::block_on(reward_model::train(
         reward,
-        &data,
+        data,
         &train_config(200, 2e-3),
         |_| {},
     ))
     .unwrap();
     let mut reward = valid(reward);
-    let eval = pollster::block_on(reward_train::evaluate_ratings(&reward, held_out, 32)).unwrap();
+    let eval =
+        pollster::block_on(reward_objective::evaluate_ratings(&reward, held_out, 32)).unwrap();
     println!("{eval:?}");
     assert!(eval.pairwise_accuracy[0] > 0.8, "brevity: {eval:?}");
     assert!(eval.pairwise_accuracy[1] > 0.65, "positivity: {eval:?}");
@@ -196,7 +202,7 @@ fn a_multi_attribute_model_learns_both_attributes_and_the_direction_trades_them(
         {
             *d = transform::unit_direction(&direction, names).unwrap();
         }
-        let scores = pollster::block_on(reward_train::score_sequences(reward, &sequences, 32))
+        let scores = pollster::block_on(reward_objective::score_sequences(reward, &sequences, 32))
             .unwrap()
             .1;
         let (mut pairs, mut right) = (0, 0);
@@ -297,15 +303,19 @@ fn hh_rlhf_trains_a_reward_model_on_the_stories260k_trunk() {
     let mut losses = Vec::new();
     let mut config = train_config(6, 1e-3);
     config.batch_size = 8;
-    let reward = pollster::block_on(reward_train::train(
+    let reward = pollster::block_on(reward_model::train(
         reward,
-        &RewardData::Ranked(rows.clone()),
+        RewardData::Ranked(rows.clone()),
         &config,
         |m| losses.push(m.get(metrics::TRAIN_LOSS).unwrap()),
     ))
     .unwrap();
     assert!(losses.iter().all(|l| l.is_finite()), "{losses:?}");
-    let eval =
-        pollster::block_on(reward_train::evaluate_rankings(&valid(reward), &rows, 16)).unwrap();
+    let eval = pollster::block_on(reward_objective::evaluate_rankings(
+        &valid(reward),
+        &rows,
+        16,
+    ))
+    .unwrap();
     assert!((0.0..=1.0).contains(&eval.accuracy));
 }

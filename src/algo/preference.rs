@@ -2,8 +2,7 @@
 //! labels, gathers the policy's sequence log-probs, takes the reference's from a table computed
 //! once before training, calls the chosen method's loss, and logs TRL's metric names.
 
-use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::bco::RunningMean;
@@ -14,7 +13,7 @@ use crate::host::{read_scalar, read_vec};
 use crate::logprobs::{completion_logprobs, sum_per_sequence, SequenceBatch};
 use crate::metrics::{self, Metrics};
 use crate::model::Llama;
-use crate::train::{OptimConfig, Trainer};
+use crate::train::OptimConfig;
 
 pub use super::preference_loss::PreferenceLoss;
 pub use super::spec::DataShape;
@@ -268,41 +267,38 @@ fn ranked_losses<B: Backend>(
     })
 }
 
-/// The optimiser and the state a method carries across steps (BCO's δ).
-pub struct PreferenceTrainer<B: AutodiffBackend> {
-    pub trainer: Trainer<B, Llama<B>>,
+/// A method's loss over batches, with the state it carries across steps (BCO's δ); the loop
+/// that steps an optimiser on it is `run::preference`.
+pub struct PreferenceObjective {
     pub config: PreferenceConfig,
     pub bco_delta: RunningMean,
 }
 
-impl<B: AutodiffBackend> PreferenceTrainer<B>
-where
-    Llama<B>: AutodiffModule<B>,
-{
+impl PreferenceObjective {
     pub fn new(config: PreferenceConfig) -> Self {
         Self {
-            trainer: Trainer::new(config.optim.clone()),
             config,
             bco_delta: RunningMean::default(),
         }
     }
 
-    /// One update on the rows `batch` of `data`.
-    pub async fn step(
+    /// The mean loss of the rows `batch` of `data` under `policy`; the batch's implicit rewards
+    /// and log-probs (TRL's names) go into `m`.
+    pub async fn batch_loss<B: Backend>(
         &mut self,
-        policy: Llama<B>,
+        policy: &Llama<B>,
         data: &PreferenceData,
         reference: &ReferenceLogps,
         batch: &[usize],
-    ) -> Result<(Llama<B>, Metrics)> {
+        m: &mut Metrics,
+    ) -> Result<Tensor<B, 1>> {
         let device = policy.device();
-        let mut m = Metrics::new(self.trainer.step);
         let loss = match data {
             PreferenceData::Ranked(rows) => {
                 let rows: Vec<&RankedSequences> = batch.iter().map(|&i| &rows[i]).collect();
                 let k = rows[0].completions.len();
                 let sequences: Vec<Sequence> = rows.iter().flat_map(|r| r.sequences()).collect();
-                let (logps, lengths) = policy_logps(&policy, &sequences)?;
+                let (logps, lengths) = policy_logps(policy, &sequences)?;
                 let shape = [rows.len(), k];
                 let reference_rows: Vec<Vec<f32>> = batch
                     .iter()
@@ -324,13 +320,13 @@ where
                     matrix(&reference_rows, &device),
                     scores,
                 )?;
-                self.log_ranked(&mut m, out.rewards, out.logps).await?;
+                log_ranked(m, out.rewards, out.logps).await?;
                 out.losses.mean()
             }
             PreferenceData::Unpaired(rows) => {
                 let picked: Vec<&LabelledSequence> = batch.iter().map(|&i| &rows[i]).collect();
                 let sequences: Vec<Sequence> = picked.iter().map(|r| r.sequence.clone()).collect();
-                let (logps, _) = policy_logps(&policy, &sequences)?;
+                let (logps, _) = policy_logps(policy, &sequences)?;
                 let reference_logps: Vec<f32> = batch
                     .iter()
                     .map(|&i| reference.unpaired(i).map(|r| r.own))
@@ -348,7 +344,7 @@ where
                 let kl_reference = if loss.needs_kl_reference() {
                     let mismatched: Vec<Sequence> =
                         batch.iter().map(|&i| mismatched(rows, i)).collect();
-                    let (kl_logps, _) = policy_logps(&policy, &mismatched)?;
+                    let (kl_logps, _) = policy_logps(policy, &mismatched)?;
                     let kl_reference: Vec<f32> = batch
                         .iter()
                         .map(|&i| reference.unpaired(i).map(|r| r.mismatched))
@@ -376,8 +372,8 @@ where
                 let losses = loss
                     .unpaired_losses(inputs)
                     .ok_or_else(|| not_unpaired(&loss))?;
-                self.log_unpaired(
-                    &mut m,
+                log_unpaired(
+                    m,
                     logratios.detach().mul_scalar(beta),
                     logps.detach(),
                     &picked,
@@ -386,77 +382,74 @@ where
                 losses.mean()
             }
         };
-        let policy = self.trainer.step_logged(policy, loss, &mut m).await?;
-        Ok((policy, m))
+        Ok(loss)
     }
+}
 
-    async fn log_ranked(
-        &self,
-        m: &mut Metrics,
-        rewards: Tensor<B, 2>,
-        logps: Tensor<B, 2>,
-    ) -> Result<()> {
-        let k = rewards.dims()[1];
-        let rewards = read_vec(rewards).await?;
-        let logps = read_vec(logps).await?;
-        let (mut chosen, mut rejected, mut right) = (0.0, 0.0, 0.0);
-        let (mut logps_chosen, mut logps_rejected) = (0.0, 0.0);
-        let rows = rewards.len() / k;
-        for row in 0..rows {
-            let r = &rewards[row * k..(row + 1) * k];
-            let l = &logps[row * k..(row + 1) * k];
-            chosen += r[0] as f64;
-            logps_chosen += l[0] as f64;
-            let rest = (k - 1) as f64;
-            rejected += r[1..].iter().map(|&v| v as f64).sum::<f64>() / rest;
-            logps_rejected += l[1..].iter().map(|&v| v as f64).sum::<f64>() / rest;
-            right += r[1..].iter().filter(|&&v| r[0] > v).count() as f64 / rest;
-        }
-        let n = rows as f64;
-        m.insert(metrics::REWARDS_CHOSEN, chosen / n);
-        m.insert(metrics::REWARDS_REJECTED, rejected / n);
-        m.insert(metrics::REWARDS_MARGINS, (chosen - rejected) / n);
-        m.insert(metrics::REWARDS_ACCURACIES, right / n);
-        m.insert(metrics::LOGPS_CHOSEN, logps_chosen / n);
-        m.insert(metrics::LOGPS_REJECTED, logps_rejected / n);
-        Ok(())
+async fn log_ranked<B: Backend>(
+    m: &mut Metrics,
+    rewards: Tensor<B, 2>,
+    logps: Tensor<B, 2>,
+) -> Result<()> {
+    let k = rewards.dims()[1];
+    let rewards = read_vec(rewards).await?;
+    let logps = read_vec(logps).await?;
+    let (mut chosen, mut rejected, mut right) = (0.0, 0.0, 0.0);
+    let (mut logps_chosen, mut logps_rejected) = (0.0, 0.0);
+    let rows = rewards.len() / k;
+    for row in 0..rows {
+        let r = &rewards[row * k..(row + 1) * k];
+        let l = &logps[row * k..(row + 1) * k];
+        chosen += r[0] as f64;
+        logps_chosen += l[0] as f64;
+        let rest = (k - 1) as f64;
+        rejected += r[1..].iter().map(|&v| v as f64).sum::<f64>() / rest;
+        logps_rejected += l[1..].iter().map(|&v| v as f64).sum::<f64>() / rest;
+        right += r[1..].iter().filter(|&&v| r[0] > v).count() as f64 / rest;
     }
+    let n = rows as f64;
+    m.insert(metrics::REWARDS_CHOSEN, chosen / n);
+    m.insert(metrics::REWARDS_REJECTED, rejected / n);
+    m.insert(metrics::REWARDS_MARGINS, (chosen - rejected) / n);
+    m.insert(metrics::REWARDS_ACCURACIES, right / n);
+    m.insert(metrics::LOGPS_CHOSEN, logps_chosen / n);
+    m.insert(metrics::LOGPS_REJECTED, logps_rejected / n);
+    Ok(())
+}
 
-    async fn log_unpaired(
-        &self,
-        m: &mut Metrics,
-        rewards: Tensor<B, 1>,
-        logps: Tensor<B, 1>,
-        rows: &[&LabelledSequence],
-    ) -> Result<()> {
-        let rewards = read_vec(rewards).await?;
-        let logps = read_vec(logps).await?;
-        let mean_where = |values: &[f32], desirable: bool| -> Option<f64> {
-            let picked: Vec<f64> = values
-                .iter()
-                .zip(rows)
-                .filter(|(_, r)| r.desirable == desirable)
-                .map(|(&v, _)| v as f64)
-                .collect();
-            (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
-        };
-        if let Some(v) = mean_where(&rewards, true) {
-            m.insert(metrics::REWARDS_CHOSEN, v);
-        }
-        if let Some(v) = mean_where(&rewards, false) {
-            m.insert(metrics::REWARDS_REJECTED, v);
-        }
-        if let (Some(c), Some(r)) = (mean_where(&rewards, true), mean_where(&rewards, false)) {
-            m.insert(metrics::REWARDS_MARGINS, c - r);
-        }
-        if let Some(v) = mean_where(&logps, true) {
-            m.insert(metrics::LOGPS_CHOSEN, v);
-        }
-        if let Some(v) = mean_where(&logps, false) {
-            m.insert(metrics::LOGPS_REJECTED, v);
-        }
-        Ok(())
+async fn log_unpaired<B: Backend>(
+    m: &mut Metrics,
+    rewards: Tensor<B, 1>,
+    logps: Tensor<B, 1>,
+    rows: &[&LabelledSequence],
+) -> Result<()> {
+    let rewards = read_vec(rewards).await?;
+    let logps = read_vec(logps).await?;
+    let mean_where = |values: &[f32], desirable: bool| -> Option<f64> {
+        let picked: Vec<f64> = values
+            .iter()
+            .zip(rows)
+            .filter(|(_, r)| r.desirable == desirable)
+            .map(|(&v, _)| v as f64)
+            .collect();
+        (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)
+    };
+    if let Some(v) = mean_where(&rewards, true) {
+        m.insert(metrics::REWARDS_CHOSEN, v);
     }
+    if let Some(v) = mean_where(&rewards, false) {
+        m.insert(metrics::REWARDS_REJECTED, v);
+    }
+    if let (Some(c), Some(r)) = (mean_where(&rewards, true), mean_where(&rewards, false)) {
+        m.insert(metrics::REWARDS_MARGINS, c - r);
+    }
+    if let Some(v) = mean_where(&logps, true) {
+        m.insert(metrics::LOGPS_CHOSEN, v);
+    }
+    if let Some(v) = mean_where(&logps, false) {
+        m.insert(metrics::LOGPS_REJECTED, v);
+    }
+    Ok(())
 }
 
 /// Implicit-reward accuracy of a policy on held-out rankings: the share of (better, worse)

@@ -6,8 +6,7 @@
 use burn::tensor::backend::Backend;
 
 use crate::error::{Error, Result};
-use crate::io::weights::HostTensor;
-use crate::model::Llama;
+use crate::model::{HostTensor, Llama, NamedWeights};
 
 /// α·a + (1−α)·b, parameter by parameter; the models must share a config.
 pub async fn soup<B: Backend>(a: &Llama<B>, b: &Llama<B>, alpha: f32) -> Result<Llama<B>> {
@@ -17,7 +16,7 @@ pub async fn soup<B: Backend>(a: &Llama<B>, b: &Llama<B>, alpha: f32) -> Result<
         ));
     }
     let (wa, wb) = (a.to_weights().await?, b.to_weights().await?);
-    let mut mixed = crate::io::NamedWeights::new("soup");
+    let mut mixed = NamedWeights::new("soup");
     for (name, ta) in wa.tensors {
         let tb = wb.tensors.get(&name).ok_or_else(|| {
             Error::Input(format!("tensor `{name}` is missing from the second model"))

@@ -16,12 +16,13 @@ use crate::io::Tokenizer;
 use crate::model::{Llama, RewardEnsemble, RewardModel};
 use crate::policy;
 use crate::prompts::{self, PromptSet};
+use crate::reward::objective::{evaluate_rankings, RewardData};
 use crate::reward::source::RewardSource;
-use crate::reward::train::{self as reward_train, RewardData, RewardTrainConfig};
 use crate::reward::{spec, LearnedReward, RewardHeads};
 use crate::rollout::collect;
 use crate::run::best_of_n::{self, BestOfNPlan};
 use crate::run::preference::PreferenceRun;
+use crate::run::reward_model::{self, RewardTrainConfig};
 use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 use crate::sample::SamplingConfig;
 
@@ -156,7 +157,7 @@ where
             let eval = if held_out.is_empty() {
                 None
             } else {
-                Some(reward_train::evaluate_rankings(&reward, held_out, 32).await?)
+                Some(evaluate_rankings(&reward, held_out, 32).await?)
             };
             let summary = ProxySummary {
                 name: p.name.clone(),
@@ -211,7 +212,7 @@ where
             margin_from_scores: false,
         };
         let data = RewardData::Ranked(pairs.to_vec());
-        let trained = reward_train::train(fresh, &data, &rm_config, |_| {}).await?;
+        let trained = reward_model::train(fresh, data, &rm_config, |_| {}).await?;
         Ok(LearnedReward {
             ensemble: trained.ensemble.valid(),
             heads: trained.heads,

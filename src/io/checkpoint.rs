@@ -7,8 +7,8 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use super::tokenizer::Tokenizer;
-use super::weights::{HostTensor, NamedWeights};
 use crate::error::{Error, Result};
+use crate::model::weights::{HostTensor, NamedWeights};
 use crate::model::LlamaConfig;
 
 const FORMAT: &str = "alignlab";

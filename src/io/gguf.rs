@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use super::bytes::ByteReader;
 use super::tokenizer::SentencePieceBpe;
-use super::weights::{names, HostTensor, NamedWeights};
 use crate::error::{Error, Result};
+use crate::model::weights::{names, HostTensor, NamedWeights};
 use crate::model::LlamaConfig;
 
 const MAGIC: u32 = 0x4655_4747; // "GGUF" read as little-endian u32

@@ -34,7 +34,13 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::algo::sft::Example;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)] // read to check the parser, never used
+    struct Example {
+        prompt: String,
+        completion: String,
+    }
 
     #[test]
     fn a_bad_line_is_named_by_file_and_line() {

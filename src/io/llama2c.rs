@@ -3,8 +3,8 @@
 //! embedding), seq_len — then f32 weights, each stacked over layers, in a fixed order.
 
 use super::bytes::ByteReader;
-use super::weights::{names, HostTensor, NamedWeights};
 use crate::error::{Error, Result};
+use crate::model::weights::{names, HostTensor, NamedWeights};
 use crate::model::LlamaConfig;
 
 const HEADER_BYTES: usize = 7 * 4;

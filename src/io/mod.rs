@@ -8,16 +8,14 @@ pub mod llama2c;
 pub mod prefs;
 pub mod record;
 pub mod tokenizer;
-pub mod weights;
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 
 use crate::error::{read_file, Error, Result};
-use crate::model::{Llama, LlamaConfig};
+use crate::model::{Llama, LlamaConfig, NamedWeights};
 pub use tokenizer::Tokenizer;
-pub use weights::NamedWeights;
 
 /// A policy read from a file: what to build the model from, and how to tokenize for it.
 #[derive(Debug, Clone)]

@@ -5,7 +5,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::PreferenceRows;
+use burn::tensor::backend::AutodiffBackend;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::Lab;
+use crate::dataset::{tokenize_rankings, LengthLimit, PreferenceRows, RankedSequences};
 use crate::error::{Error, Result};
 use crate::io::prefs::{self, PreferencePair, Ranking};
 
@@ -218,6 +224,62 @@ pub fn import(bytes: &[u8], source_name: &str) -> Result<Vec<Label>> {
     Ok(labels)
 }
 
+impl<B: AutodiffBackend> Lab<B> {
+    /// The labels to train on (the page holds them; it sends them all before training);
+    /// returns how many pairs they state.
+    pub fn set_labels(&mut self, labels: &[Label]) -> Result<usize> {
+        self.pair_groups = pair_groups(labels)?;
+        Ok(self.pair_count())
+    }
+
+    pub(super) fn pair_count(&self) -> usize {
+        self.pair_groups.iter().map(Vec::len).sum()
+    }
+
+    pub(super) fn length_limit(&self) -> LengthLimit {
+        LengthLimit {
+            max_length: self.base.config().max_seq_len,
+            truncate: true,
+        }
+    }
+
+    pub(super) fn tokenized<'a>(
+        &self,
+        pairs: impl IntoIterator<Item = &'a PreferencePair>,
+    ) -> Result<Vec<RankedSequences>> {
+        let rankings: Vec<Ranking> = pairs.into_iter().cloned().map(Ranking::from).collect();
+        // Nothing to tokenise is no data, not a file whose every record was unusable.
+        if rankings.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(tokenize_rankings(
+            &self.tokenizer,
+            &rankings,
+            &self.length_limit(),
+            "labels",
+            true,
+        )?
+        .rows)
+    }
+}
+
+/// Splits the labels' pairs into training and held-out pairs: a tenth held out once there are 20,
+/// whole labels at a time (a ranking's pairs share completions), never every label.
+pub(super) fn hold_out_by_label(
+    groups: &[Vec<PreferencePair>],
+    seed: u64,
+) -> (Vec<&PreferencePair>, Vec<&PreferencePair>) {
+    let total: usize = groups.iter().map(Vec::len).sum();
+    let wanted = if total >= 20 { total / 10 } else { 0 };
+    let mut shuffled_groups: Vec<&Vec<PreferencePair>> = groups.iter().collect();
+    shuffled_groups.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let mut held_out = Vec::new();
+    while held_out.len() < wanted && shuffled_groups.len() > 1 {
+        held_out.extend(shuffled_groups.pop().expect("more than one group left"));
+    }
+    (shuffled_groups.into_iter().flatten().collect(), held_out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +377,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("label 0 ranks 1 completions"), "{e}");
+    }
+
+    fn group(label: usize, size: usize) -> Vec<PreferencePair> {
+        (0..size)
+            .map(|i| PreferencePair {
+                prompt: format!("label {label}"),
+                chosen: format!("{i}"),
+                rejected: "x".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn held_out_pairs_are_whole_labels() {
+        // 6 rankings of 4 (6 pairs each) and 10 pair labels: 46 pairs, at least 4 held out.
+        let groups: Vec<_> = (0..16)
+            .map(|l| group(l, if l < 6 { 6 } else { 1 }))
+            .collect();
+        for seed in 0..20 {
+            let (training, held_out) = hold_out_by_label(&groups, seed);
+            assert_eq!(training.len() + held_out.len(), 46);
+            assert!(held_out.len() >= 4, "{} held out", held_out.len());
+            for pair in &held_out {
+                assert!(
+                    training.iter().all(|t| t.prompt != pair.prompt),
+                    "seed {seed}: {} is split",
+                    pair.prompt
+                );
+            }
+        }
+        // Under 20 pairs nothing is held out; one large label is never held out whole.
+        assert!(hold_out_by_label(&groups[6..], 0).1.is_empty());
+        let one = [group(0, 28)];
+        assert_eq!(hold_out_by_label(&one, 0).0.len(), 28);
     }
 }

@@ -5,9 +5,9 @@ use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::weights::{HostTensor, NamedWeights};
 use crate::error::Result;
 use crate::host::read_vec;
-use crate::io::weights::{HostTensor, NamedWeights};
 
 #[derive(Module, Debug)]
 pub struct ScalarHead<B: Backend> {

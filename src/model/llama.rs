@@ -15,9 +15,9 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::cache::KvCache;
 use super::config::LlamaConfig;
+use super::weights::{names, HostTensor, NamedWeights};
 use crate::error::Result;
 use crate::host::read_vec;
-use crate::io::weights::{names, HostTensor, NamedWeights};
 
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {

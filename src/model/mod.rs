@@ -5,9 +5,11 @@ mod config;
 mod heads;
 mod llama;
 mod reward;
+pub mod weights;
 
 pub use cache::KvCache;
 pub use config::LlamaConfig;
 pub use heads::ScalarHead;
 pub use llama::{Block, Llama};
 pub use reward::{RewardEnsemble, RewardModel};
+pub use weights::{HostTensor, NamedWeights};

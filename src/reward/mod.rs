@@ -3,9 +3,9 @@
 
 pub mod ensemble;
 pub mod lexicon;
+pub mod objective;
 pub mod source;
 pub mod spec;
-pub mod train;
 pub mod transform;
 
 use std::path::Path;
@@ -15,7 +15,8 @@ use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::io::{checkpoint, NamedWeights, Tokenizer};
+use crate::io::{checkpoint, Tokenizer};
+use crate::model::NamedWeights;
 use crate::model::{Llama, LlamaConfig, RewardEnsemble, RewardModel, ScalarHead};
 pub use ensemble::Aggregation;
 

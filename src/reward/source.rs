@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use burn::tensor::backend::Backend;
 
 use super::lexicon::Lexicon;
-use super::train::score_sequences;
+use super::objective::score_sequences;
 use super::LearnedReward;
 use crate::dataset::Sequence;
 use crate::error::{Error, Result};
+use crate::world;
 
 pub enum RewardSource<B: Backend> {
     Learned(Box<LearnedReward<B>>),
@@ -34,15 +35,6 @@ pub struct Scored<'a> {
     pub prompt: &'a str,
     pub completion: &'a str,
     pub sequence: &'a Sequence,
-}
-
-/// The first word of `text`, lowercased, without punctuation.
-pub fn first_word(text: &str) -> String {
-    text.split_whitespace()
-        .next()
-        .unwrap_or("")
-        .trim_matches(|c: char| !c.is_alphanumeric())
-        .to_lowercase()
 }
 
 /// Sentence BLEU-4 with smoothing, through the `bleuscore` crate (Hugging Face evaluate's BLEU).
@@ -70,7 +62,7 @@ impl<B: Backend> RewardSource<B> {
                 }
                 Self::Gold => rollouts
                     .iter()
-                    .map(|r| crate::world::gold_reward(r.completion))
+                    .map(|r| world::gold_reward(r.completion))
                     .collect(),
                 Self::Lexicon(lexicon) => rollouts
                     .iter()
@@ -92,7 +84,8 @@ impl<B: Backend> RewardSource<B> {
                             Error::Input(format!("no answer for prompt {:?}", r.prompt))
                         })?;
                         Ok(f32::from(u8::from(
-                            first_word(r.completion) == first_word(answer),
+                            world::eval::first_word(r.completion)
+                                == world::eval::first_word(answer),
                         )))
                     })
                     .collect::<Result<Vec<f32>>>()?,

@@ -6,8 +6,9 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use super::policy_update;
 use crate::algo::grpo::{grpo_advantages, per_token};
-use crate::algo::policy_gradient::{self, PolicyGradientConfig};
+use crate::algo::policy_gradient::PolicyGradientConfig;
 use crate::algo::reinforce_pp::reinforce_pp_advantages;
 use crate::algo::rloo::{kl_penalised_rewards, rloo_advantages};
 use crate::error::Result;
@@ -71,7 +72,7 @@ where
             config.kl_coef,
         ),
     };
-    let (policy, mut m) = policy_gradient::update(
+    let (policy, mut m) = policy_update::update(
         policy,
         trainer,
         &rollout,

@@ -5,9 +5,12 @@
 pub mod best_of_n;
 pub mod checkpoint;
 pub mod group;
+pub mod policy_update;
 pub mod ppo;
 pub mod preference;
 pub mod raft;
+pub mod reward_model;
+pub mod sft;
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;

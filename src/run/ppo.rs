@@ -8,9 +8,10 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::policy_update;
 use crate::algo::gae::{explained_variance, gae, whiten};
 use crate::algo::kl_controller::KlController;
-use crate::algo::policy_gradient::{self, token_matrix};
+use crate::algo::policy_gradient::token_matrix;
 use crate::algo::ppo::{clipped_value_loss, completion_values, PpoConfig};
 use crate::dataset::Sequence;
 use crate::error::Result;
@@ -77,7 +78,7 @@ where
     if !config.kl_in_reward {
         pg.kl_loss_coef = beta;
     }
-    let (policy, mut m) = policy_gradient::update(
+    let (policy, mut m) = policy_update::update(
         policy,
         learner.policy_trainer,
         &rollout,

@@ -6,15 +6,17 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::algo::preference::{
-    reference_logps, PreferenceConfig, PreferenceData, PreferenceTrainer, ReferenceLogps,
+    reference_logps, PreferenceConfig, PreferenceData, PreferenceObjective, ReferenceLogps,
 };
 use crate::batches::BatchOrder;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::Llama;
+use crate::train::Trainer;
 
 pub struct PreferenceRun<B: AutodiffBackend> {
-    trainer: PreferenceTrainer<B>,
+    trainer: Trainer<B, Llama<B>>,
+    objective: PreferenceObjective,
     data: PreferenceData,
     reference: ReferenceLogps,
     batches: BatchOrder,
@@ -38,7 +40,8 @@ where
         let reference = reference_logps(reference, &data, config.batch_size * 2).await?;
         Ok(Self {
             batches: BatchOrder::new(data.len(), config.seed),
-            trainer: PreferenceTrainer::new(config),
+            trainer: Trainer::new(config.optim.clone()),
+            objective: PreferenceObjective::new(config),
             data,
             reference,
         })
@@ -46,15 +49,19 @@ where
 
     /// Updates taken so far.
     pub fn steps_done(&self) -> usize {
-        self.trainer.trainer.step
+        self.trainer.step
     }
 
     /// One update on the next batch.
     pub async fn step(&mut self, policy: Llama<B>) -> Result<(Llama<B>, Metrics)> {
-        let batch = self.batches.next_batch(self.trainer.config.batch_size);
-        self.trainer
-            .step(policy, &self.data, &self.reference, &batch)
-            .await
+        let batch = self.batches.next_batch(self.objective.config.batch_size);
+        let mut metrics = Metrics::new(self.trainer.step);
+        let loss = self
+            .objective
+            .batch_loss(&policy, &self.data, &self.reference, &batch, &mut metrics)
+            .await?;
+        let policy = self.trainer.step_logged(policy, loss, &mut metrics).await?;
+        Ok((policy, metrics))
     }
 }
 

@@ -4,8 +4,8 @@
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
+use super::sft::sft_step;
 use crate::algo::best_of_n::best_of_groups;
-use crate::algo::sft::sft_step;
 use crate::error::Result;
 use crate::metrics::{self, Metrics};
 use crate::model::Llama;

@@ -7,7 +7,6 @@ use crate::error::Result;
 use crate::io::Tokenizer;
 use crate::metrics::MeanCi;
 use crate::model::Llama;
-use crate::reward::source::first_word;
 use crate::sample::{generate, SamplingConfig};
 
 /// One sampled continuation per prompt, with its gold reward.
@@ -87,6 +86,15 @@ pub async fn held_out_sum_accuracy<B: Backend>(
         .filter(|(t, c)| first_word(&tokenizer.decode(c)) == t.answer)
         .count();
     Ok(right as f64 / n.max(1) as f64)
+}
+
+/// The answer a completion gives: its first word of `text`, lowercased, without punctuation.
+pub fn first_word(text: &str) -> String {
+    text.split_whitespace()
+        .next()
+        .unwrap_or("")
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_lowercase()
 }
 
 /// `n` sum questions from the world seeded by `seed`.

@@ -206,11 +206,11 @@ impl World {
     }
 
     /// `n` prompts with cheerful continuations, as SFT examples.
-    pub fn positive_examples(&mut self, n: usize) -> Vec<crate::algo::sft::Example> {
+    pub fn positive_examples(&mut self, n: usize) -> Vec<crate::dataset::Example> {
         (0..n)
             .map(|_| {
                 let p = self.positive_example();
-                crate::algo::sft::Example {
+                crate::dataset::Example {
                     prompt: p.prompt,
                     completion: p.continuation,
                 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use alignlab::dataset::{self, PreferenceRows};
 use alignlab::io::Tokenizer;
 use alignlab::model::Llama;
-use alignlab::reward::train as reward_train;
+use alignlab::reward::objective as reward_objective;
 use alignlab::reward::{transform, LearnedReward, RewardHeads};
 use alignlab::sample::SamplingConfig;
 use alignlab::{policy, world, Error, Result};
@@ -103,8 +103,11 @@ fn evaluate_reward_model<B: Backend>(
         PreferenceRows::Ratings(rated) => {
             let tokenized = dataset::tokenize_ratings(&tokenizer, &rated, &limit, &source, skip)?;
             report_skipped(&source, "record", &tokenized.skipped);
-            let eval =
-                pollster::block_on(reward_train::evaluate_ratings(&reward, &tokenized.rows, 32))?;
+            let eval = pollster::block_on(reward_objective::evaluate_ratings(
+                &reward,
+                &tokenized.rows,
+                32,
+            ))?;
             println!("{}", serde_json::to_string(&eval).expect("serialises"));
         }
         other => {
@@ -113,7 +116,7 @@ fn evaluate_reward_model<B: Backend>(
             let tokenized =
                 dataset::tokenize_rankings(&tokenizer, &rankings, &limit, &source, skip)?;
             report_skipped(&source, "record", &tokenized.skipped);
-            let eval = pollster::block_on(reward_train::evaluate_rankings(
+            let eval = pollster::block_on(reward_objective::evaluate_rankings(
                 &reward,
                 &tokenized.rows,
                 32,

@@ -9,7 +9,7 @@ mod train;
 
 use std::path::PathBuf;
 
-use alignlab::algo::sft::{self, Example};
+use alignlab::dataset::{tokenize_examples, Example};
 use alignlab::host::read_vec_blocking;
 use alignlab::logprobs::{gather_logprobs, SequenceBatch};
 use alignlab::model::Llama;
@@ -261,7 +261,7 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
                     completion: stories_world.story(),
                 })
                 .collect();
-            let pairs = sft::tokenize_examples(&tokenizer, &examples)?;
+            let pairs = tokenize_examples(&tokenizer, &examples)?;
             let config = world::model_config(tokenizer.vocab_size());
             let model = Llama::<B>::init(&config, train.seed, &device)?;
             println!(

@@ -7,14 +7,16 @@ use alignlab::algo::preference::{
     self, DataShape, PreferenceConfig, PreferenceData, PreferenceLoss,
 };
 use alignlab::algo::reward_model::REWARD_MODEL;
-use alignlab::algo::sft::{self, Example, SftConfig, SFT};
+use alignlab::algo::sft::SFT;
 use alignlab::algo::spec::{MethodKind, MethodSpec, Settings, TrainingOverrides, BETA};
-use alignlab::dataset::{self, LengthLimit, PreferenceRows};
+use alignlab::dataset::{self, Example, LengthLimit, PreferenceRows};
 use alignlab::io::{jsonl, Tokenizer};
 use alignlab::model::Llama;
-use alignlab::reward::train::{self as reward_train, RewardData, RewardTrainConfig};
+use alignlab::reward::objective::{evaluate_rankings, evaluate_ratings, RewardData};
 use alignlab::reward::{Aggregation, LearnedReward, RewardHeads};
 use alignlab::run::preference::train as train_preference_policy;
+use alignlab::run::reward_model::{self, RewardTrainConfig};
+use alignlab::run::sft::{self, SftConfig};
 use alignlab::train::OptimConfig;
 use alignlab::{methods, policy, world, Error, Result};
 use burn::module::AutodiffModule;
@@ -326,7 +328,7 @@ pub fn run<B: AutodiffBackend>(command: TrainCommand, device: &B::Device) -> Res
                 Some(path) => jsonl::read(path)?,
                 None => world::World::new(command.train.seed + 1).positive_examples(2000),
             };
-            let pairs = sft::tokenize_examples(&tokenizer, &examples)?;
+            let pairs = dataset::tokenize_examples(&tokenizer, &examples)?;
             let policy = train_sft(policy, &pairs, &command.train)?;
             pollster::block_on(policy::save(&policy.valid(), &tokenizer, &command.out))?;
         }
@@ -425,7 +427,7 @@ fn train_reward_model<B: AutodiffBackend>(
         command.train.steps(&REWARD_MODEL),
         command.train.metrics.as_deref(),
     )?;
-    let reward = pollster::block_on(reward_train::train(reward, &data, &config, |m| {
+    let reward = pollster::block_on(reward_model::train(reward, data, &config, |m| {
         progress.on_step(m)
     }))?;
     progress.finish()?;
@@ -435,7 +437,7 @@ fn train_reward_model<B: AutodiffBackend>(
     };
     match held_out_data {
         Some(RewardData::Ranked(rows)) => {
-            let eval = pollster::block_on(reward_train::evaluate_rankings(&reward, &rows, 32))?;
+            let eval = pollster::block_on(evaluate_rankings(&reward, &rows, 32))?;
             println!(
                 "held-out ({} rankings): accuracy {:.3}, chosen {:.3}, rejected {:.3}, margin {:.3}",
                 eval.rankings, eval.accuracy, eval.chosen_reward, eval.rejected_reward, eval.margin
@@ -448,7 +450,7 @@ fn train_reward_model<B: AutodiffBackend>(
             }
         }
         Some(RewardData::Rated(rows)) => {
-            let eval = pollster::block_on(reward_train::evaluate_ratings(&reward, &rows, 32))?;
+            let eval = pollster::block_on(evaluate_ratings(&reward, &rows, 32))?;
             for (i, name) in eval.names.iter().enumerate() {
                 println!(
                     "held-out {name}: rmse {:.3}, pairwise accuracy {:.3}",

@@ -1,9 +1,9 @@
-//! Training and evaluating learned rewards: Bradley–Terry on pairs, Plackett–Luce on rankings
-//! (both from `algo::reward_model`), squared error on attribute ratings; ensembles train every
-//! member at once, each on its own bootstrap resample.
+//! What a learned reward is trained on and judged by: its data, the batch loss — Bradley–Terry
+//! on pairs, Plackett–Luce on rankings (both from `algo::reward_model`), squared error on
+//! attribute ratings; ensembles train every member at once, each on its own bootstrap resample —
+//! and held-out evaluation. The loop that trains it is `run::reward_model`.
 
-use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -12,40 +12,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{combine, LearnedReward, RewardHeads};
 use crate::algo::reward_model::{bradley_terry_loss, plackett_luce_loss};
-use crate::algo::sft::Batches;
 use crate::dataset::{RankedSequences, RatedSequence, Sequence};
 use crate::error::{Error, Result};
 use crate::host::read_vec;
 use crate::logprobs::SequenceBatch;
 use crate::metrics::{self, Metrics};
 use crate::model::RewardEnsemble;
-use crate::train::{OptimConfig, Trainer};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RewardTrainConfig {
-    pub optim: OptimConfig,
-    /// Rankings (or rated completions) per batch.
-    pub batch_size: usize,
-    pub seed: u64,
-    /// For pairs with scores: Bradley–Terry with margin m = s_chosen − s_rejected (Llama 2).
-    pub margin_from_scores: bool,
-}
-
-impl Default for RewardTrainConfig {
-    fn default() -> Self {
-        Self {
-            optim: OptimConfig {
-                lr: 1e-3,
-                warmup_steps: 10,
-                total_steps: 100,
-                ..Default::default()
-            },
-            batch_size: 16,
-            seed: 0,
-            margin_from_scores: false,
-        }
-    }
-}
 
 /// What a learned reward is trained on.
 #[derive(Debug, Clone)]
@@ -402,29 +374,36 @@ fn rating_scale(heads: &RewardHeads, attributes: usize) -> Result<Vec<[f32; 2]>>
     }
 }
 
-/// One update on a batch of rankings (all with k completions) or rated completions.
-pub async fn reward_step<B: AutodiffBackend>(
-    reward: LearnedReward<B>,
-    trainer: &mut Trainer<B, RewardEnsemble<B>>,
+/// What a batch's loss depends on besides the model and its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LossOptions {
+    /// For pairs with scores: Bradley–Terry with margin m = s_chosen − s_rejected (Llama 2).
+    pub margin_from_scores: bool,
+    /// Fixes each ensemble member's bootstrap resample.
+    pub seed: u64,
+}
+
+/// The training loss of rows `batch` of `data`: the ranking loss (Bradley–Terry for pairs,
+/// Plackett–Luce for rankings), weighted per member by its bootstrap resample, or the squared
+/// error of standardised ratings. Ranking metrics of the batch go into `metrics`.
+pub async fn batch_loss<B: Backend>(
+    ensemble: &RewardEnsemble<B>,
+    heads: &RewardHeads,
     data: &RewardData,
     batch: &[usize],
-    config: &RewardTrainConfig,
-) -> Result<(LearnedReward<B>, Metrics)>
-where
-    RewardEnsemble<B>: AutodiffModule<B>,
-{
-    let LearnedReward { ensemble, heads } = reward;
+    options: &LossOptions,
+    metrics: &mut Metrics,
+) -> Result<Tensor<B, 1>> {
     let outputs = heads.outputs();
     let device = ensemble.members[0].trunk.device();
-    let mut m = Metrics::new(trainer.step);
     let loss = match data {
         RewardData::Ranked(rows) => {
             let rows: Vec<&RankedSequences> = batch.iter().map(|&i| &rows[i]).collect();
             let k = rows[0].completions.len();
             let sequences: Vec<Sequence> = rows.iter().flat_map(|r| r.sequences()).collect();
-            let seq = sequence_batch(&sequences, &ensemble)?;
+            let seq = sequence_batch(&sequences, ensemble)?;
             let member_rewards = ensemble.member_rewards(seq.tokens, seq.last_index);
-            let margins = if config.margin_from_scores && k == 2 {
+            let margins = if options.margin_from_scores && k == 2 {
                 rows.iter()
                     .map(|r| r.scores.as_ref().map(|s| (s[0] - s[1]) as f32))
                     .collect::<Option<Vec<f32>>>()
@@ -434,8 +413,8 @@ where
             };
             let losses = ranking_losses(member_rewards.clone(), rows.len(), k, margins);
             let indices: Vec<usize> = rows.iter().map(|r| r.index).collect();
-            let weights = member_weights(&indices, outputs, config.seed, &device);
-            let combined = combine(member_rewards.clone().detach(), &heads);
+            let weights = member_weights(&indices, outputs, options.seed, &device);
+            let combined = combine(member_rewards.clone().detach(), heads);
             let member_values = read_vec(member_rewards.detach()).await?;
             let combined_values = read_vec(combined).await?;
             RankingEval::from_rewards(
@@ -445,15 +424,15 @@ where
                     .map(|r| r.into_iter().map(|v| v[0]).collect())
                     .collect::<Vec<_>>(),
             )
-            .insert_into(&mut m);
+            .insert_into(metrics);
             weighted_loss(losses, weights)
         }
         RewardData::Rated(rows) => {
             let rows: Vec<&RatedSequence> = batch.iter().map(|&i| &rows[i]).collect();
             let sequences: Vec<Sequence> = rows.iter().map(|r| r.sequence.clone()).collect();
-            let seq = sequence_batch(&sequences, &ensemble)?;
+            let seq = sequence_batch(&sequences, ensemble)?;
             let predicted = ensemble.member_rewards(seq.tokens, seq.last_index);
-            let scale = rating_scale(&heads, outputs)?;
+            let scale = rating_scale(heads, outputs)?;
             let targets: Vec<f32> = rows
                 .iter()
                 .flat_map(|r| {
@@ -468,67 +447,11 @@ where
             (predicted - targets).powi_scalar(2).mean()
         }
     };
-    let ensemble = trainer.step_logged(ensemble, loss, &mut m).await?;
-    Ok((LearnedReward { ensemble, heads }, m))
-}
-
-/// Trains for `config.optim.total_steps` batches, calling `on_step` after each.
-pub async fn train<B: AutodiffBackend>(
-    mut reward: LearnedReward<B>,
-    data: &RewardData,
-    config: &RewardTrainConfig,
-    mut on_step: impl FnMut(&Metrics),
-) -> Result<LearnedReward<B>>
-where
-    RewardEnsemble<B>: AutodiffModule<B>,
-{
-    if data.is_empty() {
-        return Err(Error::Input("no training data for the reward model".into()));
-    }
-    data.check(&reward.heads)?;
-    if let (RewardData::Rated(rows), RewardHeads::Attributes { rating_scale, .. }) =
-        (data, &mut reward.heads)
-    {
-        if rating_scale.is_empty() {
-            *rating_scale = rating_scale_of(rows);
-        }
-    }
-    let mut trainer = Trainer::new(config.optim.clone());
-    let positions: Vec<usize> = (0..data.len()).collect();
-    let mut batches = Batches::new(&positions, config.seed);
-    for _ in 0..config.optim.total_steps {
-        let batch: Vec<usize> = batches
-            .next_batch(config.batch_size)
-            .into_iter()
-            .copied()
-            .collect();
-        let (next, metrics) = reward_step(reward, &mut trainer, data, &batch, config).await?;
-        reward = next;
-        on_step(&metrics);
-    }
-    finish(reward, data).await
-}
-
-/// What training ends with: an ensemble learns each member's scale over its training
-/// completions, so aggregation compares standardised members.
-pub async fn finish<B: Backend>(
-    mut reward: LearnedReward<B>,
-    data: &RewardData,
-) -> Result<LearnedReward<B>> {
-    if let (RewardData::Ranked(rows), RewardHeads::Ensemble { members, .. }) = (data, &reward.heads)
-    {
-        if *members > 1 {
-            let scale = member_scale_of(&reward, rows).await?;
-            if let RewardHeads::Ensemble { member_scale, .. } = &mut reward.heads {
-                *member_scale = scale;
-            }
-        }
-    }
-    Ok(reward)
+    Ok(loss)
 }
 
 /// (mean, std) of each member's reward over (up to 512 rows of) the training completions.
-async fn member_scale_of<B: Backend>(
+pub async fn member_scale<B: Backend>(
     reward: &LearnedReward<B>,
     rows: &[RankedSequences],
 ) -> Result<Vec<[f32; 2]>> {

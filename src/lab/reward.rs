@@ -1,0 +1,164 @@
+//! Training the reward model on the labels, a step at a time; when it ends it becomes the proxy
+//! that best-of-n and the online methods optimise.
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use super::{hold_out_by_label, Lab, PROXY};
+use crate::algo::reward_model::REWARD_MODEL;
+use crate::algo::spec::TrainingOverrides;
+use crate::dataset::RankedSequences;
+use crate::error::{Error, Result};
+use crate::metrics;
+use crate::model::{Llama, RewardEnsemble, RewardModel};
+use crate::reward::objective::{evaluate_rankings, RewardData};
+use crate::reward::source::RewardSource;
+use crate::reward::{Aggregation, LearnedReward, RewardHeads};
+use crate::run::reward_model::{RewardModelRun, RewardTrainConfig};
+
+/// A reward model to train on the labels; what the page leaves out comes from the registry's
+/// `rm` entry (the CLI's and the sweep's defaults too).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewardSettings {
+    pub steps: usize,
+    /// Independent members (aggregated by mean − std when more than one) [default 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+}
+
+impl RewardSettings {
+    fn training(&self) -> TrainingOverrides {
+        TrainingOverrides {
+            lr: self.lr,
+            steps: Some(self.steps),
+            batch_size: self.batch_size,
+            warmup: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RewardProgress {
+    pub step: usize,
+    pub total_steps: usize,
+    pub loss: f64,
+    /// On the training batch.
+    pub accuracy: f64,
+    /// On the held-out pairs, once training ends (none when too few pairs to hold any out).
+    pub held_out_accuracy: Option<f64>,
+    pub held_out_pairs: usize,
+    pub training_pairs: usize,
+    pub done: bool,
+}
+
+pub(super) struct RewardTraining<B: AutodiffBackend> {
+    /// Out of its slot only during a step: a failed step leaves it empty.
+    reward: Option<LearnedReward<B>>,
+    run: RewardModelRun<B>,
+    held_out: Vec<RankedSequences>,
+}
+
+impl<B: AutodiffBackend> Lab<B>
+where
+    Llama<B>: AutodiffModule<B, InnerModule = Llama<B::InnerBackend>>,
+    RewardModel<B>: AutodiffModule<B, InnerModule = RewardModel<B::InnerBackend>>,
+    RewardEnsemble<B>: AutodiffModule<B, InnerModule = RewardEnsemble<B::InnerBackend>>,
+{
+    /// Starts training a fresh reward model (Bradley–Terry; an ensemble of independent
+    /// members aggregated by mean − std when `members` > 1) on the labels, holding out a
+    /// tenth when there are at least 20 pairs (a ranking's pairs held out together: they share
+    /// completions).
+    pub fn reward_start(&mut self, settings: &RewardSettings) -> Result<()> {
+        let total = self.pair_count();
+        if total < 2 {
+            return Err(Error::LabState(format!(
+                "training a reward model needs at least 2 labelled pairs (left or right, or a ranking); there are {total}"
+            )));
+        }
+        let members = settings.members.unwrap_or(1);
+        let training = settings.training();
+        if settings.steps == 0 || training.batch_size(&REWARD_MODEL) == 0 || members == 0 {
+            return Err(Error::Input(
+                "reward model: steps, batch_size and members must be at least 1".into(),
+            ));
+        }
+        let (training_pairs, held_out_pairs) =
+            hold_out_by_label(&self.pair_groups, self.config.seed + 5);
+        let held_out = self.tokenized(held_out_pairs)?;
+        let mut rows = self.tokenized(training_pairs)?;
+        for (i, row) in rows.iter_mut().enumerate() {
+            row.index = i;
+        }
+        let heads = RewardHeads::Ensemble {
+            members,
+            shared_trunk: false,
+            aggregation: if members > 1 {
+                Aggregation::MeanMinusStd { lambda: 1.0 }
+            } else {
+                Aggregation::Mean
+            },
+            member_scale: Vec::new(),
+        };
+        let config = RewardTrainConfig {
+            optim: training.optim(&REWARD_MODEL),
+            batch_size: training.batch_size(&REWARD_MODEL),
+            seed: self.config.seed,
+            margin_from_scores: false,
+        };
+        let mut reward =
+            LearnedReward::from_policy(self.base.clone(), heads, self.config.seed + 17)?;
+        let run = RewardModelRun::new(&mut reward, RewardData::Ranked(rows), config)?;
+        self.reward_training = Some(RewardTraining {
+            reward: Some(reward),
+            run,
+            held_out,
+        });
+        Ok(())
+    }
+
+    /// One reward-model update; the last one also measures held-out accuracy and makes the
+    /// model the proxy that best-of-n and the online methods optimise.
+    pub async fn reward_step(&mut self) -> Result<RewardProgress> {
+        let training = self
+            .reward_training
+            .as_mut()
+            .ok_or_else(|| Error::LabState("start reward-model training first".into()))?;
+        let reward = training.reward.take().ok_or_else(|| {
+            Error::LabState("this reward model failed a step: start again".into())
+        })?;
+        let (reward, metrics) = training.run.step(reward).await?;
+        let (step, total_steps) = (training.run.steps_done(), training.run.total_steps());
+        let mut progress = RewardProgress {
+            step,
+            total_steps,
+            loss: metrics.get(metrics::TRAIN_LOSS).unwrap_or(f64::NAN),
+            accuracy: metrics.get(metrics::TRAIN_ACCURACY).unwrap_or(f64::NAN),
+            held_out_accuracy: None,
+            held_out_pairs: training.held_out.len(),
+            training_pairs: training.run.data().len(),
+            done: step >= total_steps,
+        };
+        if !progress.done {
+            training.reward = Some(reward);
+            return Ok(progress);
+        }
+        let training = self.reward_training.take().expect("checked above");
+        let trained = training.run.finish(reward).await?;
+        let trained = LearnedReward {
+            ensemble: trained.ensemble.valid(),
+            heads: trained.heads,
+        };
+        if !training.held_out.is_empty() {
+            let eval = evaluate_rankings(&trained, &training.held_out, 32).await?;
+            progress.held_out_accuracy = Some(eval.accuracy);
+        }
+        self.proxy = vec![(PROXY.into(), RewardSource::Learned(Box::new(trained)))];
+        Ok(progress)
+    }
+}

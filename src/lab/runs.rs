@@ -1,0 +1,280 @@
+//! Runs on the policy from the base: an online method optimising the reward model, or a
+//! DPO-family loss on the labels, measured every few steps; and best-of-n from the base.
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use super::Lab;
+use crate::algo::best_of_n::BestOfNPoint;
+use crate::algo::preference::{DataShape, PreferenceConfig, PreferenceData, PreferenceLoss};
+use crate::algo::spec::{MethodKind, Settings, TrainingOverrides, BETA};
+use crate::dataset::tokenize_unpaired;
+use crate::error::{Error, Result};
+use crate::frontier::measure::FrontierPoint;
+use crate::io::prefs::{PreferencePair, UnpairedExample};
+use crate::methods;
+use crate::metrics::Metrics;
+use crate::model::{Llama, RewardEnsemble, RewardModel};
+use crate::run::best_of_n::{self, BestOfNPlan};
+use crate::run::preference::PreferenceRun;
+use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSettings {
+    /// An online method (`ppo`, `grpo`, `dr-grpo`, `rloo`, `reinforce-pp`, `raft`) optimising
+    /// the reward model, or a DPO-family loss (`dpo`, `ipo`, `kto`, …) on the labels.
+    pub method: String,
+    /// β: the KL coefficient of online methods, the DPO family's β (methods without one, RAFT,
+    /// ignore it).
+    pub kl_coef: f64,
+    pub steps: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Measure KL, proxy and gold every this many steps.
+    #[serde(default = "default_eval_every")]
+    pub eval_every: usize,
+    /// The method's own settings by their registry names (e.g. `group_size`), over its defaults
+    /// (last: a TOML table follows the plain keys).
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+fn default_eval_every() -> usize {
+    2
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunProgress {
+    pub name: String,
+    pub step: usize,
+    pub total_steps: usize,
+    pub metrics: Metrics,
+    /// Measured this step (every `eval_every` steps and at the last).
+    pub point: Option<FrontierPoint>,
+    pub done: bool,
+}
+
+pub(super) struct Preference<B: AutodiffBackend> {
+    policy: Option<Llama<B>>,
+    run: PreferenceRun<B>,
+}
+
+pub(super) enum Method<B: AutodiffBackend> {
+    Online(Box<OnlineRun<B>>),
+    Preference(Box<Preference<B>>),
+}
+
+pub(super) struct Run<B: AutodiffBackend> {
+    pub(super) name: String,
+    method: Method<B>,
+    pub(super) step: usize,
+    total_steps: usize,
+    eval_every: usize,
+}
+
+impl<B: AutodiffBackend> Lab<B>
+where
+    Llama<B>: AutodiffModule<B, InnerModule = Llama<B::InnerBackend>>,
+    RewardModel<B>: AutodiffModule<B, InnerModule = RewardModel<B::InnerBackend>>,
+    RewardEnsemble<B>: AutodiffModule<B, InnerModule = RewardEnsemble<B::InnerBackend>>,
+{
+    /// Starts a run from the base policy; returns the base policy's point (step 0).
+    pub async fn run_start(&mut self, settings: &RunSettings) -> Result<FrontierPoint> {
+        if settings.steps == 0 || settings.eval_every == 0 {
+            return Err(Error::Input(
+                "run: steps and eval_every must be at least 1".into(),
+            ));
+        }
+        if !(settings.kl_coef.is_finite() && settings.kl_coef >= 0.0) {
+            return Err(Error::Input(format!(
+                "run: the KL coefficient must be finite and ≥ 0, got {}",
+                settings.kl_coef
+            )));
+        }
+        let spec = methods::find(&settings.method)?;
+        let mut method_settings = settings.settings.clone();
+        if spec.setting(BETA.name).is_some() {
+            method_settings.insert(BETA.name, settings.kl_coef);
+        }
+        let training = TrainingOverrides {
+            lr: settings.lr,
+            steps: Some(settings.steps),
+            batch_size: None,
+            warmup: None,
+        };
+        let method = match spec.kind {
+            MethodKind::Preference(_) => {
+                let loss = PreferenceLoss::from_spec(spec, &method_settings)
+                    .expect("the registry's preference methods are the loss list's")?;
+                Method::Preference(Box::new(
+                    self.preference_run(loss, &method_settings, &training)
+                        .await?,
+                ))
+            }
+            MethodKind::Online => {
+                let algorithm = OnlineAlgorithm::parse(spec.name)?;
+                if self.proxy.is_empty() {
+                    return Err(Error::LabState(format!(
+                        "{} optimises the reward model: train one on your labels first",
+                        algorithm.name()
+                    )));
+                }
+                let config = OnlineRunConfig::new(
+                    algorithm,
+                    &method_settings,
+                    &training,
+                    self.sampling(0),
+                    self.config.seed,
+                )?;
+                Method::Online(Box::new(OnlineRun::new(self.base.clone(), config)))
+            }
+            MethodKind::Supervised | MethodKind::RewardModel => {
+                return Err(Error::Input(format!(
+                    "{} is not a run on the policy: the page trains reward models with \"Train reward model\"",
+                    spec.name
+                )))
+            }
+        };
+        self.run = Some(Run {
+            name: format!("{} β={}", settings.method, settings.kl_coef),
+            method,
+            step: 0,
+            total_steps: settings.steps,
+            eval_every: settings.eval_every,
+        });
+        self.policy = self.reference.clone();
+        self.measure().await
+    }
+
+    async fn preference_run(
+        &self,
+        loss: PreferenceLoss,
+        settings: &Settings,
+        training: &TrainingOverrides,
+    ) -> Result<Preference<B>> {
+        let pairs: Vec<&PreferencePair> = self.pair_groups.iter().flatten().collect();
+        if pairs.is_empty() {
+            return Err(Error::LabState(format!(
+                "{loss} learns from your labels: label some pairs (left or right) or rank some completions first"
+            )));
+        }
+        let data = match loss.data_shape() {
+            DataShape::Pairs | DataShape::Rankings => {
+                PreferenceData::Ranked(self.tokenized(pairs.iter().copied())?)
+            }
+            DataShape::Unpaired => {
+                let examples: Vec<UnpairedExample> = pairs
+                    .iter()
+                    .flat_map(|p| UnpairedExample::from_pair(p))
+                    .collect();
+                PreferenceData::Unpaired(
+                    tokenize_unpaired(
+                        &self.tokenizer,
+                        &examples,
+                        &self.length_limit(),
+                        "labels",
+                        true,
+                    )?
+                    .rows,
+                )
+            }
+        };
+        let spec = loss.spec();
+        let config = PreferenceConfig {
+            loss,
+            beta: settings.value(spec, BETA.name),
+            optim: training.optim(spec),
+            batch_size: training.batch_size(spec),
+            seed: self.config.seed,
+        };
+        Ok(Preference {
+            policy: Some(self.base.clone()),
+            run: PreferenceRun::new(&self.reference, data, config).await?,
+        })
+    }
+
+    /// One update of the run; measures every `eval_every` steps and at the end.
+    pub async fn run_step(&mut self) -> Result<RunProgress> {
+        let run = self
+            .run
+            .as_mut()
+            .ok_or_else(|| Error::LabState("start a run first".into()))?;
+        if run.step >= run.total_steps {
+            return Err(Error::LabState(format!(
+                "run `{}` has finished its {} steps: start another",
+                run.name, run.total_steps
+            )));
+        }
+        let metrics = match &mut run.method {
+            Method::Online(online) => {
+                online
+                    .step(
+                        &self.reference,
+                        &self.tokenizer,
+                        &self.prompts,
+                        &self.proxy[0].1,
+                        Some(&self.gold),
+                    )
+                    .await?
+            }
+            Method::Preference(p) => {
+                let policy = p.policy.take().ok_or_else(|| {
+                    Error::LabState("this run failed a step: start another".into())
+                })?;
+                let (policy, metrics) = p.run.step(policy).await?;
+                p.policy = Some(policy);
+                metrics
+            }
+        };
+        run.step += 1;
+        self.policy = match &run.method {
+            Method::Online(online) => online.policy().valid(),
+            Method::Preference(p) => p.policy.as_ref().expect("set above").valid(),
+        };
+        let (name, step, total_steps) = (run.name.clone(), run.step, run.total_steps);
+        let done = step >= total_steps;
+        let point = if step % run.eval_every == 0 || done {
+            Some(self.measure().await?)
+        } else {
+            None
+        };
+        Ok(RunProgress {
+            name,
+            step,
+            total_steps,
+            metrics,
+            point,
+            done,
+        })
+    }
+
+    /// Best-of-n from the base policy, selected by the reward model (or by the gold reward
+    /// when none is trained), at every n of `ns`: analytic and measured KL, both rewards.
+    pub async fn best_of_n(&self, ns: &[usize], prompts: usize) -> Result<Vec<BestOfNPoint>> {
+        if ns.is_empty() || ns.contains(&0) || ns.len() > 12 || ns.iter().any(|&n| n > 256) {
+            return Err(Error::Input(
+                "best-of-n: give 1 to 12 values of n, each from 1 to 256".into(),
+            ));
+        }
+        let selector = self.proxy.first().map_or(&self.gold, |(_, p)| p);
+        let prompts = &self.eval_prompts[..prompts.clamp(1, self.eval_prompts.len())];
+        let max_n = *ns.iter().max().expect("non-empty");
+        let plan = BestOfNPlan {
+            ns: ns.to_vec(),
+            pool: (4 * max_n).max(32),
+            groups: 2,
+            sampling: self.sampling(self.config.seed.wrapping_add(50_000)),
+        };
+        best_of_n::measure(
+            &self.reference,
+            &self.tokenizer,
+            prompts,
+            selector,
+            Some(&self.gold),
+            &plan,
+        )
+        .await
+    }
+}
