@@ -2,17 +2,13 @@
 //! (`algo/*.rs`: name, what it trains on, its training defaults, its settings with defaults and
 //! help). The CLI's `--method`, the sweep's TOML, the page and the page's JavaScript (through
 //! `web.rs`) all read this list; the offline preference losses come from their own one-line list
-//! in `algo/preference_loss.rs`.
+//! in `algo/preference_loss.rs`, the online methods from the one below.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::algo::grpo::{DR_GRPO, GRPO};
-use crate::algo::ppo::PPO;
+use crate::algo::online_method::OnlineMethod;
 use crate::algo::preference_loss::PREFERENCE_SPECS;
-use crate::algo::raft::RAFT;
-use crate::algo::reinforce_pp::REINFORCE_PP;
 use crate::algo::reward_model::REWARD_MODEL;
-use crate::algo::rloo::RLOO;
 use crate::algo::sft::SFT;
 use crate::algo::spec::MethodSpec;
 use crate::error::{Error, Result};
@@ -22,15 +18,73 @@ use crate::metrics;
 /// and reward models.
 const TRAINERS: [MethodSpec; 2] = [SFT, REWARD_MODEL];
 
-/// The online methods (each a loop of `run::OnlineRun`).
-pub const ONLINE_SPECS: [MethodSpec; 6] = [GRPO, DR_GRPO, RLOO, REINFORCE_PP, PPO, RAFT];
+/// Declares `OnlineAlgorithm` from one line per online method: the variant it is named by (its
+/// kebab-case form is the name checkpoints store, and equals the registry name), and the
+/// `OnlineMethod` its file declares.
+macro_rules! online_methods {
+    ($($variant:ident => $method:path,)+) => {
+        /// An online method (each a loop of `run::OnlineRun`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum OnlineAlgorithm {
+            $($variant,)+
+        }
+
+        impl OnlineAlgorithm {
+            pub const ALL: &'static [Self] = &[$(Self::$variant,)+];
+
+            /// What its file declares: its registry entry, loss aggregation, where its KL goes,
+            /// and its update.
+            pub fn method(self) -> &'static OnlineMethod {
+                match self {
+                    $(Self::$variant => &$method,)+
+                }
+            }
+        }
+    };
+}
+
+online_methods! {
+    Grpo => crate::algo::grpo::GRPO_METHOD,
+    DrGrpo => crate::algo::grpo::DR_GRPO_METHOD,
+    Rloo => crate::algo::rloo::RLOO_METHOD,
+    ReinforcePp => crate::algo::reinforce_pp::REINFORCE_PP_METHOD,
+    Ppo => crate::algo::ppo::PPO_METHOD,
+    Raft => crate::algo::raft::RAFT_METHOD,
+}
+
+impl OnlineAlgorithm {
+    /// Its entry in the registry (name, settings and their defaults).
+    pub fn spec(self) -> &'static MethodSpec {
+        &self.method().spec
+    }
+
+    pub fn name(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The online method called `name`, or `None` (it may be another kind of method).
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.name() == name)
+    }
+
+    pub fn parse(name: &str) -> Result<Self> {
+        Self::named(name).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|a| a.name()).collect();
+            Error::Input(format!(
+                "unknown online method `{name}`: expected one of {}",
+                names.join(", ")
+            ))
+        })
+    }
+}
 
 /// Every method, in the order help texts list them.
 pub fn all() -> impl Iterator<Item = &'static MethodSpec> {
     TRAINERS
         .iter()
         .chain(PREFERENCE_SPECS.iter())
-        .chain(ONLINE_SPECS.iter())
+        .chain(OnlineAlgorithm::ALL.iter().map(|a| a.spec()))
 }
 
 /// The method called `name`; the error lists every name.
@@ -78,6 +132,16 @@ mod tests {
         // A preference method is made from its spec, named back the same.
         for spec in all().filter(|m| matches!(m.kind, MethodKind::Preference(_))) {
             assert_eq!(PreferenceLoss::named(spec.name).unwrap().name(), spec.name);
+        }
+    }
+
+    #[test]
+    fn an_online_methods_stored_name_is_its_registry_name() {
+        for &algorithm in OnlineAlgorithm::ALL {
+            let stored = serde_json::to_value(algorithm).unwrap();
+            assert_eq!(stored, algorithm.name());
+            assert_eq!(OnlineAlgorithm::parse(algorithm.name()).unwrap(), algorithm);
+            assert_eq!(algorithm.spec().kind, MethodKind::Online);
         }
     }
 

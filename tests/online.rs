@@ -10,7 +10,8 @@ use alignlab::metrics::{self, Metrics};
 use alignlab::model::Llama;
 use alignlab::reward::source::RewardSource;
 use alignlab::rollout::RolloutContext;
-use alignlab::run::group::{online_step, OnlineConfig, OnlineMethod};
+use alignlab::run::group::{online_step, OnlineConfig};
+use alignlab::run::OnlineAlgorithm;
 use alignlab::sample::SamplingConfig;
 use alignlab::train::{OptimConfig, Trainer};
 use alignlab::world::eval::{held_out_sum_accuracy, sum_tasks};
@@ -39,7 +40,7 @@ fn held_out_gold(model: &Llama<Cpu>) -> alignlab::metrics::MeanCi {
 }
 
 fn run(
-    method: OnlineMethod,
+    algorithm: OnlineAlgorithm,
     reward: &RewardSource<Cpu>,
     prompts: &[String],
     steps: usize,
@@ -51,7 +52,7 @@ fn run(
     let reference = model.valid();
     let prompts_per_step = 16;
     let config = OnlineConfig {
-        method,
+        algorithm,
         group_size: 8,
         policy_gradient: PolicyGradientConfig {
             kl_loss_coef: kl.0,
@@ -106,14 +107,7 @@ fn grpo_with_a_verifier_raises_held_out_sum_accuracy() {
     let tokenizer = world::tokenizer();
     let (base, _) = policy::load::<Cpu>(policy::BUILTIN, None, &Default::default()).unwrap();
     let before = pollster::block_on(held_out_sum_accuracy(&base, &tokenizer, 300)).unwrap();
-    let (trained, history) = run(
-        OnlineMethod::Grpo { scale_by_std: true },
-        &reward,
-        &prompts,
-        80,
-        2,
-        (0.04, 0.0),
-    );
+    let (trained, history) = run(OnlineAlgorithm::Grpo, &reward, &prompts, 80, 2, (0.04, 0.0));
     let after =
         pollster::block_on(held_out_sum_accuracy(&trained.valid(), &tokenizer, 300)).unwrap();
     let scores: Vec<f64> = history
@@ -145,7 +139,7 @@ fn rloo_against_the_gold_reward_raises_the_gold_reward_of_samples() {
     let (base, _) = policy::load::<Cpu>(policy::BUILTIN, None, &Default::default()).unwrap();
     let before = held_out_gold(&base);
     let (trained, history) = run(
-        OnlineMethod::Rloo,
+        OnlineAlgorithm::Rloo,
         &RewardSource::Gold,
         &prompts,
         25,
@@ -424,7 +418,7 @@ fn an_update_that_moves_too_far_is_rolled_back_and_reported() {
     let mut w = world::World::new(13);
     let prompts: Vec<String> = (0..8).map(|_| w.prompt().prompt).collect();
     let config = OnlineConfig {
-        method: OnlineMethod::Grpo { scale_by_std: true },
+        algorithm: OnlineAlgorithm::Grpo,
         group_size: 4,
         policy_gradient: PolicyGradientConfig {
             minibatch_size: 8,
@@ -460,7 +454,7 @@ fn an_update_that_moves_too_far_is_rolled_back_and_reported() {
 
 #[test]
 fn reinforce_pp_through_an_online_run_raises_the_gold_reward_of_samples() {
-    use alignlab::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
+    use alignlab::run::{OnlineRun, OnlineRunConfig};
     let tokenizer = world::tokenizer();
     let (base, _) = policy::load::<Train>(policy::BUILTIN, None, &Default::default()).unwrap();
     let reference = base.valid();

@@ -2,6 +2,8 @@
 //! supervision: every token of sample i gets Â_i = (r_i − mean(r_group)) / std(r_group); Dr. GRPO
 //! (Liu et al. 2025, "Understanding R1-Zero-Like Training") drops the division by std. The
 //! update itself (clipped surrogate, k3 KL loss) is `policy_gradient`.
+use super::online_method::{GroupRollout, KlPlacement, OnlineMethod, OnlineUpdate};
+use super::policy_gradient::LossAggregation;
 use super::spec::{
     MethodKind, MethodSpec, BETA, EPOCHS, GROUP_SIZE, ONLINE_TRAINING, PROMPTS_PER_STEP,
 };
@@ -60,6 +62,30 @@ pub const DR_GRPO: MethodSpec = MethodSpec {
     summary: "Dr. GRPO (Liu et al. 2025): GRPO without the std division, a constant normaliser",
     ..GRPO
 };
+
+/// GRPO's update: a sequence-mean loss with a k3 KL term.
+pub const GRPO_METHOD: OnlineMethod = OnlineMethod {
+    spec: GRPO,
+    aggregation: LossAggregation::SequenceMean,
+    kl: KlPlacement::LossTerm,
+    update: OnlineUpdate::Group(grpo_update),
+};
+
+fn grpo_update(r: &GroupRollout) -> Vec<Vec<f32>> {
+    per_token(&grpo_advantages(r.rewards, r.group_size, true), r.lengths)
+}
+
+/// Dr. GRPO's: no std division, and a constant normaliser instead of each sequence's length.
+pub const DR_GRPO_METHOD: OnlineMethod = OnlineMethod {
+    spec: DR_GRPO,
+    aggregation: LossAggregation::Constant,
+    kl: KlPlacement::LossTerm,
+    update: OnlineUpdate::Group(dr_grpo_update),
+};
+
+fn dr_grpo_update(r: &GroupRollout) -> Vec<Vec<f32>> {
+    per_token(&grpo_advantages(r.rewards, r.group_size, false), r.lengths)
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! One file per method: its pure loss over log-prob or reward tensors, citing the paper's
-//! equation, and its tests. `preference` is the one trainer around the offline losses.
+//! equation, its registry entry, and its tests. `preference` is the batch objective around the
+//! offline losses, `online_method` what an online method tells the loop in `run/`.
 
 pub mod bco;
 pub mod best_of_n;
@@ -10,6 +11,7 @@ pub mod ipo;
 pub mod kl_controller;
 pub mod kto;
 pub mod lipo;
+pub mod online_method;
 pub mod orpo;
 pub mod policy_gradient;
 pub mod ppo;

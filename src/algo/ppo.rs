@@ -9,7 +9,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::policy_gradient::{self, PolicyGradientConfig};
+use super::online_method::{KlPlacement, OnlineMethod, OnlineUpdate};
+use super::policy_gradient::{self, LossAggregation, PolicyGradientConfig};
 use super::spec::{MethodKind, MethodSpec, BETA, EPOCHS, ONLINE_TRAINING, PROMPTS_PER_STEP};
 use crate::dataset::Sequence;
 use crate::error::Result;
@@ -94,6 +95,14 @@ pub const PPO: MethodSpec = MethodSpec {
     kind: MethodKind::Online,
     training: ONLINE_TRAINING,
     settings: &[BETA, PROMPTS_PER_STEP, EPOCHS],
+};
+
+/// PPO's update (`run/ppo.rs`): a token-mean loss, β·KL in the reward.
+pub const PPO_METHOD: OnlineMethod = OnlineMethod {
+    spec: PPO,
+    aggregation: LossAggregation::TokenMean,
+    kl: KlPlacement::Reward,
+    update: OnlineUpdate::Ppo,
 };
 
 #[cfg(test)]

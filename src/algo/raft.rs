@@ -3,6 +3,8 @@
 //! highest, fine-tune on the kept ones with the SFT loss, and repeat from the updated policy.
 //! The round itself is `run/raft.rs`: RAFT has no loss of its own (it is SFT on the kept samples).
 
+use super::online_method::{KlPlacement, OnlineMethod, OnlineUpdate};
+use super::policy_gradient::LossAggregation;
 use super::spec::{MethodKind, MethodSpec, GROUP_SIZE, ONLINE_TRAINING, PROMPTS_PER_STEP};
 
 /// RAFT, Dong et al. 2023.
@@ -12,4 +14,12 @@ pub const RAFT: MethodSpec = MethodSpec {
     kind: MethodKind::Online,
     training: ONLINE_TRAINING,
     settings: &[GROUP_SIZE, PROMPTS_PER_STEP],
+};
+
+/// RAFT's round (`run/raft.rs`): no KL term; the aggregation is unused (its updates are SFT).
+pub const RAFT_METHOD: OnlineMethod = OnlineMethod {
+    spec: RAFT,
+    aggregation: LossAggregation::SequenceMean,
+    kl: KlPlacement::None,
+    update: OnlineUpdate::Raft,
 };

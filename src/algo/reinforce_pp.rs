@@ -3,6 +3,8 @@
 //! returns A_t = Σ_{s ≥ t} r_s (no critic, γ = 1), normalised over the whole batch's tokens.
 
 use super::gae::whiten;
+use super::online_method::{GroupRollout, KlPlacement, OnlineMethod, OnlineUpdate};
+use super::policy_gradient::LossAggregation;
 use super::spec::{
     MethodKind, MethodSpec, BETA, EPOCHS, GROUP_SIZE, ONLINE_TRAINING, PROMPTS_PER_STEP,
 };
@@ -47,6 +49,18 @@ pub const REINFORCE_PP: MethodSpec = MethodSpec {
     training: ONLINE_TRAINING,
     settings: &[BETA, GROUP_SIZE, PROMPTS_PER_STEP, EPOCHS],
 };
+
+/// REINFORCE++'s update: a token-mean loss on batch-normalised returns.
+pub const REINFORCE_PP_METHOD: OnlineMethod = OnlineMethod {
+    spec: REINFORCE_PP,
+    aggregation: LossAggregation::TokenMean,
+    kl: KlPlacement::Reward,
+    update: OnlineUpdate::Group(reinforce_pp_update),
+};
+
+fn reinforce_pp_update(r: &GroupRollout) -> Vec<Vec<f32>> {
+    reinforce_pp_advantages(r.rewards, r.logps, r.ref_logps, r.kl_coef)
+}
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,9 @@
 //! Eq. 6: each of k samples is baselined by the mean reward of the other k − 1,
 //! Â_i = r_i − (1/(k−1))·Σ_{j≠i} r_j; the KL to the reference enters the reward
 //! (r − β·KL per sequence, as TRL's RLOOTrainer does).
+use super::grpo::per_token;
+use super::online_method::{GroupRollout, KlPlacement, OnlineMethod, OnlineUpdate};
+use super::policy_gradient::LossAggregation;
 use super::spec::{
     MethodKind, MethodSpec, BETA, EPOCHS, GROUP_SIZE, ONLINE_TRAINING, PROMPTS_PER_STEP,
 };
@@ -45,6 +48,19 @@ pub const RLOO: MethodSpec = MethodSpec {
     training: ONLINE_TRAINING,
     settings: &[BETA, GROUP_SIZE, PROMPTS_PER_STEP, EPOCHS],
 };
+
+/// RLOO's update: leave-one-out advantages of the KL-penalised rewards, a sequence-mean loss.
+pub const RLOO_METHOD: OnlineMethod = OnlineMethod {
+    spec: RLOO,
+    aggregation: LossAggregation::SequenceMean,
+    kl: KlPlacement::Reward,
+    update: OnlineUpdate::Group(rloo_update),
+};
+
+fn rloo_update(r: &GroupRollout) -> Vec<Vec<f32>> {
+    let penalised = kl_penalised_rewards(r.rewards, r.logps, r.ref_logps, r.kl_coef);
+    per_token(&rloo_advantages(&penalised, r.group_size), r.lengths)
+}
 
 #[cfg(test)]
 mod tests {

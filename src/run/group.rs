@@ -7,35 +7,24 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use super::policy_update;
-use crate::algo::grpo::{grpo_advantages, per_token};
+use crate::algo::online_method::{GroupRollout, OnlineUpdate};
 use crate::algo::policy_gradient::PolicyGradientConfig;
-use crate::algo::reinforce_pp::reinforce_pp_advantages;
-use crate::algo::rloo::{kl_penalised_rewards, rloo_advantages};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::methods::OnlineAlgorithm;
 use crate::metrics::Metrics;
 use crate::model::Llama;
 use crate::rollout::{insert_rollout_metrics, RolloutContext};
 use crate::train::Trainer;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "snake_case")]
-pub enum OnlineMethod {
-    /// Group-relative advantages; `scale_by_std: false` is Dr. GRPO.
-    Grpo { scale_by_std: bool },
-    /// Leave-one-out baseline, KL penalty in the reward.
-    Rloo,
-    /// Per-token KL penalty and returns-to-go, normalised over the batch; no critic.
-    ReinforcePlusPlus,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnlineConfig {
-    pub method: OnlineMethod,
+    /// A group method (its update is `OnlineUpdate::Group`).
+    pub algorithm: OnlineAlgorithm,
     /// Samples per prompt (GRPO's G, RLOO's k).
     pub group_size: usize,
     pub policy_gradient: PolicyGradientConfig,
-    /// β of the k1 KL penalty folded into the reward (RLOO, REINFORCE++); GRPO uses the k3 loss
-    /// term instead.
+    /// β of the k1 KL penalty folded into the reward (RLOO, REINFORCE++); 0 for GRPO, whose k3
+    /// loss term is set in `policy_gradient`.
     pub kl_coef: f64,
 }
 
@@ -51,27 +40,21 @@ where
 {
     let rollout = context.collect(&policy.valid(), config.group_size).await?;
     let lengths: Vec<usize> = rollout.sequences.iter().map(|s| s.1.len()).collect();
-    let advantages = match config.method {
-        OnlineMethod::Grpo { scale_by_std } => per_token(
-            &grpo_advantages(&rollout.rewards, config.group_size, scale_by_std),
-            &lengths,
-        ),
-        OnlineMethod::Rloo => {
-            let penalised = kl_penalised_rewards(
-                &rollout.rewards,
-                &rollout.logps,
-                &rollout.ref_logps,
-                config.kl_coef,
-            );
-            per_token(&rloo_advantages(&penalised, config.group_size), &lengths)
-        }
-        OnlineMethod::ReinforcePlusPlus => reinforce_pp_advantages(
-            &rollout.rewards,
-            &rollout.logps,
-            &rollout.ref_logps,
-            config.kl_coef,
-        ),
+    let method = config.algorithm.method();
+    let OnlineUpdate::Group(advantages) = method.update else {
+        return Err(Error::Input(format!(
+            "{} is not a group method: `OnlineRun` steps it",
+            method.spec.name
+        )));
     };
+    let advantages = advantages(&GroupRollout {
+        rewards: &rollout.rewards,
+        logps: &rollout.logps,
+        ref_logps: &rollout.ref_logps,
+        lengths: &lengths,
+        group_size: config.group_size,
+        kl_coef: config.kl_coef,
+    });
     let (policy, mut m) = policy_update::update(
         policy,
         trainer,

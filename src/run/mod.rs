@@ -16,15 +16,12 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
-use crate::algo::grpo::{DR_GRPO, GRPO};
 use crate::algo::kl_controller::KlController;
-use crate::algo::policy_gradient::{LossAggregation, PolicyGradientConfig};
-use crate::algo::ppo::{PpoConfig, PPO};
-use crate::algo::raft::RAFT;
-use crate::algo::reinforce_pp::REINFORCE_PP;
-use crate::algo::rloo::RLOO;
+use crate::algo::online_method::{KlPlacement, OnlineUpdate};
+use crate::algo::policy_gradient::PolicyGradientConfig;
+use crate::algo::ppo::PpoConfig;
 use crate::algo::spec::{
-    MethodSpec, Setting, Settings, TrainingOverrides, BETA, EPOCHS, GROUP_SIZE, PROMPTS_PER_STEP,
+    Setting, Settings, TrainingOverrides, BETA, EPOCHS, GROUP_SIZE, PROMPTS_PER_STEP,
 };
 use crate::error::{Error, Result};
 use crate::io::Tokenizer;
@@ -35,62 +32,11 @@ use crate::reward::source::RewardSource;
 use crate::rollout::RolloutContext;
 use crate::sample::SamplingConfig;
 use crate::train::{OptimConfig, Trainer};
-use group::{online_step, OnlineConfig, OnlineMethod};
+use group::{online_step, OnlineConfig};
 use ppo::{ppo_step, PpoLearner};
 use raft::raft_round;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnlineAlgorithm {
-    Grpo,
-    DrGrpo,
-    Rloo,
-    ReinforcePp,
-    Ppo,
-    Raft,
-}
-
-impl OnlineAlgorithm {
-    pub const ALL: [Self; 6] = [
-        Self::Grpo,
-        Self::DrGrpo,
-        Self::Rloo,
-        Self::ReinforcePp,
-        Self::Ppo,
-        Self::Raft,
-    ];
-
-    /// Its entry in the registry (name, settings and their defaults).
-    pub fn spec(self) -> &'static MethodSpec {
-        match self {
-            Self::Grpo => &GRPO,
-            Self::DrGrpo => &DR_GRPO,
-            Self::Rloo => &RLOO,
-            Self::ReinforcePp => &REINFORCE_PP,
-            Self::Ppo => &PPO,
-            Self::Raft => &RAFT,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        self.spec().name
-    }
-
-    /// The online method called `name`, or `None` (it may be another kind of method).
-    pub fn named(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.name() == name)
-    }
-
-    pub fn parse(name: &str) -> Result<Self> {
-        Self::named(name).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|a| a.name()).collect();
-            Error::Input(format!(
-                "unknown online method `{name}`: expected one of {}",
-                names.join(", ")
-            ))
-        })
-    }
-}
+pub use crate::methods::OnlineAlgorithm;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OnlineRunConfig {
@@ -173,15 +119,12 @@ impl OnlineRunConfig {
     }
 
     fn policy_gradient(&self) -> PolicyGradientConfig {
+        let method = self.algorithm.method();
         let mut pg = self.policy_gradient.clone();
-        pg.aggregation = match self.algorithm {
-            OnlineAlgorithm::DrGrpo => LossAggregation::Constant,
-            OnlineAlgorithm::Ppo | OnlineAlgorithm::ReinforcePp => LossAggregation::TokenMean,
-            _ => LossAggregation::SequenceMean,
-        };
-        pg.kl_loss_coef = match self.algorithm {
-            OnlineAlgorithm::Grpo | OnlineAlgorithm::DrGrpo => self.kl_coef,
-            _ => 0.0,
+        pg.aggregation = method.aggregation;
+        pg.kl_loss_coef = match method.kl {
+            KlPlacement::LossTerm => self.kl_coef,
+            KlPlacement::Reward | KlPlacement::None => 0.0,
         };
         pg.max_completion_length = self.sampling.max_new_tokens + 1;
         pg
@@ -224,10 +167,11 @@ where
 {
     /// A run from `policy`; PPO's value model starts as a copy of it with a fresh head.
     pub fn new(policy: Llama<B>, config: OnlineRunConfig) -> Self {
-        let critic = (config.algorithm == OnlineAlgorithm::Ppo).then(|| Critic {
-            value_model: RewardModel::from_policy(policy.clone(), 1, config.seed + 1),
-            trainer: Trainer::new(config.optim.clone()),
-        });
+        let critic =
+            matches!(config.algorithm.method().update, OnlineUpdate::Ppo).then(|| Critic {
+                value_model: RewardModel::from_policy(policy.clone(), 1, config.seed + 1),
+                trainer: Trainer::new(config.optim.clone()),
+            });
         Self {
             step: 0,
             policy: Some(policy),
@@ -284,20 +228,9 @@ where
                 ..config.sampling.clone()
             },
         };
-        let group = |method: OnlineMethod| OnlineConfig {
-            method,
-            group_size: config.group_size,
-            policy_gradient: config.policy_gradient(),
-            // RLOO and REINFORCE++ put the KL in the reward; GRPO has it as a loss term.
-            kl_coef: if matches!(method, OnlineMethod::Grpo { .. }) {
-                0.0
-            } else {
-                config.kl_coef
-            },
-        };
         let trainer = &mut self.trainer;
-        let (policy, metrics) = match config.algorithm {
-            OnlineAlgorithm::Ppo => {
+        let (policy, metrics) = match config.algorithm.method().update {
+            OnlineUpdate::Ppo => {
                 let Critic {
                     value_model,
                     trainer: mut value_trainer,
@@ -320,26 +253,21 @@ where
                 });
                 (policy, m)
             }
-            OnlineAlgorithm::Raft => {
+            OnlineUpdate::Raft => {
                 let minibatch = config.policy_gradient.minibatch_size;
                 raft_round(policy, trainer, &context, config.group_size, minibatch).await?
             }
-            OnlineAlgorithm::Grpo => {
-                let method = OnlineMethod::Grpo { scale_by_std: true };
-                online_step(policy, trainer, &context, &group(method)).await?
-            }
-            OnlineAlgorithm::DrGrpo => {
-                let method = OnlineMethod::Grpo {
-                    scale_by_std: false,
+            OnlineUpdate::Group(_) => {
+                let group = OnlineConfig {
+                    algorithm: config.algorithm,
+                    group_size: config.group_size,
+                    policy_gradient: config.policy_gradient(),
+                    kl_coef: match config.algorithm.method().kl {
+                        KlPlacement::Reward => config.kl_coef,
+                        KlPlacement::LossTerm | KlPlacement::None => 0.0,
+                    },
                 };
-                online_step(policy, trainer, &context, &group(method)).await?
-            }
-            OnlineAlgorithm::Rloo => {
-                online_step(policy, trainer, &context, &group(OnlineMethod::Rloo)).await?
-            }
-            OnlineAlgorithm::ReinforcePp => {
-                let method = OnlineMethod::ReinforcePlusPlus;
-                online_step(policy, trainer, &context, &group(method)).await?
+                online_step(policy, trainer, &context, &group).await?
             }
         };
         self.policy = Some(policy);
