@@ -17,6 +17,7 @@ pub mod logprobs;
 pub mod methods;
 pub mod metrics;
 pub mod model;
+pub mod ops;
 pub mod policy;
 pub mod prompts;
 pub mod reward;

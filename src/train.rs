@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::host::read_scalar;
 use crate::metrics::{self as names, Metrics};
+use crate::ops::reciprocal;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OptimConfig {
@@ -122,10 +123,7 @@ pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     let norm = grad_norm(model, &grads);
     if let Some(max_norm) = max_norm {
         // min(1, max/(norm + ε)), computed on the device: no read-back in the hot loop.
-        let factor = norm
-            .clone()
-            .add_scalar(1e-6)
-            .recip()
+        let factor = reciprocal(norm.clone().add_scalar(1e-6))
             .mul_scalar(max_norm)
             .clamp_max(1.0);
         model.visit(&mut Rescale::<B> {

@@ -6,6 +6,7 @@
 
 use super::preference_method::{RankedInputs, RankedMethod};
 use super::spec::{DataShape, MethodKind, MethodSpec, Settings, BETA, PREFERENCE_TRAINING};
+use crate::ops::reciprocal;
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
@@ -30,7 +31,7 @@ pub fn lipo_lambda_loss<B: Backend>(
         .sum_dim(2)
         .reshape([batch, n])
         .add_scalar(1.0);
-    let inverse_discount = rank.add_scalar(1.0).log().recip(); // 1/D(τ)
+    let inverse_discount = reciprocal(rank.add_scalar(1.0).log()); // 1/D(τ)
     let gain = labels
         .clone()
         .mul_scalar(std::f64::consts::LN_2)

@@ -18,6 +18,7 @@ use super::config::LlamaConfig;
 use super::weights::{names, HostTensor, NamedWeights};
 use crate::error::Result;
 use crate::host::read_vec;
+use crate::ops::reciprocal;
 
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
@@ -71,13 +72,7 @@ fn linear<B: Backend>(x: Tensor<B, 3>, w: Tensor<B, 2>) -> Tensor<B, 3> {
 }
 
 fn rms_norm<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
-    let inv_rms = x
-        .clone()
-        .powi_scalar(2)
-        .mean_dim(2)
-        .add_scalar(eps)
-        .sqrt()
-        .recip(); // [B, T, 1]
+    let inv_rms = reciprocal(x.clone().powi_scalar(2).mean_dim(2).add_scalar(eps).sqrt()); // [B, T, 1]
     x * inv_rms * weight.unsqueeze::<3>()
 }
 
