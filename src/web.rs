@@ -13,6 +13,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::io::Checkpoint;
+use crate::lab::experiment::Experiment;
 use crate::lab::{labels, Lab, LabConfig, Label, RewardSettings, RunSettings};
 
 enum AnyLab {
@@ -69,14 +70,15 @@ struct Opened {
 }
 
 /// Loads a model (the built-in one when `model` is absent; GGUF, llama2.c with its tokenizer, or
-/// an alignlab safetensors file otherwise) on WebGPU (`backend = "webgpu"`) or the CPU.
+/// an alignlab safetensors file otherwise) on WebGPU (`backend = "webgpu"`) or the CPU, with the
+/// lab's settings (`lab`: an experiment file's `[lab]` table; absent, the defaults).
 #[wasm_bindgen(js_name = openLab)]
 pub async fn open_lab(
     model: Option<Vec<u8>>,
     name: String,
     tokenizer: Option<Vec<u8>>,
     backend: String,
-    seed: u32,
+    lab: JsValue,
 ) -> Result<JsValue, JsError> {
     console_error_panic_hook::set_once();
     let checkpoint = match &model {
@@ -88,9 +90,10 @@ pub async fn open_lab(
         ),
     }
     .map_err(js_error)?;
-    let config = LabConfig {
-        seed: seed as u64,
-        ..Default::default()
+    let config: LabConfig = if lab.is_undefined() || lab.is_null() {
+        LabConfig::default()
+    } else {
+        from_js(lab, "lab settings")?
     };
     // The new lab is built before the old one is replaced: a model that fails to load leaves
     // the lab as it was.
@@ -207,6 +210,25 @@ pub fn export_rankings(labels: JsValue) -> Result<String, JsError> {
 #[wasm_bindgen(js_name = importLabels)]
 pub fn import_labels(bytes: Vec<u8>, name: String) -> Result<JsValue, JsError> {
     to_js(labels::import(&bytes, &name))
+}
+
+/// The experiment the page ran, as the TOML file `alignlab run` reads: `experiment` holds its
+/// model, labels, reward-model settings, runs and best-of-n; the lab's settings are the open lab's.
+#[wasm_bindgen(js_name = exportExperiment)]
+pub async fn export_experiment(experiment: JsValue) -> Result<JsValue, JsError> {
+    let mut experiment: Experiment = from_js(experiment, "experiment")?;
+    with_lab!(|lab| async {
+        experiment.lab = lab.config().clone();
+        experiment.to_toml()
+    })
+}
+
+/// An experiment file read for the page (an error names the key, line and column).
+#[wasm_bindgen(js_name = readExperiment)]
+pub fn read_experiment(bytes: Vec<u8>, name: String) -> Result<JsValue, JsError> {
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| JsError::new(&format!("{name}: not UTF-8: {e}")))?;
+    to_js(Experiment::parse(text, &name))
 }
 
 /// The method registry for the page: every method with its kind, training defaults and

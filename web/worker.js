@@ -48,9 +48,9 @@ async function handle({ id, cmd, args }) {
     await ready;
     let result;
     if (cmd === 'open') {
-      const { model, name, tokenizer, backend, seed } = args;
+      const { model, name, tokenizer, backend, labConfig } = args;
       const choice = await chooseBackend(backend);
-      const opened = await lab.openLab(model ?? undefined, name, tokenizer ?? undefined, choice.backend, seed ?? 0);
+      const opened = await lab.openLab(model ?? undefined, name, tokenizer ?? undefined, choice.backend, labConfig ?? undefined);
       result = { ...opened, ...choice };
     } else if (typeof lab[cmd] === 'function') {
       result = await lab[cmd](...(args || []));

@@ -5,6 +5,7 @@
 //! (KL to the base on held-out prompts, proxy and gold reward), and best-of-n at any n.
 //! Generic over the backend: the page runs it on WebGPU or the wasm CPU backend, tests on flex.
 
+pub mod experiment;
 pub mod labels;
 mod reward;
 mod runs;

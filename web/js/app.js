@@ -70,7 +70,8 @@ const state = {
   backend: null,
   rm: { running: false, paused: false },
   run: { running: false, paused: false, name: null },
-  lastModel: { model: null, name: 'builtin', tokenizer: null },
+  lastModel: { model: null, name: 'builtin', tokenizer: null, labConfig: null },
+  experiment: { labels: null, reward_model: null, run: [], best_of_n: null },
 };
 let charts;
 
@@ -297,18 +298,26 @@ async function undo() {
   state.busy = false;
 }
 
+function download(text, fileName, type) {
+  const blob = new Blob([text], { type });
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = fileName;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+function say(id, text) {
+  $(id).textContent = text;
+}
+
 async function exportLabels(command, fileName) {
   await guarded(async () => {
     const text = await call(command, [plainLabels()]);
     if (!text) throw new Error(command === 'exportRankings' ? 'there are no rankings to export' : 'no label states a preference yet');
-    const blob = new Blob([text], { type: 'application/jsonl' });
-    const a = document.createElement('a');
-    a.href = URL.createObjectURL(blob);
-    a.download = fileName;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+    download(text, fileName, 'application/jsonl');
   });
 }
 
@@ -349,17 +358,18 @@ async function sha256(bytes) {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-async function openModel({ model, name, tokenizer, backend }) {
+async function openModel({ model, name, tokenizer, backend, labConfig }) {
   const previous = $('model-status').textContent;
   $('model-status').textContent = `Loading ${name}…`;
   const requested = backend || params.get('backend') || 'auto';
-  const opened = await guarded(() => call('open', { model, name, tokenizer, backend: requested, seed: 0 }));
+  const opened = await guarded(() => call('open', { model, name, tokenizer, backend: requested, labConfig }));
   if (!opened) {
     // The worker keeps the model it had.
     $('model-status').textContent = state.modelReady ? `${previous} (kept: the new model did not load)` : 'No model loaded.';
     return false;
   }
-  state.lastModel = { model, name, tokenizer };
+  state.lastModel = { model, name, tokenizer, labConfig };
+  state.experiment = newExperiment();
   state.backend = opened.backend;
   const i = opened.info;
   $('backend-note').textContent = opened.backend === 'webgpu'
@@ -423,15 +433,73 @@ async function loadUrl(url) {
   });
 }
 
+// ---------- experiments ----------
+// What the page ran since the model opened or the reward model last trained, as an experiment
+// file's tables: the labels trained on, the reward model, the runs in order, best-of-n.
+function newExperiment(labels = null) {
+  return { labels, reward_model: null, run: [], best_of_n: null };
+}
+
+async function exportExperiment() {
+  await guarded(async () => {
+    const e = state.experiment;
+    if (!e.labels && !e.best_of_n) throw new Error('nothing has run yet: train a reward model or start a run first');
+    const text = await call('exportExperiment', [{
+      model: state.lastModel.name,
+      labels: { label: e.labels || [] },
+      ...(e.reward_model ? { reward_model: e.reward_model } : {}),
+      run: e.run,
+      ...(e.best_of_n ? { best_of_n: e.best_of_n } : {}),
+    }]);
+    download(text, 'experiment.toml', 'application/toml');
+    say('experiment-status', 'Exported experiment.toml: run it with `alignlab run experiment.toml`.');
+  });
+}
+
+// Runs an experiment file as `alignlab run` does, through the same lab calls in the same order,
+// on the model reopened with the file's lab settings: its labels (gold-labelled pairs 0.. of the
+// base, then those written out), the reward model, each run from the base, best-of-n. Its labels
+// are added to yours; yours are not used by it.
+async function runExperimentFile(file) {
+  await guarded(async () => {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    const e = await call('readExperiment', [bytes, file.name]);
+    if (e.model !== state.lastModel.name) {
+      throw new Error(`${file.name} runs on model \`${e.model}\`; load it first (the page has \`${state.lastModel.name}\`)`);
+    }
+    if (e.labels.file) {
+      throw new Error(`${file.name}: the page cannot read labels.file \`${e.labels.file}\`; import that file, or write the labels into the experiment`);
+    }
+    // A fresh lab with the experiment's settings: its gold labels are the base policy's pairs,
+    // and no reward model or run of yours carries over.
+    if (!await openModel({ ...state.lastModel, labConfig: e.lab })) return;
+    const gold = e.labels.gold ? await call('goldLabels', [0, e.labels.gold]) : [];
+    const labels = [...gold, ...(e.labels.label || [])];
+    await state.store.addAll(labels);
+    state.labels = await state.store.all();
+    updateCounts();
+    say('experiment-status', `Running ${file.name}: ${labels.length} labels, ${e.run.length} runs…`);
+    if (e.reward_model) await trainRewardModel(e.reward_model, labels);
+    for (const run of e.run) {
+      if (!await startRun(run, labels)) return;
+      await waitForRun();
+    }
+    if (e.best_of_n) await startRun({ method: 'best-of-n', ...e.best_of_n });
+    say('experiment-status', `Ran ${file.name}.`);
+  });
+}
+
 // ---------- reward model ----------
-async function trainRewardModel(settings) {
+async function trainRewardModel(settings, labels = plainLabels()) {
   if (state.rm.running) return;
   const started = await guarded(async () => {
-    const pairs = await call('setLabels', [plainLabels()]);
+    const pairs = await call('setLabels', [labels]);
     await call('rewardStart', [settings]);
     return pairs;
   });
   if (started === undefined) return;
+  state.experiment = newExperiment(labels);
+  state.experiment.reward_model = settings;
   charts.clearRewardModel();
   state.rm = { running: true, paused: false };
   $('pause-rm').disabled = false;
@@ -486,12 +554,13 @@ function pageSettings(method) {
   return settings;
 }
 
-async function startRun({ method, kl_coef, steps, name: runName }) {
+async function startRun({ method, kl_coef, steps, name: runName, settings, eval_every, lr, ns = [1, 2, 4, 8, 16, 32], prompts = 8 }, labels = plainLabels()) {
   if (state.run.running) return false;
   if (method === 'best-of-n') {
-    $('run-status').textContent = 'Best-of-n for n = 1, 2, 4, 8, 16, 32…';
-    const points = await guarded(() => call('bestOfN', [[1, 2, 4, 8, 16, 32], 8]));
+    $('run-status').textContent = `Best-of-n for n = ${ns.join(', ')}…`;
+    const points = await guarded(() => call('bestOfN', [ns, prompts]));
     if (points) {
+      state.experiment.best_of_n = { ns, prompts };
       charts.bestOfN(points);
       const last = points[points.length - 1];
       $('run-status').textContent = `Best-of-${last.n}: KL ${last.kl.mean.toFixed(2)} ± ${last.kl.ci95.toFixed(2)} ` +
@@ -499,11 +568,14 @@ async function startRun({ method, kl_coef, steps, name: runName }) {
     }
     return !!points;
   }
+  const run = { method, kl_coef, steps, eval_every: eval_every ?? 2, settings: settings ?? pageSettings(method), ...(lr == null ? {} : { lr }) };
   const base = await guarded(async () => {
-    await call('setLabels', [plainLabels()]);
-    return call('runStart', [{ method, kl_coef, steps, eval_every: 2, settings: pageSettings(method) }]);
+    await call('setLabels', [labels]);
+    return call('runStart', [run]);
   });
   if (!base) return false;
+  if (!state.experiment.labels) state.experiment.labels = labels;
+  state.experiment.run.push(run);
   const name = runName || `${method} β=${kl_coef}`;
   state.run = { running: true, paused: false, name };
   charts.runPoint(name, base);
@@ -671,6 +743,8 @@ async function main() {
   $('start-run').onclick = () => startRun({ method: $('method').value, kl_coef: klCoef(), steps: Number($('run-steps').value) });
   $('pause-run').onclick = () => togglePause('run', $('pause-run'), runLoop);
   $('sample').onclick = sample;
+  $('export-experiment').onclick = exportExperiment;
+  $('experiment-file').onchange = (e) => e.target.files[0] && runExperimentFile(e.target.files[0]).then(() => { e.target.value = ''; });
 
   document.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;

@@ -228,6 +228,22 @@ async function main() {
     `GRPO on WebGPU moves away from the base: √KL ${gold && gold.xs.map((x) => x.toFixed(3)).join(' → ')}`);
   await page.screenshot({ path: join(out, '3-grpo.png'), fullPage: true });
 
+  // Export experiment: the labels, the reward model and the GRPO run as one TOML file, which
+  // `alignlab run` runs through the same lab calls (natively, so the numbers are the CPU's).
+  const [experimentDownload] = await Promise.all([page.waitForEvent('download'), page.click('#export-experiment')]);
+  const experimentFile = join(out, 'experiment.toml');
+  await experimentDownload.saveAs(experimentFile);
+  const experimentText = await readFile(experimentFile, 'utf8');
+  check(/\[reward_model\]\nsteps = 4/.test(experimentText) && /\[\[run\]\]\nmethod = "grpo"/.test(experimentText) &&
+    (experimentText.match(/\[\[labels\.label\]\]/g) || []).length === 7, 'the exported experiment holds the 7 labels, the reward model and the GRPO run');
+  if (existsSync(cli)) {
+    const runOut = join(out, 'experiment-run');
+    execFileSync(cli, ['run', experimentFile, '--out', runOut], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const log = JSON.parse(await readFile(join(runOut, 'experiment.json'), 'utf8'));
+    check(log.reward_model.length === 4 && log.runs.length === 1 && log.runs[0].steps.length === 4,
+      `alignlab run ran the exported experiment: 4 reward-model steps, GRPO's 4 steps (KL ${log.runs[0].steps[3].point.kl.mean.toFixed(3)})`);
+  }
+
   // Bad input: a label file with a bad line, and a file that is not a model.
   const count = await labelCount(page);
   await page.setInputFiles('#import-file', {
@@ -341,6 +357,20 @@ async function main() {
   check(lesson4.every(([proxy, gold]) => proxy.length === 11 && gold.length === 11) && gain(lesson4[0][0]) > 0.5,
     `lesson 4: PPO at β 0.001 against one reward model: proxy ${gain(lesson4[0][0]).toFixed(2)}, gold ${gain(lesson4[0][1]).toFixed(2)} ` +
     `from the base; against the ensemble: mean − std ${gain(lesson4[1][0]).toFixed(2)}, gold ${gain(lesson4[1][1]).toFixed(2)}`);
+
+  // Running an experiment file on the page: its gold labels join the store, then its reward
+  // model and its DPO run, as `alignlab run` would.
+  const smallExperiment = join(out, 'small-experiment.toml');
+  await writeFile(smallExperiment, 'model = "builtin"\n\n[labels]\ngold = 24\n\n[reward_model]\nsteps = 3\nbatch_size = 8\n\n' +
+    '[[run]]\nmethod = "dpo"\nkl_coef = 0.1\nsteps = 2\n');
+  const beforeExperiment = await labelCount(cpu);
+  await cpu.setInputFiles('#experiment-file', smallExperiment);
+  await cpu.waitForFunction(() => !document.getElementById('error').hidden || /^Ran /.test(document.getElementById('experiment-status').textContent),
+    null, { timeout: 300_000 });
+  check(await cpu.isHidden('#error'), `no error running an experiment file (${await cpu.textContent('#error')})`);
+  const dpoTrace = await cpu.evaluate(() => window.alignlab.charts.charts.frontier.data.datasets.filter((d) => d.label.startsWith('dpo β=0.1')).map((d) => d.data.length));
+  check(await labelCount(cpu) >= beforeExperiment + 20 && dpoTrace.length > 0 && dpoTrace.every((n) => n === 2),
+    `the page ran small-experiment.toml: ${await labelCount(cpu) - beforeExperiment} labels added, DPO measured at steps 0 and 2`);
 
   // A lost GPU device, for real: the GPU process is crashed (Chromium's DevTools protocol) while
   // the page samples on WebGPU. The page says so, restarts the lab on the CPU and keeps labelling.

@@ -2,6 +2,7 @@
 
 mod data;
 mod eval;
+mod experiment;
 mod frontier;
 mod online;
 mod progress;
@@ -122,6 +123,9 @@ enum Command {
         #[arg(long, default_value = "demo")]
         out: PathBuf,
     },
+    /// Run an experiment file (TOML, as the page's "Export experiment" writes it): labels →
+    /// reward model → runs on the policy → best-of-n, each policy measured; writes every step.
+    Run(experiment::RunCommand),
     /// Sweep best-of-n, PPO, GRPO and DPO from a TOML config and write the KL–reward frontier
     /// report (JSON, CSV, HTML with charts and Gao et al. fits).
     Frontier(frontier::FrontierCommand),
@@ -288,6 +292,7 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
             frontier::run::<B>(&command, &device)
         }
         Command::Frontier(command) => frontier::run::<B>(&command, &device),
+        Command::Run(command) => experiment::run::<B>(&command, &device),
         Command::Methods { json } => {
             print_methods(json);
             Ok(())
