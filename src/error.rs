@@ -26,6 +26,9 @@ pub enum Error {
     /// method that needs a reward model before one is trained, …): the page says what to do first.
     #[error("{0}")]
     LabState(String),
+    /// A download failed or gave other bytes than those pinned.
+    #[error("{url}: {message}")]
+    Download { url: String, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

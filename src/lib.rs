@@ -24,6 +24,8 @@ pub mod reward;
 pub mod rollout;
 pub mod run;
 pub mod sample;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testdata;
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -6,11 +6,16 @@ use std::path::PathBuf;
 pub type Cpu = burn::backend::Flex;
 pub type Reference = burn::backend::NdArray;
 
-/// `../shared/data` beside the repository (override with ALIGNLAB_DATA).
+/// A test data file: in `$ALIGNLAB_DATA`, or `../shared/data` beside the repository, or the
+/// user's cache, downloaded there on first use from its public origin and checked
+/// (`alignlab::testdata`; `cargo run -- test-data` does the same ahead of time).
 pub fn data(relative: &str) -> PathBuf {
-    let root = std::env::var("ALIGNLAB_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+        alignlab::testdata::locate(&beside, |m| eprintln!("{m}"))
+            .unwrap_or_else(|e| panic!("test data: {e}"))
+    });
     let path = root.join(relative);
     assert!(path.exists(), "test data missing: {}", path.display());
     path

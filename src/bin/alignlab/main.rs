@@ -136,6 +136,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the tests' data present: `$ALIGNLAB_DATA`, or `../shared/data` beside the checkout,
+    /// else downloaded from its public origins into the user's cache, each file's SHA-256
+    /// checked. Prints the folder.
+    TestData,
     /// Measure generation and scoring speed.
     Bench {
         #[command(flatten)]
@@ -293,6 +297,12 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
         }
         Command::Frontier(command) => frontier::run::<B>(&command, &device),
         Command::Run(command) => experiment::run::<B>(&command, &device),
+        Command::TestData => {
+            let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+            let dir = alignlab::testdata::locate(&beside, |m| println!("{m}"))?;
+            println!("test data: {}", dir.display());
+            Ok(())
+        }
         Command::Methods { json } => {
             print_methods(json);
             Ok(())
