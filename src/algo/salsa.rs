@@ -39,17 +39,7 @@ mod tests {
 
     #[test]
     fn the_soup_is_the_parameter_average() {
-        let config = crate::model::LlamaConfig {
-            vocab_size: 16,
-            dim: 8,
-            n_layers: 1,
-            n_heads: 2,
-            n_kv_heads: 1,
-            hidden_dim: 12,
-            max_seq_len: 16,
-            norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-        };
+        let config = crate::model::LlamaConfig::tiny();
         let device = Default::default();
         let a = Llama::<NdArray>::init(&config, 1, &device).unwrap();
         let b = Llama::<NdArray>::init(&config, 2, &device).unwrap();

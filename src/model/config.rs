@@ -29,6 +29,22 @@ const MAX_VOCAB: usize = 1 << 21;
 const MAX_SEQ: usize = 1 << 20;
 
 impl LlamaConfig {
+    /// A model small enough for unit tests of code around the model.
+    #[cfg(test)]
+    pub(crate) fn tiny() -> Self {
+        Self {
+            vocab_size: 16,
+            dim: 8,
+            n_layers: 1,
+            n_heads: 2,
+            n_kv_heads: 1,
+            hidden_dim: 12,
+            max_seq_len: 16,
+            norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+        }
+    }
+
     pub fn head_dim(&self) -> usize {
         self.dim / self.n_heads
     }

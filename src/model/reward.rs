@@ -103,17 +103,7 @@ mod fresh_id_tests {
 
     #[test]
     fn copies_of_one_trunk_do_not_share_parameter_ids() {
-        let config = crate::model::LlamaConfig {
-            vocab_size: 16,
-            dim: 8,
-            n_layers: 1,
-            n_heads: 2,
-            n_kv_heads: 1,
-            hidden_dim: 12,
-            max_seq_len: 16,
-            norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-        };
+        let config = crate::model::LlamaConfig::tiny();
         let policy = Llama::<NdArray>::init(&config, 1, &Default::default()).unwrap();
         let ids = |m: &RewardModel<NdArray>| {
             let mut v = Ids(Vec::new());
