@@ -95,14 +95,23 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(base.join("alignlab").join("data"))
 }
 
-/// The test data's folder: `$ALIGNLAB_DATA` as given (never downloaded into), else `beside`
+/// The test data's folder: `$ALIGNLAB_DATA` as given (never downloaded into; a missing file is an
+/// error naming it), else `beside`
 /// (the checkout's `../shared/data`) when it holds every file, else the cache, with what is
 /// missing or wrong there downloaded and checked. `report` hears each download.
 pub fn locate(beside: &Path, report: impl FnMut(&str)) -> Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("ALIGNLAB_DATA") {
-        return Ok(PathBuf::from(dir));
-    }
     let files = manifest();
+    if let Some(dir) = std::env::var_os("ALIGNLAB_DATA") {
+        let dir = PathBuf::from(dir);
+        if let Some(missing) = files.iter().find(|f| !dir.join(&f.path).is_file()) {
+            return Err(Error::Input(format!(
+                "ALIGNLAB_DATA={}: {} is missing (unset ALIGNLAB_DATA to download the test data into the cache)",
+                dir.display(),
+                missing.path
+            )));
+        }
+        return Ok(dir);
+    }
     if files.iter().all(|f| beside.join(&f.path).is_file()) {
         return Ok(beside.to_path_buf());
     }
