@@ -50,3 +50,14 @@ pub struct OnlineMethod {
     pub kl: KlPlacement,
     pub update: OnlineUpdate,
 }
+
+impl OnlineMethod {
+    /// β split as this method places it: (the k3 loss term's weight, the reward penalty's).
+    pub fn kl_weights(&self, beta: f64) -> (f64, f64) {
+        match self.kl {
+            KlPlacement::LossTerm => (beta, 0.0),
+            KlPlacement::Reward => (0.0, beta),
+            KlPlacement::None => (0.0, 0.0),
+        }
+    }
+}

@@ -17,7 +17,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::algo::kl_controller::KlController;
-use crate::algo::online_method::{KlPlacement, OnlineUpdate};
+use crate::algo::online_method::OnlineUpdate;
 use crate::algo::policy_gradient::PolicyGradientConfig;
 use crate::algo::ppo::PpoConfig;
 use crate::algo::spec::{
@@ -122,10 +122,7 @@ impl OnlineRunConfig {
         let method = self.algorithm.method();
         let mut pg = self.policy_gradient.clone();
         pg.aggregation = method.aggregation;
-        pg.kl_loss_coef = match method.kl {
-            KlPlacement::LossTerm => self.kl_coef,
-            KlPlacement::Reward | KlPlacement::None => 0.0,
-        };
+        pg.kl_loss_coef = method.kl_weights(self.kl_coef).0;
         pg.max_completion_length = self.sampling.max_new_tokens + 1;
         pg
     }
@@ -262,10 +259,7 @@ where
                     algorithm: config.algorithm,
                     group_size: config.group_size,
                     policy_gradient: config.policy_gradient(),
-                    kl_coef: match config.algorithm.method().kl {
-                        KlPlacement::Reward => config.kl_coef,
-                        KlPlacement::LossTerm | KlPlacement::None => 0.0,
-                    },
+                    kl_coef: config.algorithm.method().kl_weights(config.kl_coef).1,
                 };
                 online_step(policy, trainer, &context, &group).await?
             }

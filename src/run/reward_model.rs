@@ -3,11 +3,10 @@
 //! end each ensemble member's scale.
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::batches::BatchOrder;
-use crate::dataset::RankedSequences;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::RewardEnsemble;
@@ -126,25 +125,19 @@ where
 
     /// What training ends with: an ensemble learns each member's scale over its training
     /// completions, so aggregation compares standardised members.
-    pub async fn finish(&self, reward: LearnedReward<B>) -> Result<LearnedReward<B>> {
-        finish(reward, &self.data).await
-    }
-}
-
-async fn finish<B: Backend>(
-    mut reward: LearnedReward<B>,
-    data: &RewardData,
-) -> Result<LearnedReward<B>> {
-    if let (RewardData::Ranked(rows), RewardHeads::Ensemble { members, .. }) = (data, &reward.heads)
-    {
-        if *members > 1 {
-            let scale: Vec<[f32; 2]> = member_scale(&reward, rows as &[RankedSequences]).await?;
-            if let RewardHeads::Ensemble { member_scale, .. } = &mut reward.heads {
-                *member_scale = scale;
+    pub async fn finish(&self, mut reward: LearnedReward<B>) -> Result<LearnedReward<B>> {
+        if let (RewardData::Ranked(rows), RewardHeads::Ensemble { members, .. }) =
+            (&self.data, &reward.heads)
+        {
+            if *members > 1 {
+                let scale = member_scale(&reward, rows).await?;
+                if let RewardHeads::Ensemble { member_scale, .. } = &mut reward.heads {
+                    *member_scale = scale;
+                }
             }
         }
+        Ok(reward)
     }
-    Ok(reward)
 }
 
 /// Trains for `config.optim.total_steps` batches, calling `on_step` after each.

@@ -71,7 +71,7 @@ const state = {
   rm: { running: false, paused: false },
   run: { running: false, paused: false, name: null },
   lastModel: { model: null, name: 'builtin', tokenizer: null, labConfig: null },
-  experiment: { labels: null, reward_model: null, run: [], best_of_n: null },
+  experiment: newExperiment(),
 };
 let charts;
 
@@ -309,10 +309,6 @@ function download(text, fileName, type) {
   setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
 }
 
-function say(id, text) {
-  $(id).textContent = text;
-}
-
 async function exportLabels(command, fileName) {
   await guarded(async () => {
     const text = await call(command, [plainLabels()]);
@@ -452,7 +448,7 @@ async function exportExperiment() {
       ...(e.best_of_n ? { best_of_n: e.best_of_n } : {}),
     }]);
     download(text, 'experiment.toml', 'application/toml');
-    say('experiment-status', 'Exported experiment.toml: run it with `alignlab run experiment.toml`.');
+    $('experiment-status').textContent = 'Exported experiment.toml: run it with `alignlab run experiment.toml`.';
   });
 }
 
@@ -478,14 +474,14 @@ async function runExperimentFile(file) {
     await state.store.addAll(labels);
     state.labels = await state.store.all();
     updateCounts();
-    say('experiment-status', `Running ${file.name}: ${labels.length} labels, ${e.run.length} runs…`);
+    $('experiment-status').textContent = `Running ${file.name}: ${labels.length} labels, ${e.run.length} runs…`;
     if (e.reward_model) await trainRewardModel(e.reward_model, labels);
     for (const run of e.run) {
       if (!await startRun(run, labels)) return;
       await waitForRun();
     }
     if (e.best_of_n) await startRun({ method: 'best-of-n', ...e.best_of_n });
-    say('experiment-status', `Ran ${file.name}.`);
+    $('experiment-status').textContent = `Ran ${file.name}.`;
   });
 }
 
