@@ -23,6 +23,7 @@ fn config() -> LlamaConfig {
         max_seq_len: 64,
         norm_eps: 1e-5,
         rope_theta: 10_000.0,
+        arch: Default::default(),
     }
 }
 

@@ -340,6 +340,7 @@ impl<'a> Gguf<'a> {
             max_seq_len: as_usize("llama.context_length")?,
             norm_eps: self.get_float("llama.attention.layer_norm_rms_epsilon")?,
             rope_theta: self.get_float("llama.rope.freq_base").unwrap_or(10_000.0),
+            arch: Default::default(),
         };
         config.validate(self.source_name)?;
         Ok(config)

@@ -40,6 +40,7 @@ pub fn parse(bytes: &[u8], source_name: &str) -> Result<(LlamaConfig, NamedWeigh
         max_seq_len: positive("seq_len", seq_len)?,
         norm_eps: 1e-5,
         rope_theta: 10_000.0,
+        arch: Default::default(),
     };
     config.validate(source_name)?;
 

@@ -3,6 +3,8 @@
 pub mod bytes;
 pub mod checkpoint;
 pub mod gguf;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod hf;
 pub mod jsonl;
 pub mod llama2c;
 pub mod prefs;
@@ -15,7 +17,7 @@ use burn::tensor::backend::Backend;
 
 use crate::error::{read_file, Error, Result};
 use crate::model::{Llama, LlamaConfig, NamedWeights};
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{ModelTokens, Tokenizer};
 
 /// A policy read from a file: what to build the model from, and how to tokenize for it.
 #[derive(Debug, Clone)]
@@ -106,6 +108,10 @@ impl Checkpoint {
     /// Loads `path`; for a llama2.c `.bin`, the tokenizer is `tokenizer_path` or, if not given,
     /// `tokenizer.bin` or `tok<vocab>.bin` beside it.
     pub fn load(path: &Path, tokenizer_path: Option<&Path>) -> Result<Self> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if hf::is_model_folder(path) {
+            return Self::from_hf_folder(path, tokenizer_path);
+        }
         let bytes = read_file(path)?;
         let name = path.display().to_string();
         let needs_tokenizer = !bytes.starts_with(b"GGUF") && !checkpoint::is_safetensors(&bytes);
@@ -124,6 +130,25 @@ impl Checkpoint {
             }
             None => Self::from_bytes(&bytes, &name, None),
         }
+    }
+}
+
+impl Checkpoint {
+    /// A Hugging Face causal-LM folder (`tokenizer_path` replaces its `tokenizer.json`).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_hf_folder(dir: &Path, tokenizer_path: Option<&Path>) -> Result<Self> {
+        let model = hf::load(dir, tokenizer_path)?;
+        if model.head != hf::Head::CausalLm {
+            return Err(Error::format(
+                dir.display().to_string(),
+                "this is a reward model (a sequence-classification checkpoint): pass it as --reward rm:DIR",
+            ));
+        }
+        Ok(Self {
+            config: model.config,
+            weights: model.weights,
+            tokenizer: model.tokenizer,
+        })
     }
 }
 

@@ -217,22 +217,42 @@ static BYTES: [u8; 256] = {
 #[derive(Clone)]
 pub enum Tokenizer {
     SentencePiece(SentencePieceBpe),
-    HuggingFace(Box<tokenizers::Tokenizer>),
+    /// `None`: special tokens looked up by their usual names (the built-in world's vocabulary,
+    /// GPT-2's BPE files); `Some`: as a Hugging Face model folder states them.
+    HuggingFace(Box<tokenizers::Tokenizer>, Option<ModelTokens>),
+}
+
+/// What a Hugging Face model folder says about the text around a model's input
+/// (`tokenizer_config.json`, the tokenizer's post-processor, `generation_config.json`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelTokens {
+    /// The token the tokenizer puts before every text (Llama's `<s>`); none for GPT-2 or Qwen.
+    pub bos: Option<u32>,
+    /// Where generation stops.
+    pub eos: Option<u32>,
+    /// The Jinja chat template of `tokenizer_config.json`.
+    pub chat_template: Option<String>,
 }
 
 /// How a tokenizer is stored in the project's own checkpoints (as JSON in the safetensors header).
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum StoredTokenizer {
-    SentencePiece { model: SentencePieceBpe },
-    HuggingFace { json: String },
+    SentencePiece {
+        model: SentencePieceBpe,
+    },
+    HuggingFace {
+        json: String,
+        #[serde(default)]
+        model_tokens: Option<ModelTokens>,
+    },
 }
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Tokenizer::SentencePiece(t) => write!(f, "SentencePiece({} pieces)", t.vocab_size()),
-            Tokenizer::HuggingFace(t) => {
+            Tokenizer::HuggingFace(t, _) => {
                 write!(f, "HuggingFace({} tokens)", t.get_vocab_size(true))
             }
         }
@@ -251,7 +271,7 @@ impl Tokenizer {
     pub fn from_hf_json(json: &str, source_name: &str) -> Result<Self> {
         let tokenizer: tokenizers::Tokenizer =
             json.parse().map_err(|e| hf_error(source_name, e))?;
-        Ok(Tokenizer::HuggingFace(Box::new(tokenizer)))
+        Ok(Tokenizer::HuggingFace(Box::new(tokenizer), None))
     }
 
     pub fn from_hf_file(path: &Path) -> Result<Self> {
@@ -278,27 +298,52 @@ impl Tokenizer {
                 false, true, true,
             )))
             .with_decoder(Some(decoders::byte_level::ByteLevel::default()));
-        Ok(Tokenizer::HuggingFace(Box::new(tokenizer)))
+        Ok(Tokenizer::HuggingFace(Box::new(tokenizer), None))
+    }
+
+    /// The same tokenizer with the special tokens a model folder states.
+    pub fn with_model_tokens(self, tokens: ModelTokens) -> Self {
+        match self {
+            Tokenizer::HuggingFace(t, _) => Tokenizer::HuggingFace(t, Some(tokens)),
+            other => other,
+        }
+    }
+
+    pub fn model_tokens(&self) -> Option<&ModelTokens> {
+        match self {
+            Tokenizer::HuggingFace(_, tokens) => tokens.as_ref(),
+            Tokenizer::SentencePiece(_) => None,
+        }
+    }
+
+    /// The Hugging Face tokenizer inside, if this is one.
+    pub fn hugging_face(&self) -> Option<&tokenizers::Tokenizer> {
+        match self {
+            Tokenizer::HuggingFace(t, _) => Some(t),
+            Tokenizer::SentencePiece(_) => None,
+        }
     }
 
     pub fn vocab_size(&self) -> usize {
         match self {
             Tokenizer::SentencePiece(t) => t.vocab_size(),
-            Tokenizer::HuggingFace(t) => t.get_vocab_size(true),
+            Tokenizer::HuggingFace(t, _) => t.get_vocab_size(true),
         }
     }
 
     pub fn bos_id(&self) -> Option<u32> {
         match self {
             Tokenizer::SentencePiece(t) => Some(t.bos),
-            Tokenizer::HuggingFace(t) => HF_BOS.iter().find_map(|s| t.token_to_id(s)),
+            Tokenizer::HuggingFace(_, Some(tokens)) => tokens.bos,
+            Tokenizer::HuggingFace(t, None) => HF_BOS.iter().find_map(|s| t.token_to_id(s)),
         }
     }
 
     pub fn eos_id(&self) -> Option<u32> {
         match self {
             Tokenizer::SentencePiece(t) => Some(t.eos),
-            Tokenizer::HuggingFace(t) => HF_EOS.iter().find_map(|s| t.token_to_id(s)),
+            Tokenizer::HuggingFace(_, Some(tokens)) => tokens.eos,
+            Tokenizer::HuggingFace(t, None) => HF_EOS.iter().find_map(|s| t.token_to_id(s)),
         }
     }
 
@@ -306,7 +351,7 @@ impl Tokenizer {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         match self {
             Tokenizer::SentencePiece(t) => Ok(t.encode(text)),
-            Tokenizer::HuggingFace(t) => Ok(t
+            Tokenizer::HuggingFace(t, _) => Ok(t
                 .encode(text, false)
                 .map_err(|e| hf_error("text", e))?
                 .get_ids()
@@ -324,7 +369,7 @@ impl Tokenizer {
     pub fn decode(&self, tokens: &[u32]) -> String {
         match self {
             Tokenizer::SentencePiece(t) => t.decode(tokens),
-            Tokenizer::HuggingFace(t) => t.decode(tokens, true).unwrap_or_default(),
+            Tokenizer::HuggingFace(t, _) => t.decode(tokens, true).unwrap_or_default(),
         }
     }
 
@@ -334,7 +379,7 @@ impl Tokenizer {
             Tokenizer::SentencePiece(t) => {
                 String::from_utf8_lossy(t.token_bytes(previous, token)).into_owned()
             }
-            Tokenizer::HuggingFace(t) => t.decode(&[token], false).unwrap_or_default(),
+            Tokenizer::HuggingFace(t, _) => t.decode(&[token], false).unwrap_or_default(),
         }
     }
 
@@ -343,8 +388,9 @@ impl Tokenizer {
             Tokenizer::SentencePiece(model) => StoredTokenizer::SentencePiece {
                 model: model.clone(),
             },
-            Tokenizer::HuggingFace(t) => StoredTokenizer::HuggingFace {
+            Tokenizer::HuggingFace(t, model_tokens) => StoredTokenizer::HuggingFace {
                 json: t.to_string(false).expect("a loaded tokenizer serialises"),
+                model_tokens: model_tokens.clone(),
             },
         };
         serde_json::to_string(&stored).expect("tokenizer serialises")
@@ -362,7 +408,13 @@ impl Tokenizer {
                 source_name,
             )
             .map(Tokenizer::SentencePiece),
-            StoredTokenizer::HuggingFace { json } => Self::from_hf_json(&json, source_name),
+            StoredTokenizer::HuggingFace { json, model_tokens } => {
+                let tokenizer = Self::from_hf_json(&json, source_name)?;
+                Ok(match model_tokens {
+                    Some(tokens) => tokenizer.with_model_tokens(tokens),
+                    None => tokenizer,
+                })
+            }
         }
     }
 }

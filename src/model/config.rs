@@ -20,6 +20,94 @@ pub struct LlamaConfig {
     pub norm_eps: f64,
     /// RoPE base frequency (10,000 in Llama 1/2 and llama2.c).
     pub rope_theta: f64,
+    /// Where the checkpoint family departs from the Llama block (none for stories260K-class
+    /// files and alignlab's own; absent in checkpoints written before it existed).
+    #[serde(default)]
+    pub arch: Architecture,
+}
+
+/// The block as Llama has it, unless a field says otherwise. One decoder with these switches
+/// covers Llama, Mistral, Qwen2, Qwen3 and GPT-2, as llama.cpp's one graph does.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Architecture {
+    /// The family, as `config.json`'s `model_type` names it (`llama`, `qwen2`, …); exports
+    /// write it back.
+    pub family: Family,
+    /// Width of one attention head when it is not `dim / n_heads` (Qwen3, some Llamas).
+    pub head_dim: Option<usize>,
+    /// Bias on the query, key and value projections (Qwen2).
+    pub qkv_bias: bool,
+    /// Bias on the attention output and the MLP projections (GPT-2; Llama's `attention_bias`
+    /// and `mlp_bias`).
+    pub out_bias: bool,
+    pub mlp_bias: bool,
+    /// RMSNorm over each query and key head before RoPE (Qwen3).
+    pub qk_norm: bool,
+    /// The output head is the token embedding (its gradient is the sum of both uses).
+    pub tied_embeddings: bool,
+    pub rope_scaling: Option<RopeScaling>,
+}
+
+/// Which decoder the switches of [`Architecture`] modify.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    /// RMSNorm, RoPE, SwiGLU (Llama, Mistral, Qwen2, Qwen3: they differ by the switches).
+    #[default]
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+    /// LayerNorm with bias, learned positions, GELU (tanh) MLP, biases everywhere.
+    Gpt2,
+}
+
+impl Family {
+    pub fn is_gpt2(self) -> bool {
+        self == Family::Gpt2
+    }
+}
+
+/// How RoPE frequencies are stretched for long contexts (`rope_scaling` in `config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum RopeScaling {
+    /// Every frequency divided by `factor` (position interpolation).
+    Linear { factor: f64 },
+    /// Llama 3.1's: long wavelengths divided by `factor`, short ones kept, a smooth ramp between.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+impl RopeScaling {
+    /// The rotation frequency θ_i after scaling.
+    pub fn apply(&self, theta: f64) -> f64 {
+        match *self {
+            RopeScaling::Linear { factor } => theta / factor,
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: original,
+            } => {
+                let wavelength = 2.0 * std::f64::consts::PI / theta;
+                if wavelength < original / high_freq_factor {
+                    theta
+                } else if wavelength > original / low_freq_factor {
+                    theta / factor
+                } else {
+                    let smooth = (original / wavelength - low_freq_factor)
+                        / (high_freq_factor - low_freq_factor);
+                    (1.0 - smooth) * theta / factor + smooth * theta
+                }
+            }
+        }
+    }
 }
 
 /// Sizes beyond these are not small models and almost surely a corrupt header.
@@ -42,11 +130,17 @@ impl LlamaConfig {
             max_seq_len: 16,
             norm_eps: 1e-5,
             rope_theta: 10_000.0,
+            arch: Architecture::default(),
         }
     }
 
     pub fn head_dim(&self) -> usize {
-        self.dim / self.n_heads
+        self.arch.head_dim.unwrap_or(self.dim / self.n_heads)
+    }
+
+    /// Width of all query heads together (`dim` unless the head width is explicit).
+    pub fn q_dim(&self) -> usize {
+        self.n_heads * self.head_dim()
     }
 
     pub fn kv_dim(&self) -> usize {
@@ -72,7 +166,7 @@ impl LlamaConfig {
                 ));
             }
         }
-        if !self.dim.is_multiple_of(self.n_heads) {
+        if self.arch.head_dim.is_none() && !self.dim.is_multiple_of(self.n_heads) {
             return bad(format!(
                 "dim {} is not divisible by n_heads {}",
                 self.dim, self.n_heads
@@ -84,7 +178,13 @@ impl LlamaConfig {
                 self.n_heads, self.n_kv_heads
             ));
         }
-        if !self.head_dim().is_multiple_of(2) {
+        if self.head_dim() == 0 || self.head_dim() > MAX_DIM {
+            return bad(format!(
+                "head_dim {} is outside 1..={MAX_DIM}",
+                self.head_dim()
+            ));
+        }
+        if !self.arch.family.is_gpt2() && !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "head size {} is odd; rotary embeddings need an even head size",
                 self.head_dim()
@@ -102,13 +202,29 @@ impl LlamaConfig {
         Ok(())
     }
 
-    /// Number of parameters of the policy (embedding, blocks, final norm, output head).
+    /// Number of parameters of the policy (embedding, blocks, final norm, output head), as
+    /// transformers counts them.
     pub fn num_params(&self) -> usize {
-        let per_layer = 2 * self.dim
-            + self.dim * self.dim * 2
-            + 2 * self.dim * self.kv_dim()
-            + 3 * self.dim * self.hidden_dim;
-        2 * self.vocab_size * self.dim + self.n_layers * per_layer + self.dim
+        let arch = &self.arch;
+        let (dim, q_dim, kv_dim, hidden) = (self.dim, self.q_dim(), self.kv_dim(), self.hidden_dim);
+        let gpt2 = arch.family.is_gpt2();
+        let norm = if gpt2 { 2 * dim } else { dim };
+        let mlp_matrices = if gpt2 { 2 } else { 3 };
+        let per_layer = 2 * norm
+            + 2 * dim * q_dim
+            + 2 * dim * kv_dim
+            + mlp_matrices * dim * hidden
+            + usize::from(arch.qkv_bias) * (q_dim + 2 * kv_dim)
+            + usize::from(arch.out_bias) * dim
+            + usize::from(arch.mlp_bias) * (hidden * (mlp_matrices - 1) + dim)
+            + usize::from(arch.qk_norm) * 2 * self.head_dim();
+        let head = if arch.tied_embeddings {
+            0
+        } else {
+            self.vocab_size * dim
+        };
+        let positions = if gpt2 { self.max_seq_len * dim } else { 0 };
+        self.vocab_size * dim + head + positions + self.n_layers * per_layer + norm
     }
 }
 
@@ -127,6 +243,7 @@ mod tests {
             max_seq_len: 512,
             norm_eps: 1e-5,
             rope_theta: 10_000.0,
+            arch: Default::default(),
         }
     }
 

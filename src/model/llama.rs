@@ -1,55 +1,65 @@
 //! A Llama-style decoder (Touvron et al. 2023): token embedding, pre-norm blocks of RMSNorm →
 //! grouped-query attention with rotary embeddings → RMSNorm → SwiGLU MLP, final RMSNorm, output
-//! head. Layout choices for speed on small models: q/k/v are one matmul and gate/up another.
+//! head. The same blocks take the departures of other families from [`Architecture`]: biases
+//! (Qwen2, GPT-2), per-head q/k norms (Qwen3), LayerNorm, learned positions and a GELU MLP (GPT-2),
+//! a tied output head.
 //!
 //! Two entry points share the blocks: [`Llama::forward_hidden`] for whole right-padded sequences
 //! (scoring, training: positions 0..T, causal attention), and [`Llama::forward_cached`] for
 //! incremental decoding with left-padded prompts and a [`KvCache`].
+//!
+//! [`Architecture`]: super::config::Architecture
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor};
 
 use super::cache::KvCache;
 use super::config::LlamaConfig;
+use super::layers::{gelu_tanh, matmul, rms_norm, tensor, Linear, Norm};
+use super::rope::{RopeTables, RotaryTables};
 use super::weights::{names, HostTensor, NamedWeights};
 use crate::error::Result;
 use crate::host::read_vec;
-use crate::ops::reciprocal;
 
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
-    attn_norm: Param<Tensor<B, 1>>,
+    attn_norm: Norm<B>,
     /// [dim, n_heads·head_dim]
-    wq: Param<Tensor<B, 2>>,
+    q: Linear<B>,
     /// [dim, n_kv_heads·head_dim] each
-    wk: Param<Tensor<B, 2>>,
-    wv: Param<Tensor<B, 2>>,
-    /// [dim, dim]
-    wo: Param<Tensor<B, 2>>,
-    mlp_norm: Param<Tensor<B, 1>>,
-    /// [dim, hidden_dim] each. Two matmuls rather than one fused and split: the split halves
-    /// would be strided views, which the CPU backend's elementwise kernels walk slowly.
-    w_gate: Param<Tensor<B, 2>>,
-    w_up: Param<Tensor<B, 2>>,
+    k: Linear<B>,
+    v: Linear<B>,
+    /// Per-head RMSNorm of queries and keys before RoPE, [head_dim] (Qwen3).
+    q_norm: Option<Param<Tensor<B, 1>>>,
+    k_norm: Option<Param<Tensor<B, 1>>>,
+    /// [n_heads·head_dim, dim]
+    o: Linear<B>,
+    mlp_norm: Norm<B>,
+    /// [dim, hidden_dim]; absent in GPT-2's plain GELU MLP. Gate and up are two matmuls rather
+    /// than one fused and split: the split halves would be strided views, which the CPU
+    /// backend's elementwise kernels walk slowly.
+    gate: Option<Linear<B>>,
+    up: Linear<B>,
     /// [hidden_dim, dim]
-    w_down: Param<Tensor<B, 2>>,
+    down: Linear<B>,
 }
 
 #[derive(Module, Debug)]
 pub struct Llama<B: Backend> {
     /// [vocab, dim]
     embed: Param<Tensor<B, 2>>,
+    /// Learned position embeddings [max_seq_len, dim] (GPT-2); RoPE models have none.
+    positions: Option<Param<Tensor<B, 2>>>,
     blocks: Vec<Block<B>>,
-    final_norm: Param<Tensor<B, 1>>,
-    /// [dim, vocab]
-    lm_head: Param<Tensor<B, 2>>,
+    final_norm: Norm<B>,
+    /// [dim, vocab]; `None` when the head is the embedding (tied).
+    lm_head: Option<Param<Tensor<B, 2>>>,
     /// Rotary tables for the query and key projections; constants, not parameters.
-    rope_q: Rope<B>,
-    rope_k: Rope<B>,
+    rope: Option<RotaryTables<B>>,
     #[module(skip)]
     config: LlamaConfig,
 }
@@ -62,113 +72,20 @@ enum AttentionMask<B: Backend> {
     Explicit(Tensor<B, 4, Bool>),
 }
 
-/// `x @ w` for a batch of sequences, as one 2-D matmul.
-fn linear<B: Backend>(x: Tensor<B, 3>, w: Tensor<B, 2>) -> Tensor<B, 3> {
-    let [batch, seq, d_in] = x.dims();
-    let d_out = w.dims()[1];
-    x.reshape([batch * seq, d_in])
-        .matmul(w)
-        .reshape([batch, seq, d_out])
-}
-
-fn rms_norm<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
-    let inv_rms = reciprocal(x.clone().powi_scalar(2).mean_dim(2).add_scalar(eps).sqrt()); // [B, T, 1]
-    x * inv_rms * weight.unsqueeze::<3>()
-}
-
-/// Rotary position embeddings on a whole projection ([B, T, heads·head_dim]), rotating the
-/// interleaved pairs (x[2i], x[2i+1]) of each head by position·θ_i as llama.cpp and llama2.c do:
-/// `x·cos + (x·P)·sin`, where P swaps each pair and negates its first element. Everything stays
-/// contiguous in the projection's own layout (no 5-D views), which the CPU backend needs to be fast.
-#[derive(Module, Debug)]
-pub struct Rope<B: Backend> {
-    /// [max_seq_len, heads·head_dim]: cos(p·θ_i) at both elements of pair i of every head.
-    cos: Tensor<B, 2>,
-    sin: Tensor<B, 2>,
-    /// [heads·head_dim, heads·head_dim]: the pair swap with sign.
-    swap: Tensor<B, 2>,
-}
-
-impl<B: Backend> Rope<B> {
-    fn new(config: &LlamaConfig, heads: usize, device: &B::Device) -> Self {
-        let head_dim = config.head_dim();
-        let width = heads * head_dim;
-        let mut cos = Vec::with_capacity(config.max_seq_len * width);
-        let mut sin = Vec::with_capacity(config.max_seq_len * width);
-        for position in 0..config.max_seq_len {
-            for _ in 0..heads {
-                for i in 0..head_dim / 2 {
-                    let theta = config.rope_theta.powf(-(2.0 * i as f64) / head_dim as f64);
-                    let angle = position as f64 * theta;
-                    cos.extend([angle.cos() as f32; 2]);
-                    sin.extend([angle.sin() as f32; 2]);
-                }
-            }
-        }
-        let mut swap = vec![0.0f32; width * width];
-        for pair in (0..width).step_by(2) {
-            swap[(pair + 1) * width + pair] = -1.0; // out[2i] = −x[2i+1]
-            swap[pair * width + pair + 1] = 1.0; // out[2i+1] = x[2i]
-        }
-        let table = |data: Vec<f32>| {
-            tensor(
-                HostTensor::new(vec![config.max_seq_len, width], data),
-                device,
-            )
-        };
-        Self {
-            cos: table(cos),
-            sin: table(sin),
-            swap: tensor(HostTensor::new(vec![width, width], swap), device),
-        }
-    }
-
-    /// The rotation for positions 0..seq, shared by every row (tables [1, seq, width]).
-    fn leading(&self, seq: usize) -> Rotation<B> {
-        let width = self.swap.dims()[0];
-        Rotation {
-            cos: self.cos.clone().narrow(0, 0, seq).reshape([1, seq, width]),
-            sin: self.sin.clone().narrow(0, 0, seq).reshape([1, seq, width]),
-            swap: self.swap.clone(),
-        }
-    }
-
-    /// The rotation at each row's own positions ([B, T] → tables [B, T, width]).
-    fn at(&self, positions: Tensor<B, 2, Int>) -> Rotation<B> {
-        let [batch, seq] = positions.dims();
-        let width = self.swap.dims()[0];
-        let flat = positions.reshape([batch * seq]);
-        let rows = |table: &Tensor<B, 2>, index: Tensor<B, 1, Int>| {
-            table.clone().select(0, index).reshape([batch, seq, width])
-        };
-        Rotation {
-            cos: rows(&self.cos, flat.clone()),
-            sin: rows(&self.sin, flat),
-            swap: self.swap.clone(),
-        }
-    }
-}
-
-/// RoPE at the positions of one forward pass.
-struct Rotation<B: Backend> {
-    /// [B or 1, T, width]
-    cos: Tensor<B, 3>,
-    sin: Tensor<B, 3>,
-    swap: Tensor<B, 2>,
-}
-
-impl<B: Backend> Rotation<B> {
-    /// x: [B, T, width] → the same, rotated.
-    fn apply(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let swapped = linear(x.clone(), self.swap.clone());
-        x * self.cos.clone() + swapped * self.sin.clone()
-    }
-}
-
-/// The rotations a forward pass applies to queries and keys.
-struct RopeTables<B: Backend> {
-    q: Rotation<B>,
-    k: Rotation<B>,
+/// [B, T, heads·head_dim] → the same, each head RMS-normalised with `weight` [head_dim].
+fn per_head_norm<B: Backend>(
+    x: Tensor<B, 3>,
+    weight: &Param<Tensor<B, 1>>,
+    head_dim: usize,
+    eps: f64,
+) -> Tensor<B, 3> {
+    let [batch, seq, width] = x.dims();
+    let heads = rms_norm(
+        x.reshape([batch, seq * width / head_dim, head_dim]),
+        weight.val(),
+        eps,
+    );
+    heads.reshape([batch, seq, width])
 }
 
 impl<B: Backend> Block<B> {
@@ -176,18 +93,25 @@ impl<B: Backend> Block<B> {
         &self,
         x: Tensor<B, 3>,
         config: &LlamaConfig,
-        rope: &RopeTables<B>,
+        rope: Option<&RopeTables<B>>,
         mask: &AttentionMask<B>,
         cache: Option<(&mut KvCache<B>, usize)>,
     ) -> Tensor<B, 3> {
-        let [batch, seq, dim] = x.dims();
+        let [batch, seq, _] = x.dims();
         let (n_heads, n_kv, head_dim) = (config.n_heads, config.n_kv_heads, config.head_dim());
-        let h = rms_norm(x.clone(), self.attn_norm.val(), config.norm_eps);
-        let q = linear(h.clone(), self.wq.val()); // [B, T, H·hd]
-        let k = linear(h.clone(), self.wk.val()); // [B, T, KV·hd]
-        let v = linear(h, self.wv.val()); // [B, T, KV·hd]
-        let q = rope.q.apply(q);
-        let k = rope.k.apply(k);
+        let eps = config.norm_eps;
+        let h = self.attn_norm.forward(x.clone(), eps);
+        let mut q = self.q.forward(h.clone()); // [B, T, H·hd]
+        let mut k = self.k.forward(h.clone()); // [B, T, KV·hd]
+        let v = self.v.forward(h); // [B, T, KV·hd]
+        if let (Some(q_norm), Some(k_norm)) = (&self.q_norm, &self.k_norm) {
+            q = per_head_norm(q, q_norm, head_dim, eps);
+            k = per_head_norm(k, k_norm, head_dim, eps);
+        }
+        if let Some(rope) = rope {
+            q = rope.q.apply(q);
+            k = rope.k.apply(k);
+        }
         let q = q.reshape([batch, seq, n_heads, head_dim]).swap_dims(1, 2); // [B, H, T, hd]
         let k = k.reshape([batch, seq, n_kv, head_dim]).swap_dims(1, 2); // [B, KV, T, hd]
         let v = v.reshape([batch, seq, n_kv, head_dim]).swap_dims(1, 2); // [B, KV, T, hd]
@@ -232,13 +156,17 @@ impl<B: Backend> Block<B> {
                 )
             }
         }; // [B, H, T, hd]
-        let out = out.swap_dims(1, 2).reshape([batch, seq, dim]);
-        let x = x + linear(out, self.wo.val());
+        let out = out
+            .swap_dims(1, 2)
+            .reshape([batch, seq, n_heads * head_dim]);
+        let x = x + self.o.forward(out);
 
-        let h = rms_norm(x.clone(), self.mlp_norm.val(), config.norm_eps);
-        let gate = linear(h.clone(), self.w_gate.val()); // [B, T, hidden]
-        let up = linear(h, self.w_up.val()); // [B, T, hidden]
-        x + linear(silu(gate) * up, self.w_down.val())
+        let h = self.mlp_norm.forward(x.clone(), eps);
+        let activated = match &self.gate {
+            Some(gate) => silu(gate.forward(h.clone())) * self.up.forward(h), // [B, T, hidden]
+            None => gelu_tanh(self.up.forward(h)),
+        };
+        x + self.down.forward(activated)
     }
 }
 
@@ -253,123 +181,205 @@ fn repeat_kv<B: Backend>(x: Tensor<B, 4>, group: usize) -> Tensor<B, 4> {
         .reshape([batch, n_kv * group, seq, head_dim])
 }
 
-fn tensor<B: Backend, const D: usize>(host: HostTensor, device: &B::Device) -> Tensor<B, D> {
-    Tensor::from_data(TensorData::new(host.data, host.shape), device)
+/// Builds layers from named weights, checking each shape, taking (so freeing) each host tensor
+/// as soon as it is on the device.
+struct Builder<'a, B: Backend> {
+    weights: NamedWeights,
+    config: &'a LlamaConfig,
+    device: &'a B::Device,
 }
 
-/// [out, in] (checkpoint layout) → [in, out] (our matmul layout).
-fn transposed(host: HostTensor) -> HostTensor {
-    let (rows, cols) = (host.shape[0], host.shape[1]);
-    let mut data = vec![0.0; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            data[c * rows + r] = host.data[r * cols + c];
-        }
+impl<B: Backend> Builder<'_, B> {
+    fn vector(&mut self, name: &str, len: usize) -> Result<Tensor<B, 1>> {
+        Ok(tensor(self.weights.take(name, &[len])?, self.device))
     }
-    HostTensor::new(vec![cols, rows], data)
+
+    fn linear(&mut self, name: &str, [out, input]: [usize; 2], bias: bool) -> Result<Linear<B>> {
+        let weight = self.weights.take(name, &[out, input])?.transposed();
+        let bias = match bias {
+            true => Some(self.vector(&names::bias_of(name), out)?),
+            false => None,
+        };
+        Ok(Linear::new(tensor(weight, self.device), bias))
+    }
+
+    fn norm(&mut self, name: &str) -> Result<Norm<B>> {
+        let dim = self.config.dim;
+        let weight = self.vector(name, dim)?;
+        let bias = match self.config.arch.family.is_gpt2() {
+            true => Some(self.vector(&names::bias_of(name), dim)?),
+            false => None,
+        };
+        Ok(Norm::new(weight, bias))
+    }
+
+    fn block(&mut self, layer: usize) -> Result<Block<B>> {
+        let config = self.config;
+        let arch = &config.arch;
+        let (dim, q_dim, kv_dim, hidden) = (
+            config.dim,
+            config.q_dim(),
+            config.kv_dim(),
+            config.hidden_dim,
+        );
+        let name = |suffix: &str| names::layer(layer, suffix);
+        let qk_norm = |builder: &mut Self, suffix: &str| -> Result<_> {
+            Ok(match arch.qk_norm {
+                true => Some(Param::from_tensor(
+                    builder.vector(&name(suffix), config.head_dim())?,
+                )),
+                false => None,
+            })
+        };
+        Ok(Block {
+            attn_norm: self.norm(&name(names::ATTN_NORM))?,
+            q: self.linear(&name(names::Q), [q_dim, dim], arch.qkv_bias)?,
+            k: self.linear(&name(names::K), [kv_dim, dim], arch.qkv_bias)?,
+            v: self.linear(&name(names::V), [kv_dim, dim], arch.qkv_bias)?,
+            q_norm: qk_norm(self, names::Q_NORM)?,
+            k_norm: qk_norm(self, names::K_NORM)?,
+            o: self.linear(&name(names::O), [dim, q_dim], arch.out_bias)?,
+            mlp_norm: self.norm(&name(names::MLP_NORM))?,
+            gate: match arch.family.is_gpt2() {
+                true => None,
+                false => Some(self.linear(&name(names::GATE), [hidden, dim], arch.mlp_bias)?),
+            },
+            up: self.linear(&name(names::UP), [hidden, dim], arch.mlp_bias)?,
+            down: self.linear(&name(names::DOWN), [dim, hidden], arch.mlp_bias)?,
+        })
+    }
+}
+
+/// Every tensor a model of `config` has, by checkpoint name and shape ([out, in] for matrices).
+pub fn parameter_shapes(config: &LlamaConfig) -> Vec<(String, Vec<usize>)> {
+    let arch = &config.arch;
+    let (dim, q_dim, kv_dim, hidden, vocab) = (
+        config.dim,
+        config.q_dim(),
+        config.kv_dim(),
+        config.hidden_dim,
+        config.vocab_size,
+    );
+    let gpt2 = arch.family.is_gpt2();
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![(names::EMBED.into(), vec![vocab, dim])];
+    // The head second: `init` draws in this order, and did before other families existed.
+    if !arch.tied_embeddings {
+        shapes.push((names::LM_HEAD.into(), vec![vocab, dim]));
+    }
+    if gpt2 {
+        shapes.push((names::POSITIONS.into(), vec![config.max_seq_len, dim]));
+    }
+    let push_linear = |shapes: &mut Vec<_>, name: String, out, input, bias| {
+        if bias {
+            shapes.push((names::bias_of(&name), vec![out]));
+        }
+        shapes.push((name, vec![out, input]));
+    };
+    let push_norm = |shapes: &mut Vec<(String, Vec<usize>)>, name: String| {
+        if gpt2 {
+            shapes.push((names::bias_of(&name), vec![dim]));
+        }
+        shapes.push((name, vec![dim]));
+    };
+    for layer in 0..config.n_layers {
+        let name = |suffix: &str| names::layer(layer, suffix);
+        push_norm(&mut shapes, name(names::ATTN_NORM));
+        push_linear(&mut shapes, name(names::Q), q_dim, dim, arch.qkv_bias);
+        push_linear(&mut shapes, name(names::K), kv_dim, dim, arch.qkv_bias);
+        push_linear(&mut shapes, name(names::V), kv_dim, dim, arch.qkv_bias);
+        if arch.qk_norm {
+            shapes.push((name(names::Q_NORM), vec![config.head_dim()]));
+            shapes.push((name(names::K_NORM), vec![config.head_dim()]));
+        }
+        push_linear(&mut shapes, name(names::O), dim, q_dim, arch.out_bias);
+        push_norm(&mut shapes, name(names::MLP_NORM));
+        if !gpt2 {
+            push_linear(&mut shapes, name(names::GATE), hidden, dim, arch.mlp_bias);
+        }
+        push_linear(&mut shapes, name(names::UP), hidden, dim, arch.mlp_bias);
+        push_linear(&mut shapes, name(names::DOWN), dim, hidden, arch.mlp_bias);
+    }
+    push_norm(&mut shapes, names::FINAL_NORM.into());
+    shapes
 }
 
 impl<B: Backend> Llama<B> {
     /// A freshly initialised model: N(0, 0.02²) matrices, the residual output projections
-    /// scaled by 1/√(2·layers) (GPT-2's scheme), unit norms. Seeded on the host, so the same seed
-    /// gives the same weights on every backend.
+    /// scaled by 1/√(2·layers) (GPT-2's scheme), unit norms, zero biases. Seeded on the host, so
+    /// the same seed gives the same weights on every backend.
     pub fn init(config: &LlamaConfig, seed: u64, device: &B::Device) -> Result<Self> {
         let mut weights = NamedWeights::new("initialisation");
         let mut stream = seed;
-        let mut normal = |shape: Vec<usize>, std: f32| {
-            stream = stream
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let data = crate::init::normal(&shape, std, stream);
-            HostTensor::new(shape, data)
-        };
-        let (dim, hidden, kv_dim, vocab) = (
-            config.dim,
-            config.hidden_dim,
-            config.kv_dim(),
-            config.vocab_size,
-        );
         let residual_std = 0.02 / (2.0 * config.n_layers as f32).sqrt();
-        weights.insert(names::EMBED, normal(vec![vocab, dim], 0.02));
-        weights.insert(names::LM_HEAD, normal(vec![vocab, dim], 0.02));
-        for layer in 0..config.n_layers {
-            let name = |suffix| names::layer(layer, suffix);
-            weights.insert(name(names::Q), normal(vec![dim, dim], 0.02));
-            weights.insert(name(names::K), normal(vec![kv_dim, dim], 0.02));
-            weights.insert(name(names::V), normal(vec![kv_dim, dim], 0.02));
-            weights.insert(name(names::O), normal(vec![dim, dim], residual_std));
-            weights.insert(name(names::GATE), normal(vec![hidden, dim], 0.02));
-            weights.insert(name(names::UP), normal(vec![hidden, dim], 0.02));
-            weights.insert(name(names::DOWN), normal(vec![dim, hidden], residual_std));
-            weights.insert(
-                name(names::ATTN_NORM),
-                HostTensor::new(vec![dim], vec![1.0; dim]),
-            );
-            weights.insert(
-                name(names::MLP_NORM),
-                HostTensor::new(vec![dim], vec![1.0; dim]),
-            );
+        for (name, shape) in parameter_shapes(config) {
+            let len = shape.iter().product();
+            let data = if name.ends_with(".bias") {
+                vec![0.0; len]
+            } else if shape.len() == 1 {
+                vec![1.0; len] // a norm's scale
+            } else {
+                stream = stream
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let residual = name.ends_with(names::O) || name.ends_with(names::DOWN);
+                let std = if residual { residual_std } else { 0.02 };
+                crate::init::normal(&shape, std, stream)
+            };
+            weights.insert(name, HostTensor::new(shape, data));
         }
-        weights.insert(
-            names::FINAL_NORM,
-            HostTensor::new(vec![dim], vec![1.0; dim]),
-        );
         Self::from_weights(config, weights, device)
     }
 
-    /// Builds the model from named weights, checking every shape against the config.
+    /// Builds the model from named weights, checking every shape against the config. A
+    /// checkpoint without an output head gets a tied one.
     pub fn from_weights(
         config: &LlamaConfig,
-        mut weights: NamedWeights,
+        weights: NamedWeights,
         device: &B::Device,
     ) -> Result<Self> {
         config.validate(&weights.source_name)?;
-        let (dim, hidden, vocab, kv_dim) = (
-            config.dim,
-            config.hidden_dim,
-            config.vocab_size,
-            config.kv_dim(),
-        );
-        let embed = weights.take(names::EMBED, &[vocab, dim])?;
-        let lm_head = if weights.contains(names::LM_HEAD) {
-            weights.take(names::LM_HEAD, &[vocab, dim])?
-        } else {
-            embed.clone() // tied embeddings
-        };
-        let mut blocks = Vec::with_capacity(config.n_layers);
-        for layer in 0..config.n_layers {
-            let mut take =
-                |suffix: &str, shape: &[usize]| weights.take(&names::layer(layer, suffix), shape);
-            let q = transposed(take(names::Q, &[dim, dim])?);
-            let k = transposed(take(names::K, &[kv_dim, dim])?);
-            let v = transposed(take(names::V, &[kv_dim, dim])?);
-            let o = transposed(take(names::O, &[dim, dim])?);
-            let gate = transposed(take(names::GATE, &[hidden, dim])?);
-            let up = transposed(take(names::UP, &[hidden, dim])?);
-            let down = transposed(take(names::DOWN, &[dim, hidden])?);
-            let attn_norm = take(names::ATTN_NORM, &[dim])?;
-            let mlp_norm = take(names::MLP_NORM, &[dim])?;
-            blocks.push(Block {
-                attn_norm: Param::from_tensor(tensor(attn_norm, device)),
-                wq: Param::from_tensor(tensor(q, device)),
-                wk: Param::from_tensor(tensor(k, device)),
-                wv: Param::from_tensor(tensor(v, device)),
-                wo: Param::from_tensor(tensor(o, device)),
-                mlp_norm: Param::from_tensor(tensor(mlp_norm, device)),
-                w_gate: Param::from_tensor(tensor(gate, device)),
-                w_up: Param::from_tensor(tensor(up, device)),
-                w_down: Param::from_tensor(tensor(down, device)),
-            });
+        let (dim, vocab) = (config.dim, config.vocab_size);
+        let mut config = config.clone();
+        if !weights.contains(names::LM_HEAD) {
+            config.arch.tied_embeddings = true;
         }
-        let final_norm = weights.take(names::FINAL_NORM, &[dim])?;
+        let mut builder = Builder::<B> {
+            weights,
+            config: &config,
+            device,
+        };
+        let embed = tensor(builder.weights.take(names::EMBED, &[vocab, dim])?, device);
+        let positions = match config.arch.family.is_gpt2() {
+            true => {
+                let shape = [config.max_seq_len, dim];
+                let table = builder.weights.take(names::POSITIONS, &shape)?;
+                Some(Param::from_tensor(tensor(table, device)))
+            }
+            false => None,
+        };
+        let blocks = (0..config.n_layers)
+            .map(|layer| builder.block(layer))
+            .collect::<Result<Vec<_>>>()?;
+        let final_norm = builder.norm(names::FINAL_NORM)?;
+        let lm_head = match config.arch.tied_embeddings {
+            true => None,
+            false => {
+                let head = builder.weights.take(names::LM_HEAD, &[vocab, dim])?;
+                Some(Param::from_tensor(tensor(head.transposed(), device)))
+            }
+        };
+        let rope = match config.arch.family.is_gpt2() {
+            true => None,
+            false => Some(RotaryTables::new(&config, device)),
+        };
         Ok(Self {
-            embed: Param::from_tensor(tensor(embed, device)),
+            embed: Param::from_tensor(embed),
+            positions,
             blocks,
-            final_norm: Param::from_tensor(tensor(final_norm, device)),
-            lm_head: Param::from_tensor(tensor(transposed(lm_head), device)),
-            rope_q: Rope::new(config, config.n_heads, device),
-            rope_k: Rope::new(config, config.n_kv_heads, device),
-            config: config.clone(),
+            final_norm,
+            lm_head,
+            rope,
+            config,
         })
     }
 
@@ -379,28 +389,62 @@ impl<B: Backend> Llama<B> {
             let shape = t.dims().to_vec();
             Ok(HostTensor::new(shape, read_vec(t).await?))
         }
+        async fn linear<B: Backend>(
+            weights: &mut NamedWeights,
+            name: String,
+            layer: &Linear<B>,
+        ) -> Result<()> {
+            if let Some(bias) = &layer.bias {
+                weights.insert(names::bias_of(&name), host(bias.val()).await?);
+            }
+            weights.insert(
+                name,
+                HostTensor::transposed(host(layer.weight.val()).await?),
+            );
+            Ok(())
+        }
+        async fn norm<B: Backend>(
+            weights: &mut NamedWeights,
+            name: String,
+            layer: &Norm<B>,
+        ) -> Result<()> {
+            if let Some(bias) = &layer.bias {
+                weights.insert(names::bias_of(&name), host(bias.val()).await?);
+            }
+            weights.insert(name, host(layer.weight.val()).await?);
+            Ok(())
+        }
         let mut weights = NamedWeights::new("model");
         weights.insert(names::EMBED, host(self.embed.val()).await?);
+        if let Some(positions) = &self.positions {
+            weights.insert(names::POSITIONS, host(positions.val()).await?);
+        }
         for (layer, block) in self.blocks.iter().enumerate() {
             let name = |suffix| names::layer(layer, suffix);
-            weights.insert(name(names::Q), transposed(host(block.wq.val()).await?));
-            weights.insert(name(names::K), transposed(host(block.wk.val()).await?));
-            weights.insert(name(names::V), transposed(host(block.wv.val()).await?));
-            weights.insert(name(names::O), transposed(host(block.wo.val()).await?));
-            weights.insert(
-                name(names::GATE),
-                transposed(host(block.w_gate.val()).await?),
-            );
-            weights.insert(name(names::UP), transposed(host(block.w_up.val()).await?));
-            weights.insert(
-                name(names::DOWN),
-                transposed(host(block.w_down.val()).await?),
-            );
-            weights.insert(name(names::ATTN_NORM), host(block.attn_norm.val()).await?);
-            weights.insert(name(names::MLP_NORM), host(block.mlp_norm.val()).await?);
+            let w = &mut weights;
+            norm(w, name(names::ATTN_NORM), &block.attn_norm).await?;
+            linear(w, name(names::Q), &block.q).await?;
+            linear(w, name(names::K), &block.k).await?;
+            linear(w, name(names::V), &block.v).await?;
+            if let (Some(q_norm), Some(k_norm)) = (&block.q_norm, &block.k_norm) {
+                w.insert(name(names::Q_NORM), host(q_norm.val()).await?);
+                w.insert(name(names::K_NORM), host(k_norm.val()).await?);
+            }
+            linear(w, name(names::O), &block.o).await?;
+            norm(w, name(names::MLP_NORM), &block.mlp_norm).await?;
+            if let Some(gate) = &block.gate {
+                linear(w, name(names::GATE), gate).await?;
+            }
+            linear(w, name(names::UP), &block.up).await?;
+            linear(w, name(names::DOWN), &block.down).await?;
         }
-        weights.insert(names::FINAL_NORM, host(self.final_norm.val()).await?);
-        weights.insert(names::LM_HEAD, transposed(host(self.lm_head.val()).await?));
+        norm(&mut weights, names::FINAL_NORM.into(), &self.final_norm).await?;
+        if let Some(head) = &self.lm_head {
+            weights.insert(
+                names::LM_HEAD,
+                HostTensor::transposed(host(head.val()).await?),
+            );
+        }
         Ok(weights)
     }
 
@@ -420,11 +464,12 @@ impl<B: Backend> Llama<B> {
     /// - returns [batch, seq, dim]
     pub fn forward_hidden(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let seq = tokens.dims()[1];
-        let tables = RopeTables {
-            q: self.rope_q.leading(seq),
-            k: self.rope_k.leading(seq),
-        };
-        self.run_blocks(tokens, &tables, AttentionMask::Causal, None)
+        let mut x = embedding(self.embed.val(), tokens); // [B, T, dim]
+        if let Some(positions) = &self.positions {
+            x = x + positions.val().narrow(0, 0, seq).unsqueeze::<3>();
+        }
+        let rope = self.rope.as_ref().map(|rope| rope.leading(seq));
+        self.run_blocks(x, rope.as_ref(), AttentionMask::Causal, None)
     }
 
     /// Next-token logits of whole sequences: [batch, seq] → [batch, seq, vocab].
@@ -434,7 +479,10 @@ impl<B: Backend> Llama<B> {
 
     /// [batch, seq, dim] → [batch, seq, vocab]
     pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
-        linear(hidden, self.lm_head.val())
+        match &self.lm_head {
+            Some(head) => matmul(hidden, head.val()),
+            None => matmul(hidden, self.embed.val().transpose()),
+        }
     }
 
     /// Runs new tokens through the model, attending to what `cache` holds, and appends their
@@ -450,14 +498,15 @@ impl<B: Backend> Llama<B> {
     ) -> Tensor<B, 3> {
         let new = tokens.dims()[1];
         let positions = cache.positions(new); // [B, new]
-        let tables = RopeTables {
-            q: self.rope_q.at(positions.clone()),
-            k: self.rope_k.at(positions),
-        };
+        let mut x = embedding(self.embed.val(), tokens); // [B, new, dim]
+        if let Some(table) = &self.positions {
+            x = x + embedding(table.val(), positions.clone());
+        }
+        let rope = self.rope.as_ref().map(|rope| rope.at(positions));
         let hidden_keys = cache.attention_mask(new); // [B, 1, new, cached + new]
         let out = self.run_blocks(
-            tokens,
-            &tables,
+            x,
+            rope.as_ref(),
             AttentionMask::Explicit(hidden_keys),
             Some(cache),
         );
@@ -467,16 +516,15 @@ impl<B: Backend> Llama<B> {
 
     fn run_blocks(
         &self,
-        tokens: Tensor<B, 2, Int>,
-        tables: &RopeTables<B>,
+        mut x: Tensor<B, 3>,
+        rope: Option<&RopeTables<B>>,
         mask: AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
-        let mut x = embedding(self.embed.val(), tokens); // [B, T, dim]
         for (layer, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, layer));
-            x = block.forward(x, &self.config, tables, &mask, layer_cache);
+            x = block.forward(x, &self.config, rope, &mask, layer_cache);
         }
-        rms_norm(x, self.final_norm.val(), self.config.norm_eps)
+        self.final_norm.forward(x, self.config.norm_eps)
     }
 }

@@ -3,13 +3,15 @@
 mod cache;
 mod config;
 mod heads;
+mod layers;
 mod llama;
 mod reward;
+mod rope;
 pub mod weights;
 
 pub use cache::KvCache;
-pub use config::LlamaConfig;
+pub use config::{Architecture, Family, LlamaConfig, RopeScaling};
 pub use heads::ScalarHead;
-pub use llama::{Block, Llama};
+pub use llama::{parameter_shapes, Block, Llama};
 pub use reward::{RewardEnsemble, RewardModel};
 pub use weights::{HostTensor, NamedWeights};

@@ -20,6 +20,39 @@ impl HostTensor {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
         Self { shape, data }
     }
+
+    /// A matrix's transpose ([out, in] ↔ [in, out]).
+    pub fn transposed(self) -> Self {
+        let (rows, cols) = (self.shape[0], self.shape[1]);
+        let mut data = vec![0.0; rows * cols];
+        for r in 0..rows {
+            for c in 0..cols {
+                data[c * rows + r] = self.data[r * cols + c];
+            }
+        }
+        Self::new(vec![cols, rows], data)
+    }
+
+    /// Rows `start..start + count` of a matrix, or elements of a vector.
+    pub fn rows(&self, start: usize, count: usize) -> Self {
+        let width: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape.clone();
+        shape[0] = count;
+        Self::new(
+            shape,
+            self.data[start * width..(start + count) * width].to_vec(),
+        )
+    }
+
+    /// Rows (or vector elements) stacked in order.
+    pub fn concat_rows(parts: &[HostTensor]) -> Self {
+        let mut shape = parts[0].shape.clone();
+        shape[0] = parts.iter().map(|p| p.shape[0]).sum();
+        Self::new(
+            shape,
+            parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -95,6 +128,8 @@ pub mod names {
     pub const EMBED: &str = "model.embed_tokens.weight";
     pub const FINAL_NORM: &str = "model.norm.weight";
     pub const LM_HEAD: &str = "lm_head.weight";
+    /// Learned position embeddings (GPT-2's `wpe`).
+    pub const POSITIONS: &str = "model.embed_positions.weight";
 
     pub fn layer(index: usize, suffix: &str) -> String {
         format!("model.layers.{index}.{suffix}")
@@ -108,4 +143,11 @@ pub mod names {
     pub const DOWN: &str = "mlp.down_proj.weight";
     pub const ATTN_NORM: &str = "input_layernorm.weight";
     pub const MLP_NORM: &str = "post_attention_layernorm.weight";
+    pub const Q_NORM: &str = "self_attn.q_norm.weight";
+    pub const K_NORM: &str = "self_attn.k_norm.weight";
+
+    /// The bias beside a weight: `….q_proj.weight` → `….q_proj.bias`.
+    pub fn bias_of(weight: &str) -> String {
+        format!("{}.bias", weight.strip_suffix(".weight").unwrap_or(weight))
+    }
 }

@@ -100,7 +100,7 @@ pub fn tokenizer() -> Tokenizer {
         AddedToken::from(BOS, true),
         AddedToken::from(EOS, true),
     ]);
-    Tokenizer::HuggingFace(Box::new(tokenizer))
+    Tokenizer::HuggingFace(Box::new(tokenizer), None)
 }
 
 /// The built-in policy's shape: small enough to pretrain in under two minutes on two cores,
@@ -116,6 +116,7 @@ pub fn model_config(vocab_size: usize) -> LlamaConfig {
         max_seq_len: 256,
         norm_eps: 1e-5,
         rope_theta: 10_000.0,
+        arch: Default::default(),
     }
 }
 

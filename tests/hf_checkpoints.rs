@@ -1,0 +1,133 @@
+//! Hugging Face model folders against transformers: the per-token log-probs and greedy ids that
+//! transformers 5.24 computed for each fixture (`expected_logprobs.json`), and stories260K's HF
+//! conversion against its GGUF.
+
+mod common;
+
+use std::path::PathBuf;
+
+use alignlab::host::read_vec_blocking;
+use alignlab::io::{Checkpoint, Tokenizer};
+use alignlab::logprobs::{completion_logprobs, SequenceBatch};
+use alignlab::model::Llama;
+use alignlab::sample::{generate, SamplingConfig};
+use common::{assert_close, data, Cpu};
+use serde_json::Value;
+
+fn load(folder: &str) -> (Llama<Cpu>, Tokenizer) {
+    Checkpoint::load(&data(folder), None)
+        .unwrap()
+        .into_model(&Default::default())
+        .unwrap()
+}
+
+/// Per-token log-probs of `ids` after its first token.
+fn token_logprobs(model: &Llama<Cpu>, ids: &[u32]) -> Vec<f32> {
+    let batch = SequenceBatch::<Cpu>::new(
+        &[(ids[..1].to_vec(), ids[1..].to_vec())],
+        model.config().max_seq_len,
+        &Default::default(),
+    )
+    .unwrap();
+    read_vec_blocking(completion_logprobs(model, &batch)).unwrap()
+}
+
+fn greedy(model: &Llama<Cpu>, prompt: &[u32], new: usize) -> Vec<u32> {
+    let sampling = SamplingConfig {
+        max_new_tokens: new,
+        temperature: 0.0,
+        stop_at_eos: false,
+        ..Default::default()
+    };
+    let out = pollster::block_on(generate(model, &[prompt.to_vec()], None, &sampling)).unwrap();
+    out.into_iter().next().unwrap()
+}
+
+fn expected(path: PathBuf) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn floats(value: &Value) -> Vec<f32> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Every case's tokens and per-token log-probs equal transformers' (1e-4), and greedy ids from
+/// "Once upon a time" too.
+fn matches_transformers(folder: &str, expected_file: &str) {
+    let (model, tokenizer) = load(folder);
+    let expected = expected(data(expected_file));
+    for case in expected["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let want_ids = ids(&case["token_ids"]);
+        assert_eq!(tokenizer.encode_with_bos(text).unwrap(), want_ids, "{text}");
+        let got = token_logprobs(&model, &want_ids);
+        assert_close(&got, &floats(&case["logprobs"]), 1e-4);
+        let total: f32 = got.iter().sum();
+        let want_total = case["total"].as_f64().unwrap() as f32;
+        assert!(
+            (total - want_total).abs() < 1e-3,
+            "{text}: {total} vs {want_total}"
+        );
+    }
+    let greedy_ids = ids(&expected["greedy_ids_from_once_upon_a_time"]);
+    let prompt = tokenizer.encode_with_bos("Once upon a time").unwrap();
+    assert_eq!(&greedy_ids[..prompt.len()], &prompt[..]);
+    let new = greedy(&model, &prompt, greedy_ids.len() - prompt.len());
+    assert_eq!(&greedy_ids[prompt.len()..], &new[..]);
+}
+
+#[test]
+fn qwen2_folder_matches_transformers() {
+    matches_transformers(
+        "hf/tiny-random-qwen2",
+        "hf/tiny-random-qwen2/expected_logprobs.json",
+    );
+}
+
+#[test]
+fn gpt2_folder_matches_transformers() {
+    matches_transformers(
+        "tiny-random-gpt2",
+        "tiny-random-gpt2/expected_logprobs.json",
+    );
+}
+
+#[test]
+fn stories260k_hf_folder_equals_its_gguf() {
+    let (hf, hf_tokenizer) = load("hf/stories260K-hf");
+    let (gguf, gguf_tokenizer) = Checkpoint::load(&data("stories260K/stories260K.gguf"), None)
+        .unwrap()
+        .into_model::<Cpu>(&Default::default())
+        .unwrap();
+    let cases = [
+        ("The cat sat on the mat and smiled.", 16, -44.01717f32),
+        (
+            "Tom was sad because his red kite broke, but his mom helped him fix it.",
+            36,
+            -63.37505,
+        ),
+    ];
+    for (text, length, total) in cases {
+        let ids = hf_tokenizer.encode_with_bos(text).unwrap();
+        assert_eq!(ids.len(), length, "{text}");
+        assert_eq!(ids, gguf_tokenizer.encode_with_bos(text).unwrap(), "{text}");
+        let from_hf = token_logprobs(&hf, &ids);
+        assert_close(&from_hf, &token_logprobs(&gguf, &ids), 1e-4);
+        let sum: f32 = from_hf.iter().sum();
+        assert!((sum - total).abs() < 1e-3, "{text}: {sum} vs {total}");
+    }
+}
