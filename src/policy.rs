@@ -23,7 +23,8 @@ pub fn builtin_checkpoint() -> Result<Checkpoint> {
     Checkpoint::from_bytes(BUILTIN_CHECKPOINT, "builtin", None)
 }
 
-/// `builtin`, or a path to a GGUF, llama2.c `.bin` or alignlab safetensors file.
+/// `builtin`, a Hugging Face model folder, or a path to a GGUF, llama2.c `.bin` or alignlab
+/// safetensors file.
 pub fn load_checkpoint(model: &str, tokenizer: Option<&Path>) -> Result<Checkpoint> {
     if model == BUILTIN {
         builtin_checkpoint()
@@ -40,9 +41,28 @@ pub fn load<B: Backend>(
     load_checkpoint(model, tokenizer)?.into_model(device)
 }
 
-/// Writes the model and its tokenizer as an alignlab checkpoint.
+/// Whether an output path names a folder (ends in `/` or is one): a Hugging Face model is
+/// written there rather than an alignlab checkpoint file.
+pub fn is_folder(path: &Path) -> bool {
+    path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/')
+}
+
+/// Writes the model and its tokenizer: a Hugging Face folder when `path` is a folder, else an
+/// alignlab checkpoint.
 pub async fn save<B: Backend>(model: &Llama<B>, tokenizer: &Tokenizer, path: &Path) -> Result<()> {
     let weights = model.to_weights().await?;
+    #[cfg(not(target_arch = "wasm32"))]
+    if is_folder(path) {
+        use crate::io::hf::{export, Head};
+        let export = export::Export {
+            config: model.config(),
+            weights,
+            tokenizer,
+            head: Head::CausalLm,
+            dtype: export::StoreAs::F32,
+        };
+        return export::write(export, path);
+    }
     let bytes = checkpoint::to_bytes(model.config(), &weights, tokenizer);
     // Write beside, then rename: an interrupted save never destroys the previous checkpoint.
     let partial = path.with_extension("partial");

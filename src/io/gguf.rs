@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 
 use super::bytes::ByteReader;
+use super::gguf_quant::BlockType;
 use super::tokenizer::SentencePieceBpe;
 use crate::error::{Error, Result};
-use crate::model::weights::{names, HostTensor, NamedWeights};
-use crate::model::LlamaConfig;
+use crate::model::weights::{names, permute_heads, HostTensor, NamedWeights, RopeOrder};
+use crate::model::{Architecture, Family, LlamaConfig, MAX_CONTEXT};
 
 const MAGIC: u32 = 0x4655_4747; // "GGUF" read as little-endian u32
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -254,27 +255,40 @@ impl<'a> Gguf<'a> {
         }
     }
 
-    /// Reads one tensor's values as f32 (F32 as is, F16 widened).
+    /// Reads one tensor's values as f32 (F32 as is, F16 widened, quantised blocks dequantised).
     pub fn tensor_data(&self, info: &TensorInfo) -> Result<HostTensor> {
         let count = info
             .shape
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        let element_size = match info.type_id {
-            0 => 4,
-            1 => 2,
-            other => {
+        let blocks = BlockType::from_type_id(info.type_id);
+        let size = match (info.type_id, blocks) {
+            (0, _) => count.and_then(|c| c.checked_mul(4)),
+            (1, _) => count.and_then(|c| c.checked_mul(2)),
+            (_, Some(kind)) => {
+                let per_block = kind.values_per_block();
+                if count.is_some_and(|c| !c.is_multiple_of(per_block)) {
+                    return Err(Error::format(
+                        self.source_name,
+                        format!(
+                            "tensor `{}` {:?} is {} but its size is not a whole number of {per_block}-value blocks",
+                            info.name, info.shape, type_name(info.type_id)
+                        ),
+                    ));
+                }
+                count.and_then(|c| (c / per_block).checked_mul(kind.bytes_per_block()))
+            }
+            (other, None) => {
                 return Err(Error::format(
                     self.source_name,
                     format!(
-                        "tensor `{}` has type {} (id {other}); only F32 and F16 are supported",
+                        "tensor `{}` has type {} (id {other}); supported: F32, F16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K",
                         info.name,
                         type_name(other)
                     ),
                 ))
             }
         };
-        let size = count.and_then(|c| c.checked_mul(element_size));
         let start = usize::try_from(info.offset)
             .ok()
             .and_then(|o| o.checked_add(self.data_start));
@@ -297,25 +311,41 @@ impl<'a> Gguf<'a> {
                 ))
             }
         };
-        let mut reader = ByteReader::new(self.bytes, self.source_name);
-        reader.seek(start, &info.name)?;
-        let data = if info.type_id == 0 {
-            reader.f32s(count, &info.name)?
-        } else {
-            reader.f16s(count, &info.name)?
+        let size = size.expect("checked above");
+        let data = match (info.type_id, blocks) {
+            (_, Some(kind)) => kind.dequantize(&self.bytes[start..start + size]),
+            (type_id, None) => {
+                let mut reader = ByteReader::new(self.bytes, self.source_name);
+                reader.seek(start, &info.name)?;
+                match type_id {
+                    0 => reader.f32s(count, &info.name)?,
+                    _ => reader.f16s(count, &info.name)?,
+                }
+            }
         };
         Ok(HostTensor::new(info.shape.clone(), data))
     }
 
-    /// Hyperparameters of a `llama` architecture model.
-    pub fn llama_config(&self) -> Result<LlamaConfig> {
+    /// The model family of `general.architecture`.
+    fn family(&self) -> Result<(&str, Family)> {
         let arch = self.get_str("general.architecture")?;
-        if arch != "llama" {
-            return Err(Error::format(
+        let family = match arch {
+            "llama" => Family::Llama,
+            "qwen2" => Family::Qwen2,
+            "qwen3" => Family::Qwen3,
+            other => return Err(Error::format(
                 self.source_name,
-                format!("architecture `{arch}` is not supported (only `llama`)"),
-            ));
-        }
+                format!(
+                    "metadata `general.architecture` is `{other}`; supported: llama, qwen2, qwen3"
+                ),
+            )),
+        };
+        Ok((arch, family))
+    }
+
+    /// Hyperparameters of a `llama`, `qwen2` or `qwen3` architecture model.
+    pub fn llama_config(&self) -> Result<LlamaConfig> {
+        let (arch, family) = self.family()?;
         let as_usize = |key: &str| -> Result<usize> {
             let v = self.get_uint(key)?;
             usize::try_from(v).map_err(|_| {
@@ -325,29 +355,43 @@ impl<'a> Gguf<'a> {
                 )
             })
         };
-        let n_heads = as_usize("llama.attention.head_count")?;
+        let key = |name: &str| format!("{arch}.{name}");
+        let n_heads = as_usize(&key("attention.head_count"))?;
         let vocab_size = match self.get_array("tokenizer.ggml.tokens") {
             Ok(tokens) => tokens.len(),
-            Err(_) => as_usize("llama.vocab_size")?,
+            Err(_) => as_usize(&key("vocab_size"))?,
         };
+        let dim = as_usize(&key("embedding_length"))?;
+        let head_dim = as_usize(&key("attention.key_length"))
+            .ok()
+            .filter(|&width| width * n_heads != dim);
         let config = LlamaConfig {
             vocab_size,
-            dim: as_usize("llama.embedding_length")?,
-            n_layers: as_usize("llama.block_count")?,
+            dim,
+            n_layers: as_usize(&key("block_count"))?,
             n_heads,
-            n_kv_heads: as_usize("llama.attention.head_count_kv").unwrap_or(n_heads),
-            hidden_dim: as_usize("llama.feed_forward_length")?,
-            max_seq_len: as_usize("llama.context_length")?,
-            norm_eps: self.get_float("llama.attention.layer_norm_rms_epsilon")?,
-            rope_theta: self.get_float("llama.rope.freq_base").unwrap_or(10_000.0),
-            arch: Default::default(),
+            n_kv_heads: as_usize(&key("attention.head_count_kv")).unwrap_or(n_heads),
+            hidden_dim: as_usize(&key("feed_forward_length"))?,
+            max_seq_len: as_usize(&key("context_length"))?.min(MAX_CONTEXT),
+            norm_eps: self.get_float(&key("attention.layer_norm_rms_epsilon"))?,
+            rope_theta: self.get_float(&key("rope.freq_base")).unwrap_or(10_000.0),
+            arch: Architecture {
+                family,
+                head_dim,
+                qkv_bias: family == Family::Qwen2,
+                qk_norm: family == Family::Qwen3,
+                tied_embeddings: !self.tensors.iter().any(|t| t.name == "output.weight"),
+                ..Default::default()
+            },
         };
         config.validate(self.source_name)?;
         Ok(config)
     }
 
-    /// The Llama weights under the crate's tensor names.
+    /// The weights under the crate's tensor names and layout.
     pub fn llama_weights(&self) -> Result<NamedWeights> {
+        let (_, family) = self.family()?;
+        let config = self.llama_config()?;
         let mut weights = NamedWeights::new(self.source_name);
         for info in &self.tensors {
             let name = match gguf_to_hf_name(&info.name) {
@@ -355,7 +399,14 @@ impl<'a> Gguf<'a> {
                 // Precomputed RoPE tables and the like: we compute our own.
                 None => continue,
             };
-            weights.insert(name, self.tensor_data(info)?);
+            let tensor = self.tensor_data(info)?;
+            // llama.cpp permutes Llama's q/k rows into interleaved pairs at conversion; Qwen's
+            // (NEOX rope) keep transformers' halves, so they are permuted here.
+            let tensor = match family != Family::Llama && names::is_rotated(&name) {
+                true => permute_heads(tensor, config.head_dim(), RopeOrder::ToInterleaved),
+                false => tensor,
+            };
+            weights.insert(name, tensor);
         }
         Ok(weights)
     }
@@ -421,6 +472,11 @@ fn gguf_to_hf_name(name: &str) -> Option<String> {
     let (index, suffix) = rest.split_once('.')?;
     let index: usize = index.parse().ok()?;
     let suffix = match suffix {
+        "attn_q.bias" => return Some(names::bias_of(&names::layer(index, names::Q))),
+        "attn_k.bias" => return Some(names::bias_of(&names::layer(index, names::K))),
+        "attn_v.bias" => return Some(names::bias_of(&names::layer(index, names::V))),
+        "attn_q_norm.weight" => names::Q_NORM,
+        "attn_k_norm.weight" => names::K_NORM,
         "attn_q.weight" => names::Q,
         "attn_k.weight" => names::K,
         "attn_v.weight" => names::V,

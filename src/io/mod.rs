@@ -3,6 +3,8 @@
 pub mod bytes;
 pub mod checkpoint;
 pub mod gguf;
+pub mod gguf_quant;
+pub mod gguf_write;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod hf;
 pub mod jsonl;

@@ -123,6 +123,22 @@ impl SentencePieceBpe {
         Self::from_llama2c_bytes(&bytes, vocab_size, &path.display().to_string())
     }
 
+    /// Every piece (`▁` as a plain space) with its merge score, by id.
+    pub fn pieces(&self) -> impl Iterator<Item = (&[u8], f32)> {
+        self.pieces
+            .iter()
+            .map(Vec::as_slice)
+            .zip(self.scores.iter().copied())
+    }
+
+    pub fn bos(&self) -> u32 {
+        self.bos
+    }
+
+    pub fn eos(&self) -> u32 {
+        self.eos
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.pieces.len()
     }

@@ -110,6 +110,11 @@ impl RopeScaling {
     }
 }
 
+/// RoPE tables are built for this many positions at most: enough for the lab's sequences,
+/// without 128k-position tables for a Llama 3 or a Qwen. A longer sequence is an error naming
+/// the context.
+pub const MAX_CONTEXT: usize = 4096;
+
 /// Sizes beyond these are not small models and almost surely a corrupt header.
 const MAX_DIM: usize = 1 << 16;
 const MAX_LAYERS: usize = 1 << 10;

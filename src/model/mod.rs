@@ -10,7 +10,7 @@ mod rope;
 pub mod weights;
 
 pub use cache::KvCache;
-pub use config::{Architecture, Family, LlamaConfig, RopeScaling};
+pub use config::{Architecture, Family, LlamaConfig, RopeScaling, MAX_CONTEXT};
 pub use heads::ScalarHead;
 pub use llama::{parameter_shapes, Block, Llama};
 pub use reward::{RewardEnsemble, RewardModel};

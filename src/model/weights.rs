@@ -124,6 +124,37 @@ impl NamedWeights {
     }
 }
 
+/// Which way the q/k rows of one head are being reordered. transformers (and llama.cpp's NEOX
+/// rope, used for Qwen) rotates the two halves of each head; we rotate interleaved pairs.
+/// Attention scores are unchanged when queries and keys are permuted alike.
+#[derive(Clone, Copy)]
+pub enum RopeOrder {
+    /// transformers' halves → interleaved pairs (loading).
+    ToInterleaved,
+    /// interleaved pairs → halves (exporting).
+    ToHalves,
+}
+
+/// Reorders the rows (or elements) of every head of a q/k projection.
+pub fn permute_heads(tensor: HostTensor, head_dim: usize, order: RopeOrder) -> HostTensor {
+    let width: usize = tensor.shape[1..].iter().product();
+    let mut data = vec![0.0; tensor.data.len()];
+    let half = head_dim / 2;
+    for head_start in (0..tensor.shape[0]).step_by(head_dim) {
+        for i in 0..half {
+            for (interleaved, halves) in [(2 * i, i), (2 * i + 1, i + half)] {
+                let (to, from) = match order {
+                    RopeOrder::ToInterleaved => (interleaved, halves),
+                    RopeOrder::ToHalves => (halves, interleaved),
+                };
+                let (to, from) = ((head_start + to) * width, (head_start + from) * width);
+                data[to..to + width].copy_from_slice(&tensor.data[from..from + width]);
+            }
+        }
+    }
+    HostTensor::new(tensor.shape, data)
+}
+
 pub mod names {
     pub const EMBED: &str = "model.embed_tokens.weight";
     pub const FINAL_NORM: &str = "model.norm.weight";
@@ -146,8 +177,30 @@ pub mod names {
     pub const Q_NORM: &str = "self_attn.q_norm.weight";
     pub const K_NORM: &str = "self_attn.k_norm.weight";
 
+    /// Whether a tensor holds query/key rows in RoPE's order (projections, their biases, per-head
+    /// norms).
+    pub fn is_rotated(name: &str) -> bool {
+        [Q, K, Q_NORM, K_NORM]
+            .iter()
+            .any(|suffix| name.ends_with(suffix) || name.ends_with(&bias_of(suffix)))
+    }
+
     /// The bias beside a weight: `….q_proj.weight` → `….q_proj.bias`.
     pub fn bias_of(weight: &str) -> String {
         format!("{}.bias", weight.strip_suffix(".weight").unwrap_or(weight))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rope_permutation_is_undone_on_export() {
+        let tensor = HostTensor::new(vec![8, 2], (0..16).map(|v| v as f32).collect());
+        let inward = permute_heads(tensor.clone(), 4, RopeOrder::ToInterleaved);
+        // Head 0 rows [0 1 2 3] in halves order → [0 2 1 3] interleaved.
+        assert_eq!(&inward.data[..8], &[0., 1., 4., 5., 2., 3., 6., 7.]);
+        assert_eq!(permute_heads(inward, 4, RopeOrder::ToHalves), tensor);
     }
 }

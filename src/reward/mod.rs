@@ -165,6 +165,14 @@ impl<B: Backend> LearnedReward<B> {
     /// Writes an alignlab checkpoint: member i's trunk under `members.{i}.` and its head as
     /// `members.{i}.score`, with the heads' description in the metadata.
     pub async fn save(&self, tokenizer: &Tokenizer, path: &Path) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if crate::policy::is_folder(path) {
+            // The bias left out shifts every reward alike (see `export_hf`).
+            return self
+                .export_hf(tokenizer, path, Default::default())
+                .await
+                .map(|_bias| ());
+        }
         let mut weights = NamedWeights::new("reward model");
         for (i, member) in self.ensemble.members.iter().enumerate() {
             let prefix = format!("members.{i}.");
@@ -187,8 +195,13 @@ impl<B: Backend> LearnedReward<B> {
         std::fs::rename(&partial, path).map_err(|e| Error::io(path, e))
     }
 
-    /// Reads a checkpoint written by [`Self::save`].
+    /// Reads a checkpoint written by [`Self::save`], or a Hugging Face
+    /// `*ForSequenceClassification` folder (one output).
     pub fn load(path: &Path, device: &B::Device) -> Result<(Self, Tokenizer)> {
+        #[cfg(not(target_arch = "wasm32"))]
+        if crate::io::hf::is_model_folder(path) {
+            return Self::from_hf_folder(path, device);
+        }
         let bytes = crate::error::read_file(path)?;
         Self::from_bytes(&bytes, &path.display().to_string(), device)
     }
@@ -229,6 +242,91 @@ impl<B: Backend> LearnedReward<B> {
             },
             tokenizer,
         ))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl<B: Backend> LearnedReward<B> {
+    fn from_hf_folder(dir: &Path, device: &B::Device) -> Result<(Self, Tokenizer)> {
+        use crate::io::hf;
+        let mut model = hf::load(dir, None)?;
+        if model.head != hf::Head::SequenceScore {
+            return Err(Error::format(
+                dir.display().to_string(),
+                "a causal language model, not a reward model: a reward model folder holds a \
+                 *ForSequenceClassification checkpoint with one label",
+            ));
+        }
+        let dim = model.config.dim;
+        let mut head = NamedWeights::new(dir.display().to_string());
+        head.insert("score.weight", model.take_score()?);
+        // transformers' score head has no bias.
+        head.insert(
+            "score.bias",
+            crate::model::HostTensor::new(vec![1], vec![0.0]),
+        );
+        let head = ScalarHead::from_weights("score", dim, 1, &mut head, device)?;
+        let trunk = Llama::from_weights(&model.config, model.weights, device)?;
+        let reward = Self {
+            ensemble: RewardEnsemble {
+                members: vec![RewardModel { trunk, head }],
+            },
+            heads: RewardHeads::single(),
+        };
+        Ok((reward, model.tokenizer))
+    }
+
+    /// The trunk and `score.weight` of a one-output reward model, for a Hugging Face
+    /// sequence-classification folder, and the head's bias, which that format has no place for
+    /// (a constant shift: Bradley–Terry preferences do not change).
+    pub async fn to_hf_weights(&self) -> Result<(NamedWeights, f32)> {
+        let [member] = &self.ensemble.members[..] else {
+            return Err(Error::Input(format!(
+                "only a single reward model exports as a sequence-classification folder; this is an ensemble of {}",
+                self.ensemble.members.len()
+            )));
+        };
+        if member.head.outputs() != 1 {
+            return Err(Error::Input(format!(
+                "a reward model with {} outputs does not export as a one-label classifier",
+                member.head.outputs()
+            )));
+        }
+        let mut weights = member.trunk.to_weights().await?;
+        // A classifier has no language-model head (transformers would report it unexpected).
+        weights
+            .tensors
+            .remove(crate::model::weights::names::LM_HEAD);
+        let mut head = NamedWeights::new("head");
+        member.head.write_weights("score", &mut head).await?;
+        let bias = head.take("score.bias", &[1])?.data[0];
+        weights.insert(
+            "score.weight",
+            head.take("score.weight", &[1, self.config().dim])?,
+        );
+        Ok((weights, bias))
+    }
+
+    /// Writes a Hugging Face sequence-classification folder (TRL's reward models' form).
+    /// Returns the head's bias, which is left out (transformers' score head has none): the
+    /// exported rewards are shifted by it, preferences between completions are not.
+    pub async fn export_hf(
+        &self,
+        tokenizer: &Tokenizer,
+        dir: &Path,
+        dtype: crate::io::hf::export::StoreAs,
+    ) -> Result<f32> {
+        use crate::io::hf::{export, Head};
+        let (weights, bias) = self.to_hf_weights().await?;
+        let export = export::Export {
+            config: self.config(),
+            weights,
+            tokenizer,
+            head: Head::SequenceScore,
+            dtype,
+        };
+        export::write(export, dir)?;
+        Ok(bias)
     }
 }
 

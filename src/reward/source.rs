@@ -11,10 +11,17 @@ use super::objective::score_sequences;
 use super::LearnedReward;
 use crate::dataset::Sequence;
 use crate::error::{Error, Result};
+use crate::io::Tokenizer;
 use crate::world;
 
 pub enum RewardSource<B: Backend> {
     Learned(Box<LearnedReward<B>>),
+    /// A reward model with a vocabulary of its own (a Hugging Face folder): it reads the
+    /// prompt and completion as text, tokenized its way.
+    LearnedOwnTokens {
+        reward: Box<LearnedReward<B>>,
+        tokenizer: Tokenizer,
+    },
     /// The built-in world's gold reward.
     Gold,
     /// VADER's compound score of the completion.
@@ -58,6 +65,18 @@ impl<B: Backend> RewardSource<B> {
                 Self::Learned(reward) => {
                     let sequences: Vec<Sequence> =
                         rollouts.iter().map(|r| r.sequence.clone()).collect();
+                    score_sequences(reward, &sequences, 64).await?.1
+                }
+                Self::LearnedOwnTokens { reward, tokenizer } => {
+                    let sequences = rollouts
+                        .iter()
+                        .map(|r| {
+                            Ok((
+                                tokenizer.encode_with_bos(r.prompt)?,
+                                tokenizer.encode(r.completion)?,
+                            ))
+                        })
+                        .collect::<Result<Vec<Sequence>>>()?;
                     score_sequences(reward, &sequences, 64).await?.1
                 }
                 Self::Gold => rollouts

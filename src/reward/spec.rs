@@ -1,5 +1,6 @@
 //! Rewards named in one line, as the CLI, frontier configs and the page give them:
-//! `gold`, `verifier`, `lexicon:PATH`, `rm:PATH`, or weighted sums `0.5*gold+1*lexicon:PATH`.
+//! `gold`, `verifier`, `lexicon:PATH`, `rm:PATH` (an alignlab reward model, or a Hugging
+//! Face sequence-classification folder), or weighted sums `0.5*gold+1*lexicon:PATH`.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -45,9 +46,16 @@ pub fn parse<B: Backend>(
             })
         }
         Some(("lexicon", path)) => Ok(RewardSource::Lexicon(Lexicon::read(Path::new(path))?)),
-        Some(("rm", path)) => Ok(RewardSource::Learned(Box::new(
-            LearnedReward::load(Path::new(path), device)?.0,
-        ))),
+        Some(("rm", path)) => {
+            let (reward, tokenizer) = LearnedReward::load(Path::new(path), device)?;
+            Ok(match Path::new(path).is_dir() {
+                true => RewardSource::LearnedOwnTokens {
+                    reward: Box::new(reward),
+                    tokenizer,
+                },
+                false => RewardSource::Learned(Box::new(reward)),
+            })
+        }
         _ => Err(Error::Input(format!(
             "reward `{spec}`: expected gold, verifier, lexicon:PATH, rm:PATH or WEIGHT*SPEC+…"
         ))),

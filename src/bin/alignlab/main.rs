@@ -3,6 +3,7 @@
 mod data;
 mod eval;
 mod experiment;
+mod export;
 mod frontier;
 mod online;
 mod progress;
@@ -51,10 +52,12 @@ enum BackendKind {
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// `builtin`, or a .gguf, llama2.c .bin, or alignlab .safetensors file.
+    /// `builtin`, a Hugging Face model folder, or a .gguf, llama2.c .bin, or alignlab
+    /// .safetensors file.
     #[arg(long, default_value = policy::BUILTIN)]
     pub model: String,
-    /// llama2.c tokenizer.bin (default: tokenizer.bin or tok<vocab>.bin beside the model).
+    /// llama2.c tokenizer.bin (default: tokenizer.bin or tok<vocab>.bin beside the model), or a
+    /// tokenizer.json for a model folder without one.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
 }
@@ -126,6 +129,8 @@ enum Command {
     /// Run an experiment file (TOML, as the page's "Export experiment" writes it): labels →
     /// reward model → runs on the policy → best-of-n, each policy measured; writes every step.
     Run(experiment::RunCommand),
+    /// Write a model in a format other tools load (a Hugging Face folder).
+    Export(export::ExportCommand),
     /// Sweep best-of-n, PPO, GRPO and DPO from a TOML config and write the KL–reward frontier
     /// report (JSON, CSV, HTML with charts and Gao et al. fits).
     Frontier(frontier::FrontierCommand),
@@ -210,21 +215,21 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
         Command::Score { model, text } => {
             let (policy, tokenizer) =
                 policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
-            let bos = tokenizer
-                .bos_id()
-                .ok_or_else(|| Error::Input("the tokenizer has no BOS token".into()))?;
-            let ids = tokenizer.encode(&text)?;
-            if ids.is_empty() {
-                return Err(Error::Input("--text gives no tokens".into()));
+            // Each token after the first is scored: after BOS when the model has one (as
+            // transformers feeds it), else after the text's own first token (GPT-2).
+            let all = tokenizer.encode_with_bos(&text)?;
+            if all.len() < 2 {
+                return Err(Error::Input("--text gives fewer than two tokens".into()));
             }
+            let (first, ids) = (all[0], all[1..].to_vec());
             let batch = SequenceBatch::<B::InnerBackend>::new(
-                &[(vec![bos], ids.clone())],
+                &[(vec![first], ids.clone())],
                 policy.config().max_seq_len,
                 &device,
             )?;
             let (inputs, targets) = batch.inputs_and_targets();
             let logprobs = read_vec_blocking(gather_logprobs(policy.forward(inputs), targets))?;
-            let mut previous = Some(bos);
+            let mut previous = Some(first);
             let tokens: Vec<String> = ids
                 .iter()
                 .map(|&t| {
@@ -297,6 +302,7 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
         }
         Command::Frontier(command) => frontier::run::<B>(&command, &device),
         Command::Run(command) => experiment::run::<B>(&command, &device),
+        Command::Export(command) => export::run::<B::InnerBackend>(&command, &device),
         Command::TestData => {
             let beside = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
             let dir = alignlab::testdata::locate(&beside, |m| println!("{m}"))?;

@@ -7,10 +7,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::model::{Architecture, Family, LlamaConfig, RopeScaling};
 
-/// RoPE tables are built for this many positions at most: enough for the lab's sequences,
-/// without allocating 128k-position tables for a Llama 3. A longer sequence is an error naming
-/// the context.
-pub const MAX_CONTEXT: usize = 4096;
+pub use crate::model::MAX_CONTEXT;
 
 /// What the output of the network is: next-token logits, or a score per sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +214,10 @@ pub fn parse(json: &str, source: &str) -> Result<HfConfig> {
     let attention_bias = fields.bool("attention_bias", false)?;
     let arch = Architecture {
         family,
-        head_dim: fields.opt_usize(&["head_dim"])?,
+        // Written out only where it departs from dim / heads, so configs compare equal.
+        head_dim: fields
+            .opt_usize(&["head_dim"])?
+            .filter(|&width| width * n_heads != dim),
         qkv_bias: gpt2 || family == Family::Qwen2 || attention_bias,
         out_bias: gpt2 || attention_bias,
         mlp_bias: gpt2 || fields.bool("mlp_bias", false)?,

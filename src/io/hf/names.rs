@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::weights::names;
+use crate::model::weights::{names::is_rotated, permute_heads, RopeOrder};
 use crate::model::{HostTensor, LlamaConfig, NamedWeights};
 
 /// The reward head of `*ForSequenceClassification` checkpoints, [1, dim].
@@ -17,41 +18,6 @@ pub const SCORE: &str = "score.weight";
 fn is_buffer(name: &str) -> bool {
     let gpt2_causal_mask = name.ends_with(".attn.bias") || name.ends_with(".attn.masked_bias");
     name.ends_with("rotary_emb.inv_freq") || gpt2_causal_mask
-}
-
-/// Which way the q/k rows of one head are being reordered.
-#[derive(Clone, Copy)]
-enum RopeOrder {
-    /// transformers' halves → interleaved pairs (loading).
-    ToInterleaved,
-    /// interleaved pairs → halves (exporting).
-    ToHalves,
-}
-
-/// Reorders the rows (or elements) of every head of a q/k projection.
-fn permute_heads(tensor: HostTensor, head_dim: usize, order: RopeOrder) -> HostTensor {
-    let width: usize = tensor.shape[1..].iter().product();
-    let mut data = vec![0.0; tensor.data.len()];
-    let half = head_dim / 2;
-    for head_start in (0..tensor.shape[0]).step_by(head_dim) {
-        for i in 0..half {
-            for (interleaved, halves) in [(2 * i, i), (2 * i + 1, i + half)] {
-                let (to, from) = match order {
-                    RopeOrder::ToInterleaved => (interleaved, halves),
-                    RopeOrder::ToHalves => (halves, interleaved),
-                };
-                let (to, from) = ((head_start + to) * width, (head_start + from) * width);
-                data[to..to + width].copy_from_slice(&tensor.data[from..from + width]);
-            }
-        }
-    }
-    HostTensor::new(tensor.shape, data)
-}
-
-fn is_rotated(name: &str) -> bool {
-    [names::Q, names::K, names::Q_NORM, names::K_NORM]
-        .iter()
-        .any(|suffix| name.ends_with(suffix) || name.ends_with(&names::bias_of(suffix)))
 }
 
 /// Puts one tensor of a Hugging Face checkpoint into `weights` under our names and layout.
@@ -262,19 +228,5 @@ fn export_gpt2(config: &LlamaConfig, mut weights: NamedWeights, out: &mut NamedW
     }
     for (name, tensor) in weights.tensors {
         out.insert(name, tensor); // the reward head, if any
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_rope_permutation_is_undone_on_export() {
-        let tensor = HostTensor::new(vec![8, 2], (0..16).map(|v| v as f32).collect());
-        let inward = permute_heads(tensor.clone(), 4, RopeOrder::ToInterleaved);
-        // Head 0 rows [0 1 2 3] in halves order → [0 2 1 3] interleaved.
-        assert_eq!(&inward.data[..8], &[0., 1., 4., 5., 2., 3., 6., 7.]);
-        assert_eq!(permute_heads(inward, 4, RopeOrder::ToHalves), tensor);
     }
 }

@@ -1,0 +1,93 @@
+//! GGUF written by alignlab and read back: exact in F32, close in F16 and Q8_0, and the Qwen
+//! layouts (biases, NEOX rope order) through the same reader.
+
+mod common;
+
+use alignlab::host::read_vec_blocking;
+use alignlab::io::gguf_write::{self, GgufStore};
+use alignlab::io::{Checkpoint, Tokenizer};
+use alignlab::logprobs::{completion_logprobs, SequenceBatch};
+use alignlab::model::Llama;
+use common::{data, Cpu};
+
+fn logprobs(model: &Llama<Cpu>, ids: &[u32]) -> Vec<f32> {
+    let batch = SequenceBatch::<Cpu>::new(
+        &[(ids[..1].to_vec(), ids[1..].to_vec())],
+        model.config().max_seq_len,
+        &Default::default(),
+    )
+    .unwrap();
+    read_vec_blocking(completion_logprobs(model, &batch)).unwrap()
+}
+
+fn stories_vocabulary() -> alignlab::io::tokenizer::SentencePieceBpe {
+    match Checkpoint::load(&data("stories260K/stories260K.gguf"), None)
+        .unwrap()
+        .tokenizer
+    {
+        Tokenizer::SentencePiece(vocabulary) => vocabulary,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn reread(bytes: &[u8]) -> (Llama<Cpu>, Tokenizer) {
+    Checkpoint::from_bytes(bytes, "written.gguf", None)
+        .unwrap()
+        .into_model(&Default::default())
+        .unwrap()
+}
+
+#[test]
+fn stories260k_round_trips_exactly_in_f32_and_closely_quantised() {
+    let original = Checkpoint::load(&data("stories260K/stories260K.gguf"), None).unwrap();
+    let (model, tokenizer) = original
+        .clone()
+        .into_model::<Cpu>(&Default::default())
+        .unwrap();
+    let ids = tokenizer
+        .encode_with_bos("The cat sat on the mat and smiled.")
+        .unwrap();
+    let want = logprobs(&model, &ids);
+    let vocabulary = stories_vocabulary();
+    for (store, tolerance) in [
+        (GgufStore::F32, 0.0),
+        (GgufStore::F16, 0.02),
+        (GgufStore::Q8_0, 0.1),
+    ] {
+        let bytes =
+            gguf_write::to_bytes(&original.config, &original.weights, &vocabulary, store).unwrap();
+        let (back, back_tokenizer) = reread(&bytes);
+        assert_eq!(
+            back_tokenizer.encode_with_bos("The cat sat").unwrap(),
+            tokenizer.encode_with_bos("The cat sat").unwrap()
+        );
+        let got = logprobs(&back, &ids);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            worst <= tolerance,
+            "{store:?}: worst per-token difference {worst}"
+        );
+    }
+}
+
+#[test]
+fn a_qwen2_gguf_reads_like_its_hugging_face_folder() {
+    // The fixture's vocabulary is stories260K's, so its GGUF can carry that SentencePiece model.
+    let folder = Checkpoint::load(&data("hf/tiny-random-qwen2"), None).unwrap();
+    let bytes = gguf_write::to_bytes(
+        &folder.config,
+        &folder.weights,
+        &stories_vocabulary(),
+        GgufStore::F32,
+    )
+    .unwrap();
+    let (from_gguf, _) = reread(&bytes);
+    assert_eq!(from_gguf.config().arch, folder.config.arch);
+    let (from_folder, tokenizer) = folder.into_model::<Cpu>(&Default::default()).unwrap();
+    let ids = tokenizer.encode_with_bos("Once upon a time").unwrap();
+    assert_eq!(logprobs(&from_gguf, &ids), logprobs(&from_folder, &ids));
+}
