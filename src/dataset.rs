@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::io::prefs::{
-    self, PreferenceKind, PreferencePair, Ranking, RatedCompletion, ReadReport, UnpairedExample,
+    self, ChatRendering, PreferenceKind, PreferencePair, Ranking, RatedCompletion, ReadReport,
+    UnpairedExample,
 };
 use crate::io::Tokenizer;
 
@@ -216,6 +217,16 @@ impl PreferenceRows {
         source_name: &str,
         skip_bad_rows: bool,
     ) -> Result<(Self, Vec<String>)> {
+        Self::parse_rendered(bytes, source_name, skip_bad_rows, ChatRendering::Transcript)
+    }
+
+    /// As [`Self::parse`], with the chat messages of preference pairs rendered as `chat` says.
+    pub fn parse_rendered(
+        bytes: &[u8],
+        source_name: &str,
+        skip_bad_rows: bool,
+        chat: ChatRendering,
+    ) -> Result<(Self, Vec<String>)> {
         fn take<T>(
             r: ReadReport<T>,
             wrap: fn(Vec<T>) -> PreferenceRows,
@@ -224,7 +235,7 @@ impl PreferenceRows {
         }
         Ok(match prefs::detect_kind(bytes, source_name)? {
             PreferenceKind::Pairs => take(
-                prefs::parse_pairs(bytes, source_name, skip_bad_rows)?,
+                prefs::parse_pairs_rendered(bytes, source_name, skip_bad_rows, chat)?,
                 Self::Pairs,
             ),
             PreferenceKind::Rankings => take(

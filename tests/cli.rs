@@ -162,3 +162,75 @@ fn data_writes_the_prompt_file_online_methods_read() {
     assert_eq!(rows.len(), 5);
     assert!(rows.iter().all(|r| r["prompt"].as_str().is_some()));
 }
+
+/// The README's "Bring your own model" commands, on the small Qwen2 fixture: DPO on
+/// conversational pairs (rendered with the folder's chat template) written straight to a
+/// Hugging Face folder, exported again, and chatted with.
+#[test]
+fn bring_your_own_model_runs_on_a_hugging_face_folder() {
+    let model = common::data("hf/tiny-random-qwen2");
+    let data = temp_path("conversational-pairs.jsonl");
+    let row = r#"{"prompt": [{"role": "user", "content": "Tell me a story."}], "chosen": [{"role": "assistant", "content": "Once upon a time there was a cat."}], "rejected": [{"role": "assistant", "content": "No."}]}"#;
+    std::fs::write(&data, format!("{row}\n{row}\n")).unwrap();
+    let aligned = format!("{}/", temp_path("aligned").display());
+    let out = alignlab(&[
+        "train",
+        "--method",
+        "dpo",
+        "--model",
+        path_arg(&model),
+        "--data",
+        path_arg(&data),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--out",
+        &aligned,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        assert!(Path::new(&aligned).join(file).is_file(), "{file} missing");
+    }
+    let exported = temp_path("aligned-bf16");
+    let out = alignlab(&[
+        "export",
+        "--model",
+        &aligned,
+        "--format",
+        "hf",
+        "--dtype",
+        "bf16",
+        "--out",
+        path_arg(&exported),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = alignlab(&[
+        "generate",
+        "--model",
+        path_arg(&exported),
+        "--chat",
+        "--prompt",
+        "Tell me a story.",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "8",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A folder that is not a model says what it lacks.
+    let out = alignlab(&[
+        "score",
+        "--model",
+        path_arg(&exported.join("..")),
+        "--text",
+        "hi",
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
+}

@@ -195,3 +195,67 @@ fn reward_models_round_trip_through_sequence_classification_folders() {
         .to_string();
     assert!(message.contains("ForSequenceClassification"), "{message}");
 }
+
+/// The model's chat template renders as transformers rendered it (three cases in the fixture).
+#[test]
+fn chat_templates_render_as_transformers_does() {
+    let (_, tokenizer) = load("hf/tiny-random-qwen2");
+    let template = tokenizer
+        .chat_template()
+        .unwrap()
+        .expect("the fixture has a template");
+    let expected = expected(data("hf/tiny-random-qwen2/expected_logprobs.json"));
+    for case in expected["chat_template_cases"].as_array().unwrap() {
+        let messages: Vec<alignlab::io::chat::Message> = case["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| alignlab::io::chat::Message {
+                role: m["role"].as_str().unwrap().into(),
+                content: m["content"].as_str().unwrap().into(),
+            })
+            .collect();
+        let generation_prompt = case["add_generation_prompt"].as_bool().unwrap();
+        assert_eq!(
+            template.render(&messages, generation_prompt).unwrap(),
+            case["rendered"].as_str().unwrap()
+        );
+    }
+}
+
+/// Conversational pairs (TRL's explicit and implicit-prompt forms) render with the template;
+/// the completion, which the loss covers, is the assistant's turn only.
+#[test]
+fn conversational_pairs_render_with_the_models_template() {
+    use alignlab::dataset::PreferenceRows;
+    use alignlab::io::prefs::ChatRendering;
+    let (_, tokenizer) = load("hf/tiny-random-qwen2");
+    let template = tokenizer.chat_template().unwrap().unwrap();
+    let text = r#"{"prompt": [{"role": "user", "content": "Tell me a story."}], "chosen": [{"role": "assistant", "content": "Once upon a time"}], "rejected": [{"role": "assistant", "content": "No."}]}
+{"chosen": [{"role": "user", "content": "Tell me a story."}, {"role": "assistant", "content": "Once upon a time"}], "rejected": [{"role": "user", "content": "Tell me a story."}, {"role": "assistant", "content": "No."}]}"#;
+    let (rows, _) = PreferenceRows::parse_rendered(
+        text.as_bytes(),
+        "c.jsonl",
+        false,
+        ChatRendering::Template(&template),
+    )
+    .unwrap();
+    let PreferenceRows::Pairs(pairs) = rows else {
+        panic!("pairs expected")
+    };
+    for pair in &pairs {
+        assert_eq!(
+            pair.prompt,
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nTell me a story.<|im_end|>\n<|im_start|>assistant\n"
+        );
+        assert_eq!(pair.chosen, "Once upon a time<|im_end|>\n");
+        assert_eq!(pair.rejected, "No.<|im_end|>\n");
+    }
+    // Without a template, the same rows read as the HH-RLHF transcript, as before.
+    let (rows, _) = PreferenceRows::parse(text.as_bytes(), "c.jsonl", false).unwrap();
+    let PreferenceRows::Pairs(pairs) = rows else {
+        panic!("pairs expected")
+    };
+    assert_eq!(pairs[1].prompt, "\n\nHuman: Tell me a story.\n\nAssistant:");
+    assert_eq!(pairs[1].chosen, " Once upon a time");
+}

@@ -333,12 +333,14 @@ impl<'a> Gguf<'a> {
             "llama" => Family::Llama,
             "qwen2" => Family::Qwen2,
             "qwen3" => Family::Qwen3,
-            other => return Err(Error::format(
-                self.source_name,
-                format!(
+            other => {
+                return Err(Error::format(
+                    self.source_name,
+                    format!(
                     "metadata `general.architecture` is `{other}`; supported: llama, qwen2, qwen3"
                 ),
-            )),
+                ))
+            }
         };
         Ok((arch, family))
     }

@@ -1,6 +1,7 @@
 //! Everything that reads or writes bytes: model formats, tokenizers, checkpoints.
 
 pub mod bytes;
+pub mod chat;
 pub mod checkpoint;
 pub mod gguf;
 pub mod gguf_quant;

@@ -332,6 +332,32 @@ impl Tokenizer {
         }
     }
 
+    /// The model's chat template, compiled, if its folder has one.
+    pub fn chat_template(&self) -> Result<Option<crate::io::chat::ChatTemplate>> {
+        let Some(tokens) = self.model_tokens() else {
+            return Ok(None);
+        };
+        let Some(source) = &tokens.chat_template else {
+            return Ok(None);
+        };
+        let text = |id: Option<u32>| id.map(|id| self.decode_special(id)).unwrap_or_default();
+        crate::io::chat::ChatTemplate::new(
+            source,
+            &text(tokens.bos),
+            &text(tokens.eos),
+            "tokenizer_config.json",
+        )
+        .map(Some)
+    }
+
+    /// A special token's text (`<s>`, `<|im_end|>`).
+    fn decode_special(&self, id: u32) -> String {
+        match self {
+            Tokenizer::HuggingFace(t, _) => t.id_to_token(id).unwrap_or_default(),
+            Tokenizer::SentencePiece(t) => t.decode(&[id]),
+        }
+    }
+
     /// The Hugging Face tokenizer inside, if this is one.
     pub fn hugging_face(&self) -> Option<&tokenizers::Tokenizer> {
         match self {
@@ -376,9 +402,15 @@ impl Tokenizer {
     }
 
     /// Token ids of `text` after BOS (when the vocabulary has one): what a prompt is fed as.
+    /// A text that already begins with BOS (a chat template that writes `bos_token`) keeps one.
     pub fn encode_with_bos(&self, text: &str) -> Result<Vec<u32>> {
-        let mut ids: Vec<u32> = self.bos_id().into_iter().collect();
-        ids.extend(self.encode(text)?);
+        let text_ids = self.encode(text)?;
+        let mut ids: Vec<u32> = self
+            .bos_id()
+            .filter(|&bos| text_ids.first() != Some(&bos))
+            .into_iter()
+            .collect();
+        ids.extend(text_ids);
         Ok(ids)
     }
 

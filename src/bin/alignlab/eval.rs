@@ -96,7 +96,7 @@ fn evaluate_reward_model<B: Backend>(
         _ => {}
     }
     println!("reward model {}: {}", path.display(), reward.heads);
-    let (rows, source) = command.data.read()?;
+    let (rows, source) = command.data.read(&tokenizer)?;
     let limit = command.data.limit(reward.config().max_seq_len);
     let skip = command.data.skip_bad_rows;
     match rows {

@@ -88,6 +88,9 @@ enum Command {
         /// Recompute the whole prefix at every step instead of using the KV cache.
         #[arg(long)]
         no_cache: bool,
+        /// Send the prompt as a user message through the model's chat template.
+        #[arg(long)]
+        chat: bool,
     },
     /// Per-token log-probs of a text after the BOS token, as JSON.
     Score {
@@ -191,10 +194,24 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
             seed,
             n,
             no_cache,
+            chat,
         } => {
             let (policy, tokenizer) =
                 policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
-            let ids = tokenizer.encode_with_bos(&prompt)?;
+            let text = match chat {
+                false => prompt.clone(),
+                true => {
+                    let template = tokenizer.chat_template()?.ok_or_else(|| {
+                        Error::Input(format!("--chat: {} has no chat template", model.model))
+                    })?;
+                    let message = alignlab::io::chat::Message {
+                        role: "user".into(),
+                        content: prompt.clone(),
+                    };
+                    template.render(&[message], true).map_err(Error::Input)?
+                }
+            };
+            let ids = tokenizer.encode_with_bos(&text)?;
             let config = SamplingConfig {
                 max_new_tokens: max_tokens,
                 temperature,
@@ -208,7 +225,10 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
             let completions =
                 pollster::block_on(generate(&policy, &prompts, tokenizer.eos_id(), &config))?;
             for completion in completions {
-                println!("{prompt}{}", tokenizer.decode(&completion));
+                match chat {
+                    false => println!("{prompt}{}", tokenizer.decode(&completion)),
+                    true => println!("{}", tokenizer.decode(&completion)),
+                }
             }
             Ok(())
         }

@@ -10,6 +10,7 @@ use alignlab::algo::reward_model::REWARD_MODEL;
 use alignlab::algo::sft::SFT;
 use alignlab::algo::spec::{MethodKind, MethodSpec, Settings, TrainingOverrides, BETA};
 use alignlab::dataset::{self, Example, LengthLimit, PreferenceRows};
+use alignlab::io::prefs::ChatRendering;
 use alignlab::io::{jsonl, Tokenizer};
 use alignlab::model::Llama;
 use alignlab::reward::objective::{evaluate_rankings, evaluate_ratings, RewardData};
@@ -125,12 +126,25 @@ impl DataArgs {
         }
     }
 
-    pub fn read(&self) -> Result<(PreferenceRows, String)> {
+    /// Reads `--data`; chat messages in pairs are rendered with the model's chat template when
+    /// its tokenizer has one (as TRL does), else as an HH-RLHF transcript.
+    pub fn read(&self, tokenizer: &Tokenizer) -> Result<(PreferenceRows, String)> {
         let path = self
             .data
             .as_ref()
             .ok_or_else(|| Error::Input("--data FILE is required for this method".into()))?;
-        let (rows, skipped) = PreferenceRows::read(path, self.skip_bad_rows)?;
+        let template = tokenizer.chat_template()?;
+        let chat = match &template {
+            Some(template) => ChatRendering::Template(template),
+            None => ChatRendering::Transcript,
+        };
+        let bytes = alignlab::error::read_file(path)?;
+        let (rows, skipped) = PreferenceRows::parse_rendered(
+            &bytes,
+            &path.display().to_string(),
+            self.skip_bad_rows,
+            chat,
+        )?;
         report_skipped(&path.display().to_string(), "row", &skipped);
         println!(
             "read {} {} rows from {}",
@@ -360,7 +374,7 @@ fn train_reward_model<B: AutodiffBackend>(
     command: &TrainCommand,
     context: usize,
 ) -> Result<()> {
-    let (rows, source) = command.data.read()?;
+    let (rows, source) = command.data.read(tokenizer)?;
     let (train_rows, held_out) = rows.split(command.eval_fraction, command.train.seed);
     let limit = command.data.limit(context);
     let skip = command.data.skip_bad_rows;
@@ -473,7 +487,7 @@ fn train_preference<B: AutodiffBackend>(
     let settings = command.settings();
     let loss = PreferenceLoss::from_spec(spec, &settings)
         .expect("the registry's preference methods are the loss list's")?;
-    let (rows, source) = command.data.read()?;
+    let (rows, source) = command.data.read(tokenizer)?;
     let (train_rows, held_out) = rows.split(command.eval_fraction, command.train.seed);
     let limit = command.data.limit(context);
     let skip = command.data.skip_bad_rows;

@@ -20,12 +20,15 @@ use std::path::Path;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use pairs::{parse_pairs, read_pairs, split_implicit_prompt, PreferencePair};
+pub use pairs::{
+    parse_pairs, parse_pairs_rendered, read_pairs, split_implicit_prompt, PreferencePair,
+};
 pub use rankings::{parse_rankings, read_rankings, Ranking};
 pub use ratings::{parse_ratings, read_ratings, RatedCompletion};
 pub use unpaired::{parse_unpaired, read_unpaired, UnpairedExample};
 
 use crate::error::{read_file, Error, Result};
+use crate::io::chat::{ChatTemplate, Message};
 
 /// Rows read, and the rows skipped with where and why.
 #[derive(Debug, Clone)]
@@ -36,6 +39,51 @@ pub struct ReadReport<T> {
 
 /// The speaker marker that ends an HH-RLHF prompt.
 pub(crate) const ASSISTANT: &str = "\n\nAssistant:";
+
+/// How chat messages in a data file become text.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum ChatRendering<'a> {
+    /// As the HH-RLHF transcript ("\n\nHuman: …\n\nAssistant: …") the small models here know.
+    #[default]
+    Transcript,
+    /// With the model's own chat template, as TRL applies it: the prompt ends with the
+    /// generation prompt, a completion is what the whole conversation adds after it.
+    Template(&'a ChatTemplate),
+}
+
+/// Chat messages as `{role, content}` (or ShareGPT's `{from, value}`), roles as transformers
+/// names them.
+pub(crate) fn messages(value: &Value) -> std::result::Result<Vec<Message>, String> {
+    let list = match value {
+        Value::Array(list) => list.as_slice(),
+        Value::Object(_) => std::slice::from_ref(value),
+        _ => return Err("expected a message or a list of messages".into()),
+    };
+    list.iter()
+        .map(|message| {
+            let text = |names: [&str; 2], what: &str| {
+                names
+                    .iter()
+                    .find_map(|n| message.get(*n).and_then(Value::as_str))
+                    .map(str::to_string)
+                    .ok_or(format!(
+                        "a message has no `{}` (or `{}`) {what}",
+                        names[0], names[1]
+                    ))
+            };
+            let role = match text(["role", "from"], "")?.as_str() {
+                "user" | "human" => "user",
+                "assistant" | "gpt" => "assistant",
+                "system" => "system",
+                other => return Err(format!("unknown role `{other}`")),
+            };
+            Ok(Message {
+                role: role.into(),
+                content: text(["content", "value"], "")?,
+            })
+        })
+        .collect()
+}
 
 /// Renders chat messages as the HH-RLHF transcript the small models here were shown.
 pub(crate) fn render_messages(messages: &[Value]) -> std::result::Result<String, String> {

@@ -7,8 +7,12 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{completion_text, parse_rows, prompt_text, read_rows, ReadReport, ASSISTANT};
+use super::{
+    completion_text, messages, parse_rows, prompt_text, read_rows, ChatRendering, ReadReport,
+    ASSISTANT,
+};
 use crate::error::Result;
+use crate::io::chat::{ChatTemplate, Message};
 
 /// One preference between two completions of the same prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,7 +46,49 @@ pub fn split_implicit_prompt(
     })
 }
 
-fn pair_from_row(row: &Value) -> std::result::Result<PreferencePair, String> {
+/// TRL's implicit prompt of two conversations: the messages they share, up to where they part.
+fn shared_messages(chosen: &[Message], rejected: &[Message]) -> usize {
+    chosen
+        .iter()
+        .zip(rejected)
+        .take_while(|(a, b)| a == b)
+        .count()
+}
+
+/// A conversational pair rendered with the model's template.
+fn templated_pair(
+    template: &ChatTemplate,
+    prompt: Option<&Value>,
+    chosen: &Value,
+    rejected: &Value,
+) -> std::result::Result<PreferencePair, String> {
+    let (prompt, chosen, rejected) = match prompt {
+        Some(prompt) => (messages(prompt)?, messages(chosen)?, messages(rejected)?),
+        None => {
+            let (chosen, rejected) = (messages(chosen)?, messages(rejected)?);
+            let shared = shared_messages(&chosen, &rejected);
+            if shared == 0 {
+                return Err(
+                    "`chosen` and `rejected` share no opening messages to be the prompt".into(),
+                );
+            }
+            (
+                chosen[..shared].to_vec(),
+                chosen[shared..].to_vec(),
+                rejected[shared..].to_vec(),
+            )
+        }
+    };
+    let (prompt_text, chosen_text) = template.split(&prompt, &chosen)?;
+    let (_, rejected_text) = template.split(&prompt, &rejected)?;
+    Ok(PreferencePair {
+        prompt: prompt_text,
+        chosen: chosen_text,
+        rejected: rejected_text,
+    })
+}
+
+fn pair_from_row(row: &Value, chat: ChatRendering) -> std::result::Result<PreferencePair, String> {
     let object = row.as_object().ok_or("a row must be a JSON object")?;
     let (Some(chosen), Some(rejected)) = (object.get("chosen"), object.get("rejected")) else {
         let fields: Vec<&str> = object.keys().map(String::as_str).collect();
@@ -50,31 +96,45 @@ fn pair_from_row(row: &Value) -> std::result::Result<PreferencePair, String> {
             "expected fields `chosen` and `rejected` (with `prompt` or `conversations`), found {fields:?}"
         ));
     };
-    let pair =
-        if let Some(conversations) = object.get("conversations") {
-            if !conversations.is_array() {
-                return Err("`conversations` must be a list".into());
+    let prompt = object.get("conversations").or_else(|| object.get("prompt"));
+    let conversational = !chosen.is_string() && prompt.is_none_or(|p| !p.is_string());
+    let pair = if let (ChatRendering::Template(template), true) = (chat, conversational) {
+        templated_pair(template, prompt, chosen, rejected)?
+    } else if let Some(conversations) = object.get("conversations") {
+        if !conversations.is_array() {
+            return Err("`conversations` must be a list".into());
+        }
+        PreferencePair {
+            prompt: prompt_text(conversations)?,
+            chosen: completion_text(chosen, "chosen")?,
+            rejected: completion_text(rejected, "rejected")?,
+        }
+    } else if let Some(prompt) = object.get("prompt") {
+        PreferencePair {
+            prompt: prompt_text(prompt)?,
+            chosen: completion_text(chosen, "chosen")?,
+            rejected: completion_text(rejected, "rejected")?,
+        }
+    } else {
+        match (chosen.as_str(), rejected.as_str()) {
+            (Some(c), Some(r)) => split_implicit_prompt(c, r)?,
+            _ => {
+                let (chosen, rejected) = (messages(chosen)?, messages(rejected)?);
+                let shared = shared_messages(&chosen, &rejected);
+                if shared == 0 {
+                    return Err(
+                        "`chosen` and `rejected` share no opening messages to be the prompt".into(),
+                    );
+                }
+                let as_value = |m: &[Message]| serde_json::to_value(m).expect("serialises");
+                PreferencePair {
+                    prompt: prompt_text(&as_value(&chosen[..shared]))?,
+                    chosen: completion_text(&as_value(&chosen[shared..]), "chosen")?,
+                    rejected: completion_text(&as_value(&rejected[shared..]), "rejected")?,
+                }
             }
-            PreferencePair {
-                prompt: prompt_text(conversations)?,
-                chosen: completion_text(chosen, "chosen")?,
-                rejected: completion_text(rejected, "rejected")?,
-            }
-        } else if let Some(prompt) = object.get("prompt") {
-            PreferencePair {
-                prompt: prompt_text(prompt)?,
-                chosen: completion_text(chosen, "chosen")?,
-                rejected: completion_text(rejected, "rejected")?,
-            }
-        } else {
-            match (chosen.as_str(), rejected.as_str()) {
-                (Some(c), Some(r)) => split_implicit_prompt(c, r)?,
-                _ => return Err(
-                    "without a prompt, `chosen` and `rejected` must be whole dialogues (strings)"
-                        .into(),
-                ),
-            }
-        };
+        }
+    };
     if pair.chosen == pair.rejected {
         return Err("`chosen` is identical to `rejected`".into());
     }
@@ -95,12 +155,30 @@ pub fn parse_pairs(
         source_name,
         skip_bad_rows,
         "preference pairs",
-        pair_from_row,
+        |row| pair_from_row(row, ChatRendering::Transcript),
+    )
+}
+
+/// As [`parse_pairs`], with chat messages rendered as `chat` says.
+pub fn parse_pairs_rendered(
+    bytes: &[u8],
+    source_name: &str,
+    skip_bad_rows: bool,
+    chat: ChatRendering,
+) -> Result<ReadReport<PreferencePair>> {
+    parse_rows(
+        bytes,
+        source_name,
+        skip_bad_rows,
+        "preference pairs",
+        |row| pair_from_row(row, chat),
     )
 }
 
 pub fn read_pairs(path: &Path, skip_bad_rows: bool) -> Result<ReadReport<PreferencePair>> {
-    read_rows(path, skip_bad_rows, "preference pairs", pair_from_row)
+    read_rows(path, skip_bad_rows, "preference pairs", |row| {
+        pair_from_row(row, ChatRendering::Transcript)
+    })
 }
 
 #[cfg(test)]
