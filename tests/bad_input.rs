@@ -88,10 +88,17 @@ fn an_unsupported_tensor_type_names_the_tensor_and_type() {
         &0u32.to_le_bytes(),
         "F32 before patching"
     );
-    bytes[at..at + 4].copy_from_slice(&12u32.to_le_bytes()); // Q4_K
+    bytes[at..at + 4].copy_from_slice(&10u32.to_le_bytes()); // Q2_K: not read
     let message = gguf_error(&bytes);
     assert!(
-        message.contains("output_norm.weight") && message.contains("Q4_K"),
+        message.contains("output_norm.weight") && message.contains("Q2_K"),
+        "{message}"
+    );
+    // Q4_K is read, but 64 values are not whole 256-value blocks.
+    bytes[at..at + 4].copy_from_slice(&12u32.to_le_bytes());
+    let message = gguf_error(&bytes);
+    assert!(
+        message.contains("output_norm.weight") && message.contains("256-value blocks"),
         "{message}"
     );
 }
@@ -209,4 +216,114 @@ fn a_missing_file_is_named() {
         .unwrap_err()
         .to_string();
     assert!(message.contains("/nonexistent/model.gguf"), "{message}");
+}
+
+/// A copy of the Qwen2 fixture folder to damage, in a fresh temporary folder.
+fn qwen2_copy(name: &str) -> std::path::PathBuf {
+    let dir = common::temp_path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ] {
+        std::fs::copy(data("hf/tiny-random-qwen2").join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
+
+fn folder_error(dir: &std::path::Path) -> String {
+    Checkpoint::load(dir, None)
+        .and_then(|c| c.into_model::<common::Cpu>(&Default::default()))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn a_shard_index_naming_a_missing_or_outside_file_is_refused() {
+    let dir = qwen2_copy("index-missing");
+    std::fs::rename(
+        dir.join("model.safetensors"),
+        dir.join("model-00001-of-00002.safetensors"),
+    )
+    .unwrap();
+    let index = r#"{"weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors", "model.norm.weight": "model-00002-of-00002.safetensors"}}"#;
+    std::fs::write(dir.join("model.safetensors.index.json"), index).unwrap();
+    let message = folder_error(&dir);
+    assert!(
+        message.contains("model.safetensors.index.json")
+            && message.contains("model-00002-of-00002.safetensors"),
+        "{message}"
+    );
+    let outside = r#"{"weight_map": {"model.norm.weight": "../../etc/passwd"}}"#;
+    std::fs::write(dir.join("model.safetensors.index.json"), outside).unwrap();
+    let message = folder_error(&dir);
+    assert!(
+        message.contains("weight_map.model.norm.weight")
+            && message.contains("not a file in this folder"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_tensor_disagreeing_with_config_json_is_named() {
+    let dir = qwen2_copy("config-disagrees");
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config.replace("\"intermediate_size\": 160", "\"intermediate_size\": 161"),
+    )
+    .unwrap();
+    let message = folder_error(&dir);
+    assert!(
+        message.contains("mlp.") && message.contains("161") && message.contains("160"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_safetensors_header_claiming_more_than_the_file_holds_is_refused() {
+    let dir = qwen2_copy("truncated-safetensors");
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() - 100]).unwrap();
+    let message = folder_error(&dir);
+    assert!(
+        message.contains("model.safetensors") && message.contains("not a valid safetensors"),
+        "{message}"
+    );
+    // A header length beyond the file: read as such, never allocated.
+    let mut huge = bytes.clone();
+    huge[..8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+    std::fs::write(dir.join("model.safetensors"), &huge).unwrap();
+    let message = folder_error(&dir);
+    assert!(message.contains("model.safetensors"), "{message}");
+}
+
+#[test]
+fn an_unsupported_dtype_or_architecture_in_a_folder_is_named() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let dir = qwen2_copy("int-dtype");
+    let data = vec![0u8; 4 * 64];
+    let view = TensorView::new(Dtype::I32, vec![64], &data).unwrap();
+    let bytes = safetensors::serialize([("model.norm.weight", view)], None).unwrap();
+    std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    let message = folder_error(&dir);
+    assert!(
+        message.contains("model.norm.weight") && message.contains("I32"),
+        "{message}"
+    );
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        config.replace("Qwen2ForCausalLM", "PhiForCausalLM"),
+    )
+    .unwrap();
+    let message = folder_error(&dir);
+    assert!(
+        message.contains("config.json")
+            && message.contains("PhiForCausalLM")
+            && message.contains("Qwen2ForCausalLM"),
+        "{message}"
+    );
 }

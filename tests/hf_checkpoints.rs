@@ -259,3 +259,27 @@ fn conversational_pairs_render_with_the_models_template() {
     assert_eq!(pairs[1].prompt, "\n\nHuman: Tell me a story.\n\nAssistant:");
     assert_eq!(pairs[1].chosen, " Once upon a time");
 }
+
+/// Fixtures made by `tools/make_fixtures.py` with transformers (random weights stored in bf16 or
+/// f16): Qwen3's q/k norms and explicit head width, Mistral, Llama 3.1's RoPE scaling.
+#[test]
+fn half_precision_qwen3_mistral_and_scaled_llama_match_transformers() {
+    let tokenizer = data("hf/stories260K-hf/tokenizer.json");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hf");
+    for name in ["qwen3-bf16", "mistral-f16", "llama3-scaled-bf16"] {
+        let folder = fixtures.join(name);
+        let (model, _) = Checkpoint::load(&folder, Some(&tokenizer))
+            .unwrap()
+            .into_model::<Cpu>(&Default::default())
+            .unwrap();
+        let expected = expected(folder.join("expected.json"));
+        for case in expected["cases"].as_array().unwrap() {
+            let got = token_logprobs(&model, &ids(&case["token_ids"]));
+            assert_close(&got, &floats(&case["logprobs"]), 1e-4);
+        }
+        let greedy_ids = ids(&expected["greedy_ids"]);
+        let prompt = ids(&expected["cases"][1]["token_ids"]);
+        let new = greedy(&model, &prompt, greedy_ids.len() - prompt.len());
+        assert_eq!(&greedy_ids[prompt.len()..], &new[..], "{name}");
+    }
+}
