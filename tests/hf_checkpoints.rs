@@ -171,7 +171,7 @@ fn reward_models_round_trip_through_sequence_classification_folders() {
     let config: Value = expected(out.join("config.json"));
     assert_eq!(config["architectures"][0], "Qwen2ForSequenceClassification");
     let (back, _) = LearnedReward::<Cpu>::load(&out, &Default::default()).unwrap();
-    let sequences = vec![
+    let sequences = [
         tokenizer
             .encode_with_bos("Once upon a time there was")
             .unwrap(),

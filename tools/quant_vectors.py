@@ -35,6 +35,6 @@ for kind in (T.Q8_0, T.Q4_0, T.Q4_K, T.Q5_K, T.Q6_K):
     picks = [0, 1, 2, 15, 16, 17, 31] + ([32, 33, 63, 64, 65, 100, 127, 128, 129, 191, 192, 200, 255] if len(values) > 32 else [])
     print(f"// {kind.name}: {len(values)} values")
     print(f"const {kind.name}_BLOCK: &str = \"{raw.hex()}\";")
-    print(f"const {kind.name}_PICKS: &[(usize, f32)] = &[" + ", ".join(f"({i}, {values[i]:.7e})" for i in picks) + "];")
+    print(f"const {kind.name}_PICKS: &[(usize, f64)] = &[" + ", ".join(f"({i}, {values[i]:.7e})" for i in picks) + "];")
     print(f"const {kind.name}_SUM: f64 = {values.sum():.9e};")
     print(f"const {kind.name}_SUM_SQUARES: f64 = {(values**2).sum():.9e};")

@@ -2,10 +2,27 @@
 //! `apply_chat_template` does: `messages`, `add_generation_prompt`, the special tokens, and
 //! Python's string methods (minijinja's pycompat), `raise_exception` and `strftime_now`.
 
-use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
+pub use template::ChatTemplate;
+
+/// In the browser no model folder is read, so there is no template: an empty type keeps the
+/// callers free of `cfg`s.
+#[cfg(target_arch = "wasm32")]
+#[derive(Debug)]
+pub enum ChatTemplate {}
+
+#[cfg(target_arch = "wasm32")]
+impl ChatTemplate {
+    pub fn split(
+        &self,
+        _: &[Message],
+        _: &[Message],
+    ) -> std::result::Result<(String, String), String> {
+        match *self {}
+    }
+}
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -14,87 +31,97 @@ pub struct Message {
     pub content: String,
 }
 
-/// A compiled chat template and the special tokens it may print.
-pub struct ChatTemplate {
-    environment: Environment<'static>,
-    bos_token: String,
-    eos_token: String,
-}
+#[cfg(not(target_arch = "wasm32"))]
+mod template {
+    use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 
-impl std::fmt::Debug for ChatTemplate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ChatTemplate")
-    }
-}
+    use super::Message;
+    use crate::error::{Error, Result};
 
-const NAME: &str = "chat_template";
-
-impl ChatTemplate {
-    /// Compiles `source`; `origin` names where it came from in errors.
-    pub fn new(source: &str, bos_token: &str, eos_token: &str, origin: &str) -> Result<Self> {
-        let mut environment = Environment::new();
-        minijinja_contrib::add_to_environment(&mut environment);
-        environment
-            .set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        environment.add_function(
-            "raise_exception",
-            |message: String| -> std::result::Result<String, JinjaError> {
-                Err(JinjaError::new(ErrorKind::InvalidOperation, message))
-            },
-        );
-        environment.add_function("strftime_now", |format: String| {
-            // Templates print today's date; a fixed one keeps renders reproducible.
-            format
-                .replace("%d", "26")
-                .replace("%b", "Jul")
-                .replace("%B", "July")
-                .replace("%Y", "2024")
-                .replace("%m", "07")
-        });
-        environment
-            .add_template_owned(NAME, source.to_string())
-            .map_err(|e| Error::format(origin, format!("chat_template does not compile: {e}")))?;
-        Ok(Self {
-            environment,
-            bos_token: bos_token.to_string(),
-            eos_token: eos_token.to_string(),
-        })
+    /// A compiled chat template and the special tokens it may print.
+    pub struct ChatTemplate {
+        environment: Environment<'static>,
+        bos_token: String,
+        eos_token: String,
     }
 
-    /// The conversation as the model was trained to read it; with `add_generation_prompt`, it
-    /// ends where the assistant's reply begins.
-    pub fn render(
-        &self,
-        messages: &[Message],
-        add_generation_prompt: bool,
-    ) -> std::result::Result<String, String> {
-        let template = self.environment.get_template(NAME).expect("added in new");
-        template
-            .render(context! {
-                messages => messages,
-                add_generation_prompt => add_generation_prompt,
-                bos_token => &self.bos_token,
-                eos_token => &self.eos_token,
+    impl std::fmt::Debug for ChatTemplate {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("ChatTemplate")
+        }
+    }
+
+    const NAME: &str = "chat_template";
+
+    impl ChatTemplate {
+        /// Compiles `source`; `origin` names where it came from in errors.
+        pub fn new(source: &str, bos_token: &str, eos_token: &str, origin: &str) -> Result<Self> {
+            let mut environment = Environment::new();
+            minijinja_contrib::add_to_environment(&mut environment);
+            environment
+                .set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+            environment.add_function(
+                "raise_exception",
+                |message: String| -> std::result::Result<String, JinjaError> {
+                    Err(JinjaError::new(ErrorKind::InvalidOperation, message))
+                },
+            );
+            environment.add_function("strftime_now", |format: String| {
+                // Templates print today's date; a fixed one keeps renders reproducible.
+                format
+                    .replace("%d", "26")
+                    .replace("%b", "Jul")
+                    .replace("%B", "July")
+                    .replace("%Y", "2024")
+                    .replace("%m", "07")
+            });
+            environment
+                .add_template_owned(NAME, source.to_string())
+                .map_err(|e| {
+                    Error::format(origin, format!("chat_template does not compile: {e}"))
+                })?;
+            Ok(Self {
+                environment,
+                bos_token: bos_token.to_string(),
+                eos_token: eos_token.to_string(),
             })
-            .map_err(|e| format!("the chat template failed to render: {e}"))
-    }
+        }
 
-    /// (prompt, completion) as TRL renders a conversational pair: the prompt with the generation
-    /// prompt, the completion as what the whole conversation adds after it.
-    pub fn split(
-        &self,
-        prompt: &[Message],
-        completion: &[Message],
-    ) -> std::result::Result<(String, String), String> {
-        let prompt_text = self.render(prompt, true)?;
-        let whole: Vec<Message> = prompt.iter().chain(completion).cloned().collect();
-        let whole_text = self.render(&whole, false)?;
-        match whole_text.strip_prefix(&prompt_text) {
-            Some(rest) if !rest.is_empty() => Ok((prompt_text, rest.to_string())),
-            _ => Err(format!(
+        /// The conversation as the model was trained to read it; with `add_generation_prompt`, it
+        /// ends where the assistant's reply begins.
+        pub fn render(
+            &self,
+            messages: &[Message],
+            add_generation_prompt: bool,
+        ) -> std::result::Result<String, String> {
+            let template = self.environment.get_template(NAME).expect("added in new");
+            template
+                .render(context! {
+                    messages => messages,
+                    add_generation_prompt => add_generation_prompt,
+                    bos_token => &self.bos_token,
+                    eos_token => &self.eos_token,
+                })
+                .map_err(|e| format!("the chat template failed to render: {e}"))
+        }
+
+        /// (prompt, completion) as TRL renders a conversational pair: the prompt with the generation
+        /// prompt, the completion as what the whole conversation adds after it.
+        pub fn split(
+            &self,
+            prompt: &[Message],
+            completion: &[Message],
+        ) -> std::result::Result<(String, String), String> {
+            let prompt_text = self.render(prompt, true)?;
+            let whole: Vec<Message> = prompt.iter().chain(completion).cloned().collect();
+            let whole_text = self.render(&whole, false)?;
+            match whole_text.strip_prefix(&prompt_text) {
+                Some(rest) if !rest.is_empty() => Ok((prompt_text, rest.to_string())),
+                _ => Err(format!(
                 "the chat template renders the prompt differently inside the whole conversation \
                  (prompt {prompt_text:?}, conversation {whole_text:?})"
             )),
+            }
         }
     }
 }

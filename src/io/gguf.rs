@@ -529,14 +529,21 @@ mod tests {
     }
 
     #[test]
-    fn quantised_tensors_are_refused_by_name_and_type() {
-        let bytes = one_tensor_file(8, 32, &[0; 34]);
+    fn unread_quantisations_are_refused_by_name_and_type_and_q8_0_is_read() {
+        let bytes = one_tensor_file(3, 32, &[0; 20]); // Q4_1
         let gguf = Gguf::parse(&bytes, "q.gguf").unwrap();
         let message = gguf.tensor_data(&gguf.tensors[0]).unwrap_err().to_string();
         assert!(
-            message.contains("q.gguf") && message.contains("`w`") && message.contains("Q8_0"),
+            message.contains("q.gguf") && message.contains("`w`") && message.contains("Q4_1"),
             "{message}"
         );
+        // One Q8_0 block: d = 0.5 (f16 0x3800), q = 0, 1, …, 31.
+        let mut block = vec![0x00, 0x38];
+        block.extend(0..32u8);
+        let bytes = one_tensor_file(8, 32, &block);
+        let gguf = Gguf::parse(&bytes, "q.gguf").unwrap();
+        let values = gguf.tensor_data(&gguf.tensors[0]).unwrap().data;
+        assert_eq!(values, (0..32).map(|q| q as f32 * 0.5).collect::<Vec<_>>());
     }
 
     #[test]

@@ -174,7 +174,7 @@ mod tests {
 
     // Q8_0: 32 values
     const Q8_0_BLOCK: &str = "4c22d99c1c083640a89615f99e665ef272c07d10fc4c773093821133b80ae62dc044";
-    const Q8_0_PICKS: &[(usize, f32)] = &[
+    const Q8_0_PICKS: &[(usize, f64)] = &[
         (0, -4.7964478e-01),
         (1, -1.2298584e+00),
         (2, 3.4436035e-01),
@@ -187,7 +187,7 @@ mod tests {
     const Q8_0_SUM_SQUARES: f64 = 2.578492226e+01;
     // Q4_0: 32 values
     const Q4_0_BLOCK: &str = "4c2292597067937b4ac0043b9b0f98f30a55";
-    const Q4_0_PICKS: &[(usize, f32)] = &[
+    const Q4_0_PICKS: &[(usize, f64)] = &[
         (0, -7.3791504e-02),
         (1, 1.2298584e-02),
         (2, -9.8388672e-02),
@@ -200,7 +200,7 @@ mod tests {
     const Q4_0_SUM_SQUARES: f64 = 9.846711438e-02;
     // Q4_K: 256 values
     const Q4_K_BLOCK: &str = "c0280524a6d7751d109feb28f78774e5481add509270aedb302f49c9ba45b9007ae80d79c0869d8ad427c877e79a5a1bdafa2fb80f560942f04bdf59ecb2b96af418554ca82f20744d7683d67974d877d68c8ebd08bc71ed20e7ea3776d23e425114e28ea6921930a65885b00d93a6ab0e55bdad749a55f25d058e6c62553decf1b5aef9611058e14b8da14d699d7910";
-    const Q4_K_PICKS: &[(usize, f32)] = &[
+    const Q4_K_PICKS: &[(usize, f64)] = &[
         (0, 1.1030029e+01),
         (1, 1.3850342e+01),
         (2, 1.8080811e+01),
@@ -226,7 +226,7 @@ mod tests {
     const Q4_K_SUM_SQUARES: f64 = 3.380469832e+04;
     // Q5_K: 256 values
     const Q5_K_BLOCK: &str = "c02805243651cbef752bfa54e89d34a619e5342bad481edff69020d925247968c9dbeec851f02938e0da24f8421600cbcb81e3d06ee060a9def1650c741062c7d2b90ab67c538b33b53b7ddb1de06422d72f1c6612ef7cc34cea4ec6aab52d052d97b940e1e212f249d057903f1e9522d792c557e2d3a09949beb400c00b446b30c9874040c9ea52eda4b1a17842952b0a2b2dead12ac7c7af1a92a689481eea18d88e159c5097ba088305e38a43ac99";
-    const Q5_K_PICKS: &[(usize, f32)] = &[
+    const Q5_K_PICKS: &[(usize, f64)] = &[
         (0, 5.3273300e+01),
         (1, 3.3234238e+01),
         (2, 5.1795502e+00),
@@ -252,7 +252,7 @@ mod tests {
     const Q5_K_SUM_SQUARES: f64 = 1.641033049e+05;
     // Q6_K: 256 values
     const Q6_K_BLOCK: &str = "f363898b41d721b64fef3fb9581a3d894cb6b388397aea8e7f03bdb9cd1cf5e79514dfd0371f5b48575e4de09102e3382dabb4a71d826cf2d66cb6f8311870f1beba17cc9ef2da79ee4a951d7ec9ffcc530a99d260a145beabf4e891c11a03f3fedec25abb81ea1434827ff74da1ede5c8e4fdaed11d088036e461f5a043ef72aaa30df4c582cfaf9389a7f9cc6cd19da4f55f512ad8c06f45f28a9d82ff854a655c22201f8f2debf3dbd4cb92919dd1d9698877a30d3b1a638d4ee927888b679ff9b521ff526ec37d0b145e88080ae1c320";
-    const Q6_K_PICKS: &[(usize, f32)] = &[
+    const Q6_K_PICKS: &[(usize, f64)] = &[
         (0, -2.7063675e+00),
         (1, -1.7140327e+01),
         (2, 6.3148575e+00),
@@ -277,7 +277,7 @@ mod tests {
     const Q6_K_SUM: f64 = 1.653581238e+02;
     const Q6_K_SUM_SQUARES: f64 = 3.267356825e+04;
 
-    fn check(kind: BlockType, hex: &str, picks: &[(usize, f32)], sum: f64, sum_squares: f64) {
+    fn check(kind: BlockType, hex: &str, picks: &[(usize, f64)], sum: f64, sum_squares: f64) {
         let bytes: Vec<u8> = (0..hex.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
@@ -286,7 +286,7 @@ mod tests {
         let values = kind.dequantize(&bytes);
         assert_eq!(values.len(), kind.values_per_block());
         for &(index, want) in picks {
-            let got = values[index];
+            let got = values[index] as f64;
             assert!(
                 (got - want).abs() <= 1e-6 * (1.0 + want.abs()),
                 "{kind:?}[{index}]: {got} vs {want}"

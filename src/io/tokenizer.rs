@@ -333,6 +333,7 @@ impl Tokenizer {
     }
 
     /// The model's chat template, compiled, if its folder has one.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn chat_template(&self) -> Result<Option<crate::io::chat::ChatTemplate>> {
         let Some(tokens) = self.model_tokens() else {
             return Ok(None);
@@ -351,6 +352,7 @@ impl Tokenizer {
     }
 
     /// A special token's text (`<s>`, `<|im_end|>`).
+    #[cfg(not(target_arch = "wasm32"))]
     fn decode_special(&self, id: u32) -> String {
         match self {
             Tokenizer::HuggingFace(t, _) => t.id_to_token(id).unwrap_or_default(),
