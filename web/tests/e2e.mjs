@@ -23,7 +23,7 @@ const TYPES = {
 const data = process.env.ALIGNLAB_DATA || join(root, '..', 'shared', 'data');
 const gguf = join(data, 'stories260K', 'stories260K.gguf');
 
-// stories260K with its first tensor's type id set to `type` (12 is Q4_K, which the loader
+// stories260K with its first tensor's type id set to `type` (10 is Q2_K, which the loader
 // does not read): walks the GGUF header to that tensor's record.
 function withTensorType(bytes, type) {
   const b = Buffer.from(bytes);
@@ -55,9 +55,9 @@ function serve() {
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     // A real model by URL, and the same download cut off halfway.
-    if (path === '/models/stories260K.gguf' || path === '/models/truncated.gguf' || path === '/models/q4.gguf') {
+    if (path === '/models/stories260K.gguf' || path === '/models/truncated.gguf' || path === '/models/q2.gguf') {
       let bytes = await readFile(gguf);
-      if (path.includes('q4')) bytes = withTensorType(bytes, 12);
+      if (path.includes('q2')) bytes = withTensorType(bytes, 10);
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.length });
       if (path.includes('truncated')) {
         res.write(bytes.subarray(0, bytes.length >> 1));
@@ -258,10 +258,10 @@ async function main() {
   await page.waitForFunction(() => /notes\.bin/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
   check(/notes\.bin/.test(await page.textContent('#error')), `a file that is not a model is refused: "${await page.textContent('#error')}"`);
   check(await labelCount(page) === count, 'the refused model file changed no labels');
-  await page.fill('#model-url', `${url}models/q4.gguf`);
+  await page.fill('#model-url', `${url}models/q2.gguf`);
   await page.click('#load-url');
-  await page.waitForFunction(() => /q4\.gguf/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
-  check(/Q4_K.*only F32 and F16/.test(await page.textContent('#error')), `an unsupported tensor type is refused: "${await page.textContent('#error')}"`);
+  await page.waitForFunction(() => /q2\.gguf/.test(document.getElementById('error').textContent), null, { timeout: 60_000 });
+  check(/Q2_K.*supported: F32, F16, Q8_0/.test(await page.textContent('#error')), `an unsupported tensor type is refused: "${await page.textContent('#error')}"`);
   check(await labelCount(page) === count, 'the refused tensor type changed no labels');
   await page.fill('#model-url', `${url}models/truncated.gguf`);
   await page.click('#load-url');
