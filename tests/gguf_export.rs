@@ -91,3 +91,28 @@ fn a_qwen2_gguf_reads_like_its_hugging_face_folder() {
     let ids = tokenizer.encode_with_bos("Once upon a time").unwrap();
     assert_eq!(logprobs(&from_gguf, &ids), logprobs(&from_folder, &ids));
 }
+
+/// A SentencePiece-style Hugging Face tokenizer (stories260K-hf's) converts to the SentencePiece
+/// model GGUF stores, encoding real text as the original does, so the folder exports to GGUF.
+#[test]
+fn a_hugging_face_folder_with_a_sentencepiece_style_vocabulary_exports_to_gguf() {
+    let folder = Checkpoint::load(&data("hf/stories260K-hf"), None).unwrap();
+    let vocabulary = folder.tokenizer.sentencepiece().unwrap();
+    let converted = Tokenizer::SentencePiece(vocabulary.clone());
+    let shakespeare = std::fs::read_to_string(data("tinyshakespeare/input.txt")).unwrap();
+    for line in shakespeare.lines().filter(|l| !l.is_empty()).take(400) {
+        assert_eq!(
+            converted.encode_with_bos(line).unwrap(),
+            folder.tokenizer.encode_with_bos(line).unwrap(),
+            "{line}"
+        );
+    }
+    let bytes =
+        gguf_write::to_bytes(&folder.config, &folder.weights, &vocabulary, GgufStore::F32).unwrap();
+    let (from_gguf, _) = reread(&bytes);
+    let (from_folder, tokenizer) = folder.into_model::<Cpu>(&Default::default()).unwrap();
+    let ids = tokenizer
+        .encode_with_bos("Tom was sad because his red kite broke.")
+        .unwrap();
+    assert_eq!(logprobs(&from_gguf, &ids), logprobs(&from_folder, &ids));
+}

@@ -67,6 +67,59 @@ impl SentencePieceBpe {
         Ok(tokenizer)
     }
 
+    /// The SentencePiece model behind a Hugging Face BPE tokenizer converted from one (Llama 2,
+    /// TinyLlama, stories260K: byte fallback, `▁` for spaces): each merged piece scores minus the
+    /// rank of its merge, so merging the best-scoring piece first replays the merges in order.
+    pub fn from_hugging_face(
+        tokenizer: &tokenizers::Tokenizer,
+        bos: u32,
+        eos: u32,
+        source_name: &str,
+    ) -> Result<Self> {
+        let json: serde_json::Value = serde_json::from_str(
+            &tokenizer
+                .to_string(false)
+                .map_err(|e| hf_error(source_name, e))?,
+        )
+        .map_err(|e| hf_error(source_name, e))?;
+        let model = &json["model"];
+        let sentencepiece_like = model["type"] == "BPE"
+            && model["byte_fallback"] == true
+            && json["pre_tokenizer"]["type"] == "Metaspace";
+        if !sentencepiece_like {
+            return Err(Error::format(
+                source_name,
+                "not a SentencePiece-style BPE (byte fallback, Metaspace): no SentencePiece equivalent",
+            ));
+        }
+        let size = tokenizer.get_vocab_size(true);
+        let mut pieces = vec![Vec::new(); size];
+        for (piece, id) in tokenizer.get_vocab(true) {
+            if let Some(slot) = pieces.get_mut(id as usize) {
+                *slot = piece.replace('\u{2581}', " ").into_bytes();
+            }
+        }
+        let mut scores = vec![0.0f32; size];
+        let merges = model["merges"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for (rank, merge) in merges.iter().enumerate() {
+            // `["a", "b"]` (tokenizers ≥ 0.20) or `"a b"`.
+            let merged = match merge {
+                serde_json::Value::Array(parts) => {
+                    parts.iter().filter_map(|p| p.as_str()).collect::<String>()
+                }
+                serde_json::Value::String(pair) => pair.replacen(' ', "", 1),
+                _ => continue,
+            };
+            if let Some(id) = tokenizer.token_to_id(&merged) {
+                scores[id as usize] = -(rank as f32);
+            }
+        }
+        Self::new(pieces, scores, bos, eos, source_name)
+    }
+
     fn build_lookup(&mut self) {
         self.lookup = HashMap::with_capacity(self.pieces.len());
         // Inserted last to first, so that a duplicated piece maps to its first id.
@@ -357,6 +410,20 @@ impl Tokenizer {
         match self {
             Tokenizer::HuggingFace(t, _) => t.id_to_token(id).unwrap_or_default(),
             Tokenizer::SentencePiece(t) => t.decode(&[id]),
+        }
+    }
+
+    /// The vocabulary as a SentencePiece model: this one's own, or converted from a
+    /// SentencePiece-style Hugging Face BPE (what GGUF's `llama` tokenizer stores).
+    pub fn sentencepiece(&self) -> Result<SentencePieceBpe> {
+        match self {
+            Tokenizer::SentencePiece(model) => Ok(model.clone()),
+            Tokenizer::HuggingFace(t, _) => {
+                let missing = |what: &str| hf_error("tokenizer", format!("no {what} token"));
+                let bos = self.bos_id().ok_or_else(|| missing("BOS"))?;
+                let eos = self.eos_id().ok_or_else(|| missing("EOS"))?;
+                SentencePieceBpe::from_hugging_face(t, bos, eos, "tokenizer.json")
+            }
         }
     }
 

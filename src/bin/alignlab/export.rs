@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use alignlab::io::checkpoint;
 use alignlab::io::gguf_write::{self, GgufStore};
 use alignlab::io::hf::export::StoreAs;
-use alignlab::io::{checkpoint, Tokenizer};
 use alignlab::reward::LearnedReward;
 use alignlab::{policy, Error, Result};
 use burn::tensor::backend::Backend;
@@ -79,14 +79,13 @@ fn export_gguf(command: &ExportCommand) -> Result<()> {
         .map_err(|e| Error::Input(format!("--dtype: {e}")))?;
     let checkpoint =
         policy::load_checkpoint(&command.model.model, command.model.tokenizer.as_deref())?;
-    let Tokenizer::SentencePiece(vocabulary) = &checkpoint.tokenizer else {
-        return Err(Error::Input(format!(
-            "{}: GGUF export writes llama.cpp's SentencePiece vocabulary, and this model has a \
-             Hugging Face tokenizer.json; export it with --format hf",
+    let vocabulary = checkpoint.tokenizer.sentencepiece().map_err(|e| {
+        Error::Input(format!(
+            "{}: GGUF export writes llama.cpp's SentencePiece vocabulary ({e}); export this model with --format hf",
             command.model.model
-        )));
-    };
-    let bytes = gguf_write::to_bytes(&checkpoint.config, &checkpoint.weights, vocabulary, store)?;
+        ))
+    })?;
+    let bytes = gguf_write::to_bytes(&checkpoint.config, &checkpoint.weights, &vocabulary, store)?;
     let partial = command.out.with_extension("partial");
     std::fs::write(&partial, bytes).map_err(|e| Error::io(&partial, e))?;
     std::fs::rename(&partial, &command.out).map_err(|e| Error::io(&command.out, e))?;
