@@ -283,3 +283,38 @@ fn half_precision_qwen3_mistral_and_scaled_llama_match_transformers() {
         assert_eq!(&greedy_ids[prompt.len()..], &new[..], "{name}");
     }
 }
+
+/// A reward model as the Hub has them (`Qwen2ForSequenceClassification`, one label, bf16, made by
+/// transformers): its rewards are transformers' score at each sequence's last token.
+#[test]
+fn a_hub_reward_model_scores_as_transformers_does() {
+    use alignlab::reward::LearnedReward;
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hf/qwen2-reward-bf16");
+    let folder = common::temp_path("hub-reward");
+    std::fs::create_dir_all(&folder).unwrap();
+    for file in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(file), folder.join(file)).unwrap();
+    }
+    std::fs::copy(
+        data("hf/stories260K-hf/tokenizer.json"),
+        folder.join("tokenizer.json"),
+    )
+    .unwrap();
+    let (reward, _) = LearnedReward::<Cpu>::load(&folder, &Default::default()).unwrap();
+    let expected = expected(fixture.join("expected.json"));
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = expected["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let row = ids(row);
+            (row[..1].to_vec(), row[1..].to_vec())
+        })
+        .collect();
+    let (_, rewards) = pollster::block_on(alignlab::reward::objective::score_sequences(
+        &reward, &pairs, 8,
+    ))
+    .unwrap();
+    assert_close(&rewards, &floats(&expected["rewards"]), 1e-4);
+}

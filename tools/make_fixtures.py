@@ -13,7 +13,8 @@ import json
 import os
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen3Config
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, LlamaConfig,
+                          MistralConfig, Qwen2Config, Qwen3Config)
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "hf")
 IDS = [[1, 291, 280, 294, 262, 294, 353, 265, 284, 294, 269, 262, 423, 290, 266, 426],
@@ -59,3 +60,18 @@ for name, (config, dtype) in FIXTURES.items():
         if os.path.exists(path):
             os.remove(path)
     print(name, sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder)), "bytes")
+
+# A reward model as the Hub has them: Qwen2ForSequenceClassification with one label; the
+# expected rewards are its score at each sequence's last token.
+torch.manual_seed(0)
+config = Qwen2Config(**COMMON, num_labels=1, pad_token_id=0, tie_word_embeddings=False,
+                     max_position_embeddings=1024)
+model = AutoModelForSequenceClassification.from_config(config).to(torch.bfloat16)
+folder = os.path.join(OUT, "qwen2-reward-bf16")
+model.save_pretrained(folder)
+model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).eval()
+with torch.no_grad():
+    rewards = [float(model(torch.tensor([ids])).logits[0, 0]) for ids in IDS]
+with open(os.path.join(folder, "expected.json"), "w") as f:
+    json.dump({"token_ids": IDS, "rewards": [round(r, 6) for r in rewards]}, f)
+print("qwen2-reward-bf16", rewards)
