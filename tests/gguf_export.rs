@@ -3,22 +3,10 @@
 
 mod common;
 
-use alignlab::host::read_vec_blocking;
 use alignlab::io::gguf_write::{self, GgufStore};
 use alignlab::io::{Checkpoint, Tokenizer};
-use alignlab::logprobs::{completion_logprobs, SequenceBatch};
 use alignlab::model::Llama;
-use common::{data, Cpu};
-
-fn logprobs(model: &Llama<Cpu>, ids: &[u32]) -> Vec<f32> {
-    let batch = SequenceBatch::<Cpu>::new(
-        &[(ids[..1].to_vec(), ids[1..].to_vec())],
-        model.config().max_seq_len,
-        &Default::default(),
-    )
-    .unwrap();
-    read_vec_blocking(completion_logprobs(model, &batch)).unwrap()
-}
+use common::{data, token_logprobs, Cpu};
 
 fn stories_vocabulary() -> alignlab::io::tokenizer::SentencePieceBpe {
     match Checkpoint::load(&data("stories260K/stories260K.gguf"), None)
@@ -47,7 +35,7 @@ fn stories260k_round_trips_exactly_in_f32_and_closely_quantised() {
     let ids = tokenizer
         .encode_with_bos("The cat sat on the mat and smiled.")
         .unwrap();
-    let want = logprobs(&model, &ids);
+    let want = token_logprobs(&model, &ids);
     let vocabulary = stories_vocabulary();
     for (store, tolerance) in [
         (GgufStore::F32, 0.0),
@@ -61,7 +49,7 @@ fn stories260k_round_trips_exactly_in_f32_and_closely_quantised() {
             back_tokenizer.encode_with_bos("The cat sat").unwrap(),
             tokenizer.encode_with_bos("The cat sat").unwrap()
         );
-        let got = logprobs(&back, &ids);
+        let got = token_logprobs(&back, &ids);
         let worst = got
             .iter()
             .zip(&want)
@@ -89,7 +77,10 @@ fn a_qwen2_gguf_reads_like_its_hugging_face_folder() {
     assert_eq!(from_gguf.config().arch, folder.config.arch);
     let (from_folder, tokenizer) = folder.into_model::<Cpu>(&Default::default()).unwrap();
     let ids = tokenizer.encode_with_bos("Once upon a time").unwrap();
-    assert_eq!(logprobs(&from_gguf, &ids), logprobs(&from_folder, &ids));
+    assert_eq!(
+        token_logprobs(&from_gguf, &ids),
+        token_logprobs(&from_folder, &ids)
+    );
 }
 
 /// A SentencePiece-style Hugging Face tokenizer (stories260K-hf's) converts to the SentencePiece
@@ -114,5 +105,8 @@ fn a_hugging_face_folder_with_a_sentencepiece_style_vocabulary_exports_to_gguf()
     let ids = tokenizer
         .encode_with_bos("Tom was sad because his red kite broke.")
         .unwrap();
-    assert_eq!(logprobs(&from_gguf, &ids), logprobs(&from_folder, &ids));
+    assert_eq!(
+        token_logprobs(&from_gguf, &ids),
+        token_logprobs(&from_folder, &ids)
+    );
 }

@@ -6,12 +6,10 @@ mod common;
 
 use std::path::PathBuf;
 
-use alignlab::host::read_vec_blocking;
 use alignlab::io::{Checkpoint, Tokenizer};
-use alignlab::logprobs::{completion_logprobs, SequenceBatch};
 use alignlab::model::Llama;
 use alignlab::sample::{generate, SamplingConfig};
-use common::{assert_close, data, Cpu};
+use common::{assert_close, data, token_logprobs, Cpu};
 use serde_json::Value;
 
 fn load(folder: &str) -> (Llama<Cpu>, Tokenizer) {
@@ -19,17 +17,6 @@ fn load(folder: &str) -> (Llama<Cpu>, Tokenizer) {
         .unwrap()
         .into_model(&Default::default())
         .unwrap()
-}
-
-/// Per-token log-probs of `ids` after its first token.
-fn token_logprobs(model: &Llama<Cpu>, ids: &[u32]) -> Vec<f32> {
-    let batch = SequenceBatch::<Cpu>::new(
-        &[(ids[..1].to_vec(), ids[1..].to_vec())],
-        model.config().max_seq_len,
-        &Default::default(),
-    )
-    .unwrap();
-    read_vec_blocking(completion_logprobs(model, &batch)).unwrap()
 }
 
 fn greedy(model: &Llama<Cpu>, prompt: &[u32], new: usize) -> Vec<u32> {

@@ -50,3 +50,15 @@ pub fn world_samples(n: usize, k: usize, seed: u64) -> Vec<(String, Vec<(String,
     ))
     .unwrap()
 }
+
+/// Per-token log-probs of `ids` after its first token, on the CPU backend.
+pub fn token_logprobs(model: &alignlab::model::Llama<Cpu>, ids: &[u32]) -> Vec<f32> {
+    let batch = alignlab::logprobs::SequenceBatch::<Cpu>::new(
+        &[(ids[..1].to_vec(), ids[1..].to_vec())],
+        model.config().max_seq_len,
+        &Default::default(),
+    )
+    .unwrap();
+    alignlab::host::read_vec_blocking(alignlab::logprobs::completion_logprobs(model, &batch))
+        .unwrap()
+}

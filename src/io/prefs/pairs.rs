@@ -46,13 +46,28 @@ pub fn split_implicit_prompt(
     })
 }
 
-/// TRL's implicit prompt of two conversations: the messages they share, up to where they part.
-fn shared_messages(chosen: &[Message], rejected: &[Message]) -> usize {
-    chosen
+/// (prompt, chosen, rejected) messages of two whole conversations, TRL's implicit prompt: the
+/// messages both open with.
+type Conversations = (Vec<Message>, Vec<Message>, Vec<Message>);
+
+fn split_conversations(
+    chosen: &Value,
+    rejected: &Value,
+) -> std::result::Result<Conversations, String> {
+    let (chosen, rejected) = (messages(chosen)?, messages(rejected)?);
+    let shared = chosen
         .iter()
-        .zip(rejected)
+        .zip(&rejected)
         .take_while(|(a, b)| a == b)
-        .count()
+        .count();
+    if shared == 0 {
+        return Err("`chosen` and `rejected` share no opening messages to be the prompt".into());
+    }
+    Ok((
+        chosen[..shared].to_vec(),
+        chosen[shared..].to_vec(),
+        rejected[shared..].to_vec(),
+    ))
 }
 
 /// A conversational pair rendered with the model's template.
@@ -64,20 +79,7 @@ fn templated_pair(
 ) -> std::result::Result<PreferencePair, String> {
     let (prompt, chosen, rejected) = match prompt {
         Some(prompt) => (messages(prompt)?, messages(chosen)?, messages(rejected)?),
-        None => {
-            let (chosen, rejected) = (messages(chosen)?, messages(rejected)?);
-            let shared = shared_messages(&chosen, &rejected);
-            if shared == 0 {
-                return Err(
-                    "`chosen` and `rejected` share no opening messages to be the prompt".into(),
-                );
-            }
-            (
-                chosen[..shared].to_vec(),
-                chosen[shared..].to_vec(),
-                rejected[shared..].to_vec(),
-            )
-        }
+        None => split_conversations(chosen, rejected)?,
     };
     let (prompt_text, chosen_text) = template.split(&prompt, &chosen)?;
     let (_, rejected_text) = template.split(&prompt, &rejected)?;
@@ -119,18 +121,12 @@ fn pair_from_row(row: &Value, chat: ChatRendering) -> std::result::Result<Prefer
         match (chosen.as_str(), rejected.as_str()) {
             (Some(c), Some(r)) => split_implicit_prompt(c, r)?,
             _ => {
-                let (chosen, rejected) = (messages(chosen)?, messages(rejected)?);
-                let shared = shared_messages(&chosen, &rejected);
-                if shared == 0 {
-                    return Err(
-                        "`chosen` and `rejected` share no opening messages to be the prompt".into(),
-                    );
-                }
+                let (prompt, chosen, rejected) = split_conversations(chosen, rejected)?;
                 let as_value = |m: &[Message]| serde_json::to_value(m).expect("serialises");
                 PreferencePair {
-                    prompt: prompt_text(&as_value(&chosen[..shared]))?,
-                    chosen: completion_text(&as_value(&chosen[shared..]), "chosen")?,
-                    rejected: completion_text(&as_value(&rejected[shared..]), "rejected")?,
+                    prompt: prompt_text(&as_value(&prompt))?,
+                    chosen: completion_text(&as_value(&chosen), "chosen")?,
+                    rejected: completion_text(&as_value(&rejected), "rejected")?,
                 }
             }
         }
