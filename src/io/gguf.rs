@@ -364,6 +364,7 @@ impl<'a> Gguf<'a> {
             Err(_) => as_usize(&key("vocab_size"))?,
         };
         let dim = as_usize(&key("embedding_length"))?;
+        let context = as_usize(&key("context_length"))?;
         let head_dim = as_usize(&key("attention.key_length"))
             .ok()
             .filter(|&width| width * n_heads != dim);
@@ -374,7 +375,7 @@ impl<'a> Gguf<'a> {
             n_heads,
             n_kv_heads: as_usize(&key("attention.head_count_kv")).unwrap_or(n_heads),
             hidden_dim: as_usize(&key("feed_forward_length"))?,
-            max_seq_len: as_usize(&key("context_length"))?.min(MAX_CONTEXT),
+            max_seq_len: context.min(MAX_CONTEXT),
             norm_eps: self.get_float(&key("attention.layer_norm_rms_epsilon"))?,
             rope_theta: self.get_float(&key("rope.freq_base")).unwrap_or(10_000.0),
             arch: Architecture {
@@ -383,6 +384,7 @@ impl<'a> Gguf<'a> {
                 qkv_bias: family == Family::Qwen2,
                 qk_norm: family == Family::Qwen3,
                 tied_embeddings: !self.tensors.iter().any(|t| t.name == "output.weight"),
+                stated_context: (context > MAX_CONTEXT).then_some(context),
                 ..Default::default()
             },
         };

@@ -181,7 +181,10 @@ pub fn to_bytes(
         ("general.architecture".into(), Meta::Str(arch.into())),
         ("general.name".into(), Meta::Str("alignlab export".into())),
         ("general.alignment".into(), Meta::U32(ALIGNMENT as u32)),
-        (key("context_length"), Meta::U32(config.max_seq_len as u32)),
+        (
+            key("context_length"),
+            Meta::U32(config.arch.stated_context.unwrap_or(config.max_seq_len) as u32),
+        ),
         (key("embedding_length"), Meta::U32(config.dim as u32)),
         (key("block_count"), Meta::U32(config.n_layers as u32)),
         (

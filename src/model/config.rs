@@ -47,6 +47,9 @@ pub struct Architecture {
     /// The output head is the token embedding (its gradient is the sum of both uses).
     pub tied_embeddings: bool,
     pub rope_scaling: Option<RopeScaling>,
+    /// The context the checkpoint states when it is longer than the RoPE tables built here
+    /// ([`MAX_CONTEXT`]); exports write it back.
+    pub stated_context: Option<usize>,
 }
 
 /// Which decoder the switches of [`Architecture`] modify.

@@ -225,6 +225,7 @@ pub fn parse(json: &str, source: &str) -> Result<HfConfig> {
         // transformers' default: tied for GPT-2, separate for the others.
         tied_embeddings: fields.bool("tie_word_embeddings", gpt2)?,
         rope_scaling: rope_scaling(&fields, rope_parameters)?,
+        stated_context: (positions > max_seq_len && !gpt2).then_some(positions),
     };
     let config = LlamaConfig {
         vocab_size: fields.usize(&["vocab_size"])?,
@@ -363,6 +364,7 @@ mod tests {
         assert_eq!(config.q_dim(), 128);
         assert!(config.arch.qk_norm && config.arch.tied_embeddings && !config.arch.qkv_bias);
         assert_eq!(config.max_seq_len, MAX_CONTEXT);
+        assert_eq!(config.arch.stated_context, Some(40960));
         assert_eq!(config.rope_theta, 1e6);
         assert_eq!(parsed.eos_token_id, Some(7));
     }

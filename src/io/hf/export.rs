@@ -191,7 +191,10 @@ fn config_json(config: &LlamaConfig, head: Head, dtype: StoreAs) -> Value {
     set("num_key_value_heads", json!(config.n_kv_heads));
     set("num_hidden_layers", json!(config.n_layers));
     set("head_dim", json!(config.head_dim()));
-    set("max_position_embeddings", json!(config.max_seq_len));
+    set(
+        "max_position_embeddings",
+        json!(arch.stated_context.unwrap_or(config.max_seq_len)),
+    );
     set("rms_norm_eps", json!(config.norm_eps));
     set("rope_theta", json!(config.rope_theta));
     set("hidden_act", json!("silu"));
