@@ -392,10 +392,10 @@ impl<'a> Gguf<'a> {
         Ok(config)
     }
 
-    /// The weights under the crate's tensor names and layout.
-    pub fn llama_weights(&self) -> Result<NamedWeights> {
-        let (_, family) = self.family()?;
-        let config = self.llama_config()?;
+    /// The weights under the crate's tensor names and layout, for `config` (from
+    /// [`Self::llama_config`]).
+    pub fn llama_weights(&self, config: &LlamaConfig) -> Result<NamedWeights> {
+        let family = config.arch.family;
         let mut weights = NamedWeights::new(self.source_name);
         for info in &self.tensors {
             let name = match gguf_to_hf_name(&info.name) {

@@ -47,7 +47,8 @@ impl Checkpoint {
             let gguf = gguf::Gguf::parse(bytes, source_name)?;
             let config = gguf.llama_config()?;
             let tokenizer = Tokenizer::SentencePiece(gguf.sentencepiece()?);
-            return Self::checked(config, gguf.llama_weights()?, tokenizer, source_name);
+            let weights = gguf.llama_weights(&config)?;
+            return Self::checked(config, weights, tokenizer, source_name);
         }
         if checkpoint::is_safetensors(bytes) {
             if checkpoint::metadata_entry(bytes, "reward").is_some() {

@@ -146,13 +146,7 @@ pub fn parse_pairs(
     source_name: &str,
     skip_bad_rows: bool,
 ) -> Result<ReadReport<PreferencePair>> {
-    parse_rows(
-        bytes,
-        source_name,
-        skip_bad_rows,
-        "preference pairs",
-        |row| pair_from_row(row, ChatRendering::Transcript),
-    )
+    parse_pairs_rendered(bytes, source_name, skip_bad_rows, ChatRendering::Transcript)
 }
 
 /// As [`parse_pairs`], with chat messages rendered as `chat` says.
