@@ -26,6 +26,10 @@ pub enum Error {
     /// method that needs a reward model before one is trained, …): the page says what to do first.
     #[error("{0}")]
     LabState(String),
+    /// A data-parallel run failed between its replicas: a collective operation, a node that
+    /// stopped answering, nodes that disagree on the model, data or settings.
+    #[error("{0}")]
+    Distributed(String),
     /// A download failed or gave other bytes than those pinned.
     #[error("{url}: {message}")]
     Download { url: String, message: String },

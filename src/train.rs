@@ -8,6 +8,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
+use crate::distributed::Replica;
 use crate::error::Result;
 use crate::host::read_scalar;
 use crate::metrics::{self as names, Metrics};
@@ -141,6 +142,9 @@ pub struct Trainer<B: AutodiffBackend, M: AutodiffModule<B>> {
     pub step: usize,
     /// Batches whose loss was not finite and so were not applied, by step index.
     pub skipped: Vec<usize>,
+    /// Which share of each batch this trainer's loss covers; gradients are summed over the
+    /// replicas before clipping, so every replica applies the same update.
+    replica: Replica,
 }
 
 impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
@@ -150,29 +154,42 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
             config,
             step: 0,
             skipped: Vec::new(),
+            replica: Replica::SINGLE,
         }
+    }
+
+    /// This trainer as one replica of a data-parallel run.
+    pub fn with_replica(mut self, replica: Replica) -> Self {
+        self.replica = replica;
+        self
+    }
+
+    pub fn replica(&self) -> &Replica {
+        &self.replica
     }
 
     /// Applies one update from `loss` unless `loss_value` (the loss, read by the caller —
     /// asynchronously in the browser) is not finite; then the weights are left untouched, the
-    /// step is recorded in `skipped`, and `None` is returned.
+    /// step is recorded in `skipped`, and `None` is returned. In a data-parallel run `loss` is
+    /// this replica's share and `loss_value` the sum over replicas (all replicas skip alike).
     pub fn step(
         &mut self,
         model: M,
         loss: Tensor<B, 1>,
         loss_value: f32,
-    ) -> (M, Option<StepOutput<B::InnerBackend>>) {
+    ) -> Result<(M, Option<StepOutput<B::InnerBackend>>)> {
         if !loss_value.is_finite() {
             self.skipped.push(self.step);
             self.step += 1;
-            return (model, None);
+            return Ok((model, None));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = self.replica.sum_gradients(&model, grads)?;
         let (grads, grad_norm) = clip_grad_norm(&model, grads, self.config.max_grad_norm);
         let lr = self.config.learning_rate(self.step);
         let model = self.optimizer.step(lr, model, grads);
         self.step += 1;
-        (model, Some(StepOutput { grad_norm, lr }))
+        Ok((model, Some(StepOutput { grad_norm, lr })))
     }
 
     /// [`Self::step`] with the loss read back asynchronously (browser-safe) and the step's
@@ -183,9 +200,10 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
         loss: Tensor<B, 1>,
         metrics: &mut Metrics,
     ) -> Result<M> {
-        let loss_value = read_scalar(loss.clone()).await?;
+        let local = read_scalar(loss.clone()).await?;
+        let loss_value = self.replica.sum_values(&[local])?[0];
         metrics.insert(names::TRAIN_LOSS, loss_value as f64);
-        let (model, output) = self.step(model, loss, loss_value);
+        let (model, output) = self.step(model, loss, loss_value)?;
         match output {
             Some(output) => {
                 metrics.insert(names::TRAIN_LR, output.lr);

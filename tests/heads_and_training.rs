@@ -66,7 +66,7 @@ fn a_non_finite_loss_leaves_the_weights_untouched_and_is_recorded() {
         .forward(batch.tokens.clone())
         .mean()
         .mul_scalar(f32::NAN);
-    let (model, output) = trainer.step(model, loss, f32::NAN);
+    let (model, output) = trainer.step(model, loss, f32::NAN).unwrap();
     assert!(output.is_none());
     assert_eq!(trainer.skipped, vec![0]);
     let after = pollster::block_on(model.valid().to_weights()).unwrap();
@@ -76,7 +76,7 @@ fn a_non_finite_loss_leaves_the_weights_untouched_and_is_recorded() {
     // A finite loss does move them, and the clipped gradient norm is reported.
     let loss = model.forward(batch.tokens.clone()).mean();
     let value = read_scalar_blocking(loss.clone()).unwrap();
-    let (model, output) = trainer.step(model, loss, value);
+    let (model, output) = trainer.step(model, loss, value).unwrap();
     let grad_norm = read_scalar_blocking(output.unwrap().grad_norm).unwrap();
     assert!(grad_norm > 0.0 && grad_norm.is_finite());
     let after = pollster::block_on(model.valid().to_weights()).unwrap();

@@ -85,7 +85,7 @@ fn bradley_terry_steps_lower_the_loss_and_train_trunk_and_head() {
         let rr = model.rewards(r.tokens, r.last_index).reshape([16]);
         let loss = bradley_terry_loss(rc, rr, None).mean();
         let value = read_scalar_blocking(loss.clone()).unwrap();
-        model = trainer.step(model, loss, value).0;
+        model = trainer.step(model, loss, value).unwrap().0;
     }
     let (loss_after, accuracy_after) = evaluate(&model);
     assert!(

@@ -8,6 +8,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::bco::RunningMean;
 use super::preference_method::{RankedInputs, UnpairedInputs};
 use crate::dataset::{LabelledSequence, RankedSequences, Sequence};
+use crate::distributed::Replica;
 use crate::error::{Error, Result};
 use crate::host::{read_scalar, read_vec};
 use crate::logprobs::{completion_logprobs, sum_per_sequence, SequenceBatch};
@@ -168,13 +169,26 @@ pub async fn reference_logps<B: Backend>(
     data: &PreferenceData,
     batch_size: usize,
 ) -> Result<ReferenceLogps> {
+    reference_logps_sharded(reference, data, batch_size, &Replica::SINGLE).await
+}
+
+/// [`reference_logps`] with the work shared: each replica scores its share of the sequences and
+/// every replica gets them all.
+pub async fn reference_logps_sharded<B: Backend>(
+    reference: &Llama<B>,
+    data: &PreferenceData,
+    batch_size: usize,
+    replica: &Replica,
+) -> Result<ReferenceLogps> {
     let sequences = data.reference_sequences();
-    let mut flat = Vec::with_capacity(sequences.len());
-    for chunk in sequences.chunks(batch_size.max(1)) {
+    let mine = &sequences[replica.shard_range(sequences.len())];
+    let mut flat = Vec::with_capacity(mine.len());
+    for chunk in mine.chunks(batch_size.max(1)) {
         let batch =
             SequenceBatch::<B>::new(chunk, reference.config().max_seq_len, &reference.device())?;
         flat.extend(read_vec(sum_per_sequence(completion_logprobs(reference, &batch))).await?);
     }
+    let flat = replica.gather_rows(vec![flat])?.concat();
     Ok(match data {
         PreferenceData::Ranked(rows) => {
             let mut at = 0;
@@ -272,6 +286,9 @@ fn ranked_losses<B: Backend>(
 pub struct PreferenceObjective {
     pub config: PreferenceConfig,
     pub bco_delta: RunningMean,
+    /// In a data-parallel run, the batch statistics some losses share (KTO's KL reference,
+    /// BCO's reward shift) are taken over the global batch, not this replica's share of it.
+    pub replica: Replica,
 }
 
 impl PreferenceObjective {
@@ -279,6 +296,7 @@ impl PreferenceObjective {
         Self {
             config,
             bco_delta: RunningMean::default(),
+            replica: Replica::SINGLE,
         }
     }
 
@@ -349,9 +367,15 @@ impl PreferenceObjective {
                         .iter()
                         .map(|&i| reference.unpaired(i).map(|r| r.mismatched))
                         .collect::<Result<_>>()?;
-                    let kl = (kl_logps.detach()
+                    let mut kl = (kl_logps.detach()
                         - Tensor::from_data(TensorData::new(kl_reference, [n]), &device))
                     .mean();
+                    if !self.replica.is_single() {
+                        let share = self.replica.share(n as f64)?;
+                        let local = read_scalar(kl).await? as f64;
+                        let global = self.replica.sum_values(&[(local * share) as f32])?;
+                        kl = Tensor::from_data(TensorData::new(global, [1]), &device);
+                    }
                     m.insert(metrics::KL, read_scalar(kl.clone()).await?.max(0.0) as f64);
                     Some(kl)
                 } else {
@@ -359,6 +383,7 @@ impl PreferenceObjective {
                 };
                 if loss.needs_reward_shift() {
                     let rewards = read_vec(logratios.clone().detach().mul_scalar(beta)).await?;
+                    let rewards: Vec<f32> = self.replica.gather_rows(vec![rewards])?.concat();
                     self.bco_delta.update(&rewards);
                     m.insert(metrics::BCO_DELTA, self.bco_delta.mean);
                 }
@@ -377,6 +402,7 @@ impl PreferenceObjective {
                     logratios.detach().mul_scalar(beta),
                     logps.detach(),
                     &picked,
+                    &self.replica,
                 )
                 .await?;
                 losses.mean()
@@ -417,19 +443,39 @@ async fn log_ranked<B: Backend>(
     Ok(())
 }
 
+/// The batch's means over its desirable and its undesirable rows — over the global batch in a
+/// data-parallel run (a replica's share may hold only one kind).
 async fn log_unpaired<B: Backend>(
     m: &mut Metrics,
     rewards: Tensor<B, 1>,
     logps: Tensor<B, 1>,
     rows: &[&LabelledSequence],
+    replica: &Replica,
 ) -> Result<()> {
-    let rewards = read_vec(rewards).await?;
-    let logps = read_vec(logps).await?;
-    let mean_where = |values: &[f32], desirable: bool| -> Option<f64> {
+    let desirable: Vec<f32> = rows
+        .iter()
+        .map(|r| f32::from(u8::from(r.desirable)))
+        .collect();
+    let gathered = replica.gather_rows(vec![
+        read_vec(rewards).await?,
+        read_vec(logps).await?,
+        desirable,
+    ])?;
+    let column = |i: usize| -> Vec<f32> {
+        gathered
+            .iter()
+            .skip(i)
+            .step_by(3)
+            .flatten()
+            .copied()
+            .collect()
+    };
+    let (rewards, logps, desirable) = (column(0), column(1), column(2));
+    let mean_where = |values: &[f32], wanted: bool| -> Option<f64> {
         let picked: Vec<f64> = values
             .iter()
-            .zip(rows)
-            .filter(|(_, r)| r.desirable == desirable)
+            .zip(&desirable)
+            .filter(|(_, &d)| (d == 1.0) == wanted)
             .map(|(&v, _)| v as f64)
             .collect();
         (!picked.is_empty()).then(|| picked.iter().sum::<f64>() / picked.len() as f64)

@@ -6,9 +6,10 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::algo::preference::{
-    reference_logps, PreferenceConfig, PreferenceData, PreferenceObjective, ReferenceLogps,
+    reference_logps_sharded, PreferenceConfig, PreferenceData, PreferenceObjective, ReferenceLogps,
 };
 use crate::batches::BatchOrder;
+use crate::distributed::Replica;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::Llama;
@@ -33,15 +34,30 @@ where
         data: PreferenceData,
         config: PreferenceConfig,
     ) -> Result<Self> {
+        Self::new_replica(reference, data, config, Replica::SINGLE).await
+    }
+
+    /// [`Self::new`] as one replica of a data-parallel run: the reference log-probs are
+    /// computed once over all replicas (each scores its share), every batch is the global
+    /// batch's share of this replica.
+    pub async fn new_replica(
+        reference: &Llama<B::InnerBackend>,
+        data: PreferenceData,
+        config: PreferenceConfig,
+        replica: Replica,
+    ) -> Result<Self> {
         if data.is_empty() {
             return Err(Error::Input("no preference data".into()));
         }
         data.check(&config.loss)?;
-        let reference = reference_logps(reference, &data, config.batch_size * 2).await?;
+        let reference =
+            reference_logps_sharded(reference, &data, config.batch_size * 2, &replica).await?;
+        let mut objective = PreferenceObjective::new(config);
+        objective.replica = replica.clone();
         Ok(Self {
-            batches: BatchOrder::new(data.len(), config.seed),
-            trainer: Trainer::new(config.optim.clone()),
-            objective: PreferenceObjective::new(config),
+            batches: BatchOrder::new(data.len(), objective.config.seed),
+            trainer: Trainer::new(objective.config.optim.clone()).with_replica(replica),
+            objective,
             data,
             reference,
         })
@@ -55,11 +71,16 @@ where
     /// One update on the next batch.
     pub async fn step(&mut self, policy: Llama<B>) -> Result<(Llama<B>, Metrics)> {
         let batch = self.batches.next_batch(self.objective.config.batch_size);
+        let replica = self.trainer.replica().clone();
+        let shard = replica.shard(&batch)?;
         let mut metrics = Metrics::new(self.trainer.step);
         let loss = self
             .objective
-            .batch_loss(&policy, &self.data, &self.reference, &batch, &mut metrics)
+            .batch_loss(&policy, &self.data, &self.reference, shard, &mut metrics)
             .await?;
+        let share = replica.share(shard.len() as f64)?;
+        replica.reduce_metrics(&mut metrics, share)?;
+        let loss = loss.mul_scalar(share);
         let policy = self.trainer.step_logged(policy, loss, &mut metrics).await?;
         Ok((policy, metrics))
     }

@@ -1,0 +1,197 @@
+//! Starting the replicas of this process (one thread per device, each registered with burn's
+//! collective), the global orchestrator, and the watchdog that turns a node that stopped
+//! answering into an error instead of a hang.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use burn_collective::{CollectiveConfig, PeerId};
+
+use super::replica::{collective, HostSum};
+use super::{Cluster, Replica};
+use crate::error::{Error, Result};
+use crate::host::read_vec_blocking;
+
+/// One collective session per process at a time (burn keeps one per backend type).
+static SESSION: Mutex<()> = Mutex::new(());
+
+/// Replicas now inside a collective operation, and since when.
+fn pending() -> &'static Mutex<HashMap<usize, (Instant, &'static str)>> {
+    static PENDING: OnceLock<Mutex<HashMap<usize, (Instant, &'static str)>>> = OnceLock::new();
+    PENDING.get_or_init(Default::default)
+}
+
+/// Marks replica `rank` as waiting in collective operation `what` until the guard drops.
+pub(crate) struct Waiting(usize);
+
+impl Waiting {
+    pub(crate) fn start(rank: usize, what: &'static str) -> Self {
+        if let Ok(mut map) = pending().lock() {
+            map.insert(rank, (Instant::now(), what));
+        }
+        Self(rank)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Ok(mut map) = pending().lock() {
+            map.remove(&self.0);
+        }
+    }
+}
+
+/// The longest wait now under way: (rank, operation, how long).
+fn longest_wait() -> Option<(usize, &'static str, Duration)> {
+    let map = pending().lock().ok()?;
+    map.iter()
+        .map(|(&rank, &(since, what))| (rank, what, since.elapsed()))
+        .max_by_key(|&(_, _, waited)| waited)
+}
+
+fn collective_config(cluster: &Cluster) -> Result<CollectiveConfig> {
+    let mut config = CollectiveConfig::default().with_num_devices(cluster.devices.len());
+    if let Some(nodes) = &cluster.nodes {
+        let address = |text: String| {
+            text.parse()
+                .map_err(|e: String| Error::Input(format!("address `{text}`: {e}")))
+        };
+        config = config
+            .with_num_nodes(nodes.count as u32)
+            .with_global_address(address(format!("ws://{}", nodes.orchestrator))?)
+            .with_node_address(address(format!("ws://{}:{}", nodes.host, nodes.data_port))?)
+            .with_data_service_port(nodes.data_port);
+    }
+    Ok(config)
+}
+
+/// Runs `body` once per device of this process, each on its own thread with its own
+/// [`Replica`], and returns the leader's result (rank 0's; on other nodes, this node's first
+/// replica's). A replica that fails (or panics) fails the run at once, naming its rank; a
+/// collective operation that waits longer than `cluster.timeout` (a node died or cannot be
+/// reached) fails it too. One device and one node: `body` runs here, with no collective.
+pub fn run_replicas<B, T, F>(cluster: &Cluster, body: F) -> Result<T>
+where
+    B: Backend,
+    T: Send + 'static,
+    F: Fn(Replica, B::Device) -> Result<T> + Send + Sync + 'static,
+{
+    cluster.check()?;
+    let devices: Vec<B::Device> = cluster.devices.devices();
+    if cluster.is_single() {
+        return body(Replica::SINGLE, devices[0].clone());
+    }
+    let _session = SESSION.lock().unwrap_or_else(|e| e.into_inner());
+    let config = collective_config(cluster)?;
+    let body = Arc::new(body);
+    let (sender, results) = mpsc::channel();
+    let ranks = cluster.ranks();
+    let first = ranks.start;
+    let world = cluster.world();
+    for (rank, device) in ranks.clone().zip(devices) {
+        let replica = Replica::new(rank, world, host_sum::<B>(device.clone()));
+        let body = body.clone();
+        let config = config.clone();
+        let sender = sender.clone();
+        std::thread::spawn(move || {
+            let peer = PeerId::from(rank as u32);
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                {
+                    let _wait = Waiting::start(rank, "registering with the other nodes");
+                    burn_collective::register::<B>(peer, device.clone(), config).map_err(|e| {
+                        Error::Distributed(format!("registering replica {}: {e:?}", rank))
+                    })?;
+                }
+                let result = body(replica, device);
+                if result.is_ok() {
+                    let _wait = Waiting::start(rank, "finishing");
+                    burn_collective::finish_collective::<B>(peer).map_err(|e| {
+                        Error::Distributed(format!("finishing replica {}: {e:?}", rank))
+                    })?;
+                }
+                result
+            }))
+            .unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Err(Error::Distributed(format!(
+                    "replica {} panicked: {message}",
+                    rank
+                )))
+            });
+            let _ = sender.send((rank, result));
+        });
+    }
+    drop(sender);
+    let mut leader = None;
+    let mut done = 0;
+    while done < ranks.len() {
+        match results.recv_timeout(Duration::from_millis(500)) {
+            Ok((rank, Ok(value))) => {
+                done += 1;
+                if rank == first {
+                    leader = Some(value);
+                }
+            }
+            Ok((rank, Err(error))) => {
+                burn_collective::reset_collective::<B>();
+                return Err(Error::Distributed(format!("replica {rank}: {error}")));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some((rank, what, waited)) = longest_wait() {
+                    if waited > cluster.timeout {
+                        burn_collective::reset_collective::<B>();
+                        return Err(Error::Distributed(no_answer(cluster, rank, what, waited)));
+                    }
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    burn_collective::reset_collective::<B>();
+    leader.ok_or_else(|| Error::Distributed("the leading replica returned nothing".into()))
+}
+
+/// Host values summed over the replicas through `device`'s backend (the one registered).
+fn host_sum<B: Backend>(device: B::Device) -> Arc<HostSum> {
+    Arc::new(move |rank, values: Vec<f32>| {
+        let n = values.len();
+        let tensor = Tensor::<B, 1>::from_data(TensorData::new(values, [n]), &device);
+        read_vec_blocking(collective::sum(rank, tensor)?)
+    })
+}
+
+fn no_answer(cluster: &Cluster, rank: usize, what: &str, waited: Duration) -> String {
+    let peers = match &cluster.nodes {
+        Some(nodes) => format!(
+            "the other nodes of {} (this is node {}; orchestrator {})",
+            nodes.count, nodes.rank, nodes.orchestrator
+        ),
+        None => "the other replicas of this process".to_string(),
+    };
+    format!(
+        "replica {rank} waited {:.0} s ({what}) without an answer from {peers}: a node stopped or \
+         cannot be reached (the limit is --node-timeout {} s). Checkpoints written so far are \
+         intact; `--resume` continues with the same node count.",
+        waited.as_secs_f64(),
+        cluster.timeout.as_secs()
+    )
+}
+
+/// Serves burn's global orchestrator on `port` until the process is stopped: the nodes of a run
+/// register with it and learn each other's addresses.
+pub fn serve_orchestrator(port: u16) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Distributed(format!("starting the orchestrator's runtime: {e}")))?;
+    runtime.block_on(burn_collective::start_global_orchestrator(port));
+    Ok(())
+}
