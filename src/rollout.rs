@@ -5,14 +5,15 @@
 use burn::tensor::backend::Backend;
 
 use crate::dataset::Sequence;
-use crate::error::Result;
+use crate::distributed::Replica;
+use crate::error::{Error, Result};
 use crate::host::read_vec;
 use crate::io::Tokenizer;
 use crate::logprobs::{completion_logprobs, SequenceBatch};
 use crate::metrics::{self, Metrics};
 use crate::model::Llama;
 use crate::reward::source::{RewardSource, Scored};
-use crate::sample::{generate, SamplingConfig};
+use crate::sample::{generate_rows, SamplingConfig};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollout {
@@ -42,6 +43,81 @@ impl Rollout {
     /// Mean completion length in tokens.
     pub fn mean_length(&self) -> f64 {
         self.sequences.iter().map(|s| s.1.len()).sum::<usize>() as f64 / self.len().max(1) as f64
+    }
+}
+
+impl Rollout {
+    /// One row of numbers per sample, for gathering over replicas: its prompt's index (offset
+    /// by `first_prompt`), the lengths, the token ids, the log-probs, the reward and the
+    /// completion's UTF-8 bytes (token ids and bytes are exact in f32).
+    pub fn to_rows(&self, first_prompt: usize) -> Vec<Vec<f32>> {
+        (0..self.len())
+            .map(|i| {
+                let (prompt, completion) = &self.sequences[i];
+                let text = self.completions[i].as_bytes();
+                let mut row = vec![
+                    (first_prompt + self.group[i]) as f32,
+                    prompt.len() as f32,
+                    completion.len() as f32,
+                    text.len() as f32,
+                    self.rewards[i],
+                ];
+                row.extend(prompt.iter().chain(completion).map(|&t| t as f32));
+                row.extend(&self.logps[i]);
+                row.extend(&self.ref_logps[i]);
+                row.extend(text.iter().map(|&b| b as f32));
+                row
+            })
+            .collect()
+    }
+
+    /// The rollout [`Self::to_rows`] wrote, its prompt indices into `prompts`.
+    pub fn from_rows(rows: &[Vec<f32>], prompts: &[String], group_size: usize) -> Result<Self> {
+        let mut out = Rollout {
+            prompts: Vec::with_capacity(rows.len()),
+            group: Vec::with_capacity(rows.len()),
+            group_size,
+            sequences: Vec::with_capacity(rows.len()),
+            completions: Vec::with_capacity(rows.len()),
+            logps: Vec::with_capacity(rows.len()),
+            ref_logps: Vec::with_capacity(rows.len()),
+            rewards: Vec::with_capacity(rows.len()),
+        };
+        for row in rows {
+            let bad = || Error::Distributed("a gathered rollout row is malformed".into());
+            let [group, prompt_len, completion_len, text_len, reward] = row
+                .get(..5)
+                .and_then(|h| <[f32; 5]>::try_from(h).ok())
+                .ok_or_else(bad)?;
+            let (group, p, c, t) = (
+                group as usize,
+                prompt_len as usize,
+                completion_len as usize,
+                text_len as usize,
+            );
+            if row.len() != 5 + p + 3 * c + t || group >= prompts.len() {
+                return Err(bad());
+            }
+            let ids =
+                |range: std::ops::Range<usize>| row[range].iter().map(|&v| v as u32).collect();
+            let mut at = 5;
+            let prompt = ids(at..at + p);
+            at += p;
+            let completion = ids(at..at + c);
+            at += c;
+            out.logps.push(row[at..at + c].to_vec());
+            at += c;
+            out.ref_logps.push(row[at..at + c].to_vec());
+            at += c;
+            let text: Vec<u8> = row[at..at + t].iter().map(|&b| b as u8).collect();
+            out.completions
+                .push(String::from_utf8(text).map_err(|_| bad())?);
+            out.sequences.push((prompt, completion));
+            out.group.push(group);
+            out.prompts.push(prompts[group].clone());
+            out.rewards.push(reward);
+        }
+        Ok(out)
     }
 }
 
@@ -103,56 +179,109 @@ pub async fn collect<B: Backend>(
     sampling: &SamplingConfig,
     reward: &RewardSource<B>,
 ) -> Result<Rollout> {
-    let mut encoded = Vec::with_capacity(prompts.len() * group_size);
-    let mut group = Vec::with_capacity(prompts.len() * group_size);
-    for (i, prompt) in prompts.iter().enumerate() {
-        let ids = tokenizer.encode_with_bos(prompt)?;
-        for _ in 0..group_size {
-            encoded.push(ids.clone());
-            group.push(i);
+    let context = RolloutContext {
+        reference,
+        tokenizer,
+        prompts,
+        reward,
+        monitor: None,
+        sampling: sampling.clone(),
+        replica: Replica::SINGLE,
+    };
+    context.collect_share(policy, group_size, 0).await
+}
+
+impl<B: Backend> RolloutContext<'_, B> {
+    /// `group_size` samples of every prompt from `policy`, scored. In a data-parallel run each
+    /// replica samples and scores its share of the prompts (whole groups), drawing the random
+    /// numbers the whole batch would, and every replica gets the whole rollout.
+    pub async fn collect(&self, policy: &Llama<B>, group_size: usize) -> Result<Rollout> {
+        if self.replica.is_single() {
+            return self.collect_share(policy, group_size, 0).await;
         }
+        // Whole groups per replica; every replica needs at least one prompt.
+        let share = self.replica.shard_range(
+            self.replica
+                .shard(self.prompts)
+                .map(|_| self.prompts.len())?,
+        );
+        let context = RolloutContext {
+            prompts: &self.prompts[share.clone()],
+            sampling: self.sampling.clone(),
+            replica: Replica::SINGLE,
+            ..*self
+        };
+        let local = context
+            .collect_share(policy, group_size, share.start * group_size)
+            .await?;
+        let rows = self.replica.gather_rows(local.to_rows(share.start))?;
+        Rollout::from_rows(&rows, self.prompts, group_size)
     }
-    let generated = generate(policy, &encoded, tokenizer.eos_id(), sampling).await?;
-    let mut sequences = Vec::with_capacity(generated.len());
-    let mut completions = Vec::with_capacity(generated.len());
-    for (prompt_ids, tokens) in encoded.into_iter().zip(generated) {
-        completions.push(tokenizer.decode(&tokens));
-        let mut completion = tokens;
-        // A sample that stopped early stopped at EOS: keep it, so stopping is learned too.
-        if completion.len() < sampling.max_new_tokens || completion.is_empty() {
-            completion.extend(tokenizer.eos_id());
+
+    pub fn seed(&self) -> u64 {
+        self.sampling.seed
+    }
+
+    /// The rollout of this context's prompts, as rows `first_row..` of a larger batch.
+    async fn collect_share(
+        &self,
+        policy: &Llama<B>,
+        group_size: usize,
+        first_row: usize,
+    ) -> Result<Rollout> {
+        let (tokenizer, prompts, sampling) = (self.tokenizer, self.prompts, &self.sampling);
+        let mut encoded = Vec::with_capacity(prompts.len() * group_size);
+        let mut group = Vec::with_capacity(prompts.len() * group_size);
+        for (i, prompt) in prompts.iter().enumerate() {
+            let ids = tokenizer.encode_with_bos(prompt)?;
+            for _ in 0..group_size {
+                encoded.push(ids.clone());
+                group.push(i);
+            }
         }
-        sequences.push((prompt_ids, completion));
-    }
-    let logps = sequence_token_logps(policy, &sequences, 64).await?;
-    let ref_logps = sequence_token_logps(reference, &sequences, 64).await?;
-    let sample_prompts: Vec<String> = group.iter().map(|&g| prompts[g].clone()).collect();
-    let scored: Vec<Scored> = sample_prompts
-        .iter()
-        .zip(&completions)
-        .zip(&sequences)
-        .map(|((prompt, completion), sequence)| Scored {
-            prompt,
-            completion,
-            sequence,
+        let generated =
+            generate_rows(policy, &encoded, tokenizer.eos_id(), sampling, first_row).await?;
+        let mut sequences = Vec::with_capacity(generated.len());
+        let mut completions = Vec::with_capacity(generated.len());
+        for (prompt_ids, tokens) in encoded.into_iter().zip(generated) {
+            completions.push(tokenizer.decode(&tokens));
+            let mut completion = tokens;
+            // A sample that stopped early stopped at EOS: keep it, so stopping is learned too.
+            if completion.len() < sampling.max_new_tokens || completion.is_empty() {
+                completion.extend(tokenizer.eos_id());
+            }
+            sequences.push((prompt_ids, completion));
+        }
+        let logps = sequence_token_logps(policy, &sequences, 64).await?;
+        let ref_logps = sequence_token_logps(self.reference, &sequences, 64).await?;
+        let sample_prompts: Vec<String> = group.iter().map(|&g| prompts[g].clone()).collect();
+        let scored: Vec<Scored> = sample_prompts
+            .iter()
+            .zip(&completions)
+            .zip(&sequences)
+            .map(|((prompt, completion), sequence)| Scored {
+                prompt,
+                completion,
+                sequence,
+            })
+            .collect();
+        let rewards = self.reward.score(&scored).await?;
+        Ok(Rollout {
+            prompts: sample_prompts,
+            group,
+            group_size,
+            sequences,
+            completions,
+            logps,
+            ref_logps,
+            rewards,
         })
-        .collect();
-    let rewards = reward.score(&scored).await?;
-    Ok(Rollout {
-        prompts: sample_prompts,
-        group,
-        group_size,
-        sequences,
-        completions,
-        logps,
-        ref_logps,
-        rewards,
-    })
+    }
 }
 
 /// What one step of an online method samples and scores: the frozen reference, the step's
-/// prompts, the reward (and a monitor reward, logged only), and the sampling settings whose seed
-/// also orders the update's minibatches.
+/// prompts, the reward (and a monitor reward, logged only), the sampling settings whose seed
+/// also orders the update's minibatches, and which replica of a data-parallel run this is.
 pub struct RolloutContext<'a, B: Backend> {
     pub reference: &'a Llama<B>,
     pub tokenizer: &'a Tokenizer,
@@ -160,26 +289,7 @@ pub struct RolloutContext<'a, B: Backend> {
     pub reward: &'a RewardSource<B>,
     pub monitor: Option<&'a RewardSource<B>>,
     pub sampling: SamplingConfig,
-}
-
-impl<B: Backend> RolloutContext<'_, B> {
-    /// `group_size` samples of every prompt from `policy`, scored.
-    pub async fn collect(&self, policy: &Llama<B>, group_size: usize) -> Result<Rollout> {
-        collect(
-            policy,
-            self.reference,
-            self.tokenizer,
-            self.prompts,
-            group_size,
-            &self.sampling,
-            self.reward,
-        )
-        .await
-    }
-
-    pub fn seed(&self) -> u64 {
-        self.sampling.seed
-    }
+    pub replica: Replica,
 }
 
 /// Mean over samples of Σ_t (log π_old − log π_ref): the k1 estimate of KL(π‖π_ref) per sequence.

@@ -129,6 +129,19 @@ pub async fn generate<B: Backend>(
     eos: Option<u32>,
     config: &SamplingConfig,
 ) -> Result<Vec<Vec<u32>>> {
+    generate_rows(model, prompts, eos, config, 0).await
+}
+
+/// [`generate`] for the rows `first_row..` of a larger batch (a replica's share of it): row r
+/// draws from the random stream of row `first_row + r`, so the samples are those the whole
+/// batch would give.
+pub async fn generate_rows<B: Backend>(
+    model: &Llama<B>,
+    prompts: &[Vec<u32>],
+    eos: Option<u32>,
+    config: &SamplingConfig,
+    first_row: usize,
+) -> Result<Vec<Vec<u32>>> {
     config.validate()?;
     if prompts.is_empty() {
         return Ok(Vec::new());
@@ -162,7 +175,9 @@ pub async fn generate<B: Backend>(
                 .collect()
         })
         .collect();
-    let mut rngs: Vec<ChaCha8Rng> = (0..batch).map(|row| row_rng(config.seed, row)).collect();
+    let mut rngs: Vec<ChaCha8Rng> = (0..batch)
+        .map(|row| row_rng(config.seed, first_row + row))
+        .collect();
     let mut completions = vec![Vec::new(); batch];
     let mut finished = vec![false; batch];
     let capacity = prompt_len + config.max_new_tokens;

@@ -23,6 +23,7 @@ use crate::algo::ppo::PpoConfig;
 use crate::algo::spec::{
     Setting, Settings, TrainingOverrides, BETA, EPOCHS, GROUP_SIZE, PROMPTS_PER_STEP,
 };
+use crate::distributed::Replica;
 use crate::error::{Error, Result};
 use crate::io::Tokenizer;
 use crate::metrics::Metrics;
@@ -179,6 +180,19 @@ where
         }
     }
 
+    /// This run as one replica of a data-parallel run: each step's prompts are shared out, the
+    /// rollout gathered, every update's minibatch shared out and its gradients summed.
+    pub fn with_replica(mut self, replica: Replica) -> Self {
+        self.trainer = self.trainer.with_replica(replica.clone());
+        if let Some(critic) = self.critic.take() {
+            self.critic = Some(Critic {
+                value_model: critic.value_model,
+                trainer: critic.trainer.with_replica(replica),
+            });
+        }
+        self
+    }
+
     pub fn policy(&self) -> &Llama<B> {
         self.policy
             .as_ref()
@@ -224,6 +238,7 @@ where
                 seed,
                 ..config.sampling.clone()
             },
+            replica: self.trainer.replica().clone(),
         };
         let trainer = &mut self.trainer;
         let (policy, metrics) = match config.algorithm.method().update {

@@ -7,7 +7,9 @@ use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
-use crate::algo::policy_gradient::{clipped_surrogate_loss, token_matrix, PolicyGradientConfig};
+use crate::algo::policy_gradient::{
+    clipped_surrogate_loss, token_matrix, LossAggregation, PolicyGradientConfig,
+};
 use crate::dataset::Sequence;
 use crate::error::{Error, Result};
 use crate::host::read_scalar;
@@ -51,10 +53,13 @@ where
     let mut last = Metrics::new(trainer.step);
     let before = config.max_approx_kl.map(|_| policy.clone());
     let mut rolled_back = None;
+    let replica = trainer.replica().clone();
     'epochs: for _ in 0..config.epochs.max(1) {
         let mut order: Vec<usize> = (0..rollout.len()).collect();
         order.shuffle(&mut rng);
-        for chunk in order.chunks(config.minibatch_size.max(1)) {
+        for minibatch in order.chunks(config.minibatch_size.max(1)) {
+            // Every replica draws the same minibatch and computes its share.
+            let chunk = replica.shard(minibatch)?;
             let sequences: Vec<&Sequence> = chunk.iter().map(|&i| &rollout.sequences[i]).collect();
             let owned: Vec<Sequence> = sequences.iter().map(|s| (*s).clone()).collect();
             let batch = SequenceBatch::<B>::new(&owned, policy.config().max_seq_len, &device)?;
@@ -83,6 +88,18 @@ where
             ] {
                 m.insert(name, read_scalar(value).await? as f64);
             }
+            // The token means above, and a token-mean loss, weigh by this share's tokens; the
+            // other aggregations are means over rows.
+            let tokens = read_scalar(batch.completion_mask.clone().sum()).await? as f64;
+            let token_share = replica.share(tokens)?;
+            replica.reduce_metrics(&mut m, token_share)?;
+            let share = match config.aggregation {
+                LossAggregation::TokenMean => token_share,
+                LossAggregation::SequenceMean | LossAggregation::Constant => {
+                    replica.share(chunk.len() as f64)?
+                }
+            };
+            let loss = out.loss.mul_scalar(share);
             if let (Some(limit), Some(approx_kl)) =
                 (config.max_approx_kl, m.get(metrics::POLICY_APPROXKL))
             {
@@ -91,7 +108,7 @@ where
                     break 'epochs;
                 }
             }
-            policy = trainer.step_logged(policy, out.loss, &mut m).await?;
+            policy = trainer.step_logged(policy, loss, &mut m).await?;
             if m.get(crate::metrics::TRAIN_SKIPPED).is_some() {
                 skipped += 1;
             } else {
