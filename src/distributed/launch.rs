@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,20 @@ use crate::host::read_vec_blocking;
 
 /// One collective session per process at a time (burn keeps one per backend type).
 static SESSION: Mutex<()> = Mutex::new(());
+/// The session now under way: a replica left behind by an ended run (it was waited on too
+/// long, or a peer failed) finds another number here and stops instead of acting in the next
+/// run's session.
+static SESSION_NUMBER: AtomicU64 = AtomicU64::new(0);
+
+pub(crate) fn check_session(rank: usize, session: u64) -> Result<()> {
+    if SESSION_NUMBER.load(Ordering::SeqCst) == session {
+        Ok(())
+    } else {
+        Err(Error::Distributed(format!(
+            "replica {rank}: its run has already ended"
+        )))
+    }
+}
 
 /// Replicas now inside a collective operation, and since when.
 fn pending() -> &'static Mutex<HashMap<usize, (Instant, &'static str)>> {
@@ -39,10 +54,35 @@ impl Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        if let Ok(mut map) = pending().lock() {
-            map.remove(&self.0);
+        let Ok(mut map) = pending().lock() else {
+            return;
+        };
+        if let Some((since, what)) = map.remove(&self.0) {
+            if what == ALL_REDUCE {
+                if let Ok(mut totals) = all_reduce_totals().lock() {
+                    *totals.entry(self.0).or_default() += since.elapsed();
+                }
+            }
         }
     }
+}
+
+/// What [`Waiting`] calls a sum over replicas.
+pub(crate) const ALL_REDUCE: &str = "an all-reduce";
+
+fn all_reduce_totals() -> &'static Mutex<HashMap<usize, Duration>> {
+    static TOTALS: OnceLock<Mutex<HashMap<usize, Duration>>> = OnceLock::new();
+    TOTALS.get_or_init(Default::default)
+}
+
+/// The time replica `rank` has spent in all-reduces (waiting for the others included) since
+/// its run started.
+pub fn all_reduce_time(rank: usize) -> Duration {
+    all_reduce_totals()
+        .lock()
+        .ok()
+        .and_then(|totals| totals.get(&rank).copied())
+        .unwrap_or_default()
 }
 
 /// The longest wait now under way: (rank, operation, how long).
@@ -56,6 +96,12 @@ fn longest_wait() -> Option<(usize, &'static str, Duration)> {
 fn collective_config(cluster: &Cluster) -> Result<CollectiveConfig> {
     let mut config = CollectiveConfig::default().with_num_devices(cluster.devices.len());
     if let Some(nodes) = &cluster.nodes {
+        // burn's websocket layer logs every connection and transfer at INFO; it installs its
+        // subscriber only if none is installed: warnings and errors only.
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .with_writer(std::io::stderr)
+            .try_init();
         let address = |text: String| {
             text.parse()
                 .map_err(|e: String| Error::Input(format!("address `{text}`: {e}")))
@@ -86,6 +132,10 @@ where
         return body(Replica::SINGLE, devices[0].clone());
     }
     let _session = SESSION.lock().unwrap_or_else(|e| e.into_inner());
+    let session = SESSION_NUMBER.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Ok(mut totals) = all_reduce_totals().lock() {
+        totals.clear();
+    }
     let config = collective_config(cluster)?;
     let body = Arc::new(body);
     let (sender, results) = mpsc::channel();
@@ -93,7 +143,12 @@ where
     let first = ranks.start;
     let world = cluster.world();
     for (rank, device) in ranks.clone().zip(devices) {
-        let replica = Replica::new(rank, world, host_sum::<B>(device.clone()));
+        let replica = Replica::new(
+            rank,
+            world,
+            session,
+            host_sum::<B>(device.clone(), world, session),
+        );
         let body = body.clone();
         let config = config.clone();
         let sender = sender.clone();
@@ -101,13 +156,14 @@ where
             let peer = PeerId::from(rank as u32);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 {
+                    check_session(rank, session)?;
                     let _wait = Waiting::start(rank, "registering with the other nodes");
                     burn_collective::register::<B>(peer, device.clone(), config).map_err(|e| {
                         Error::Distributed(format!("registering replica {}: {e:?}", rank))
                     })?;
                 }
                 let result = body(replica, device);
-                if result.is_ok() {
+                if result.is_ok() && check_session(rank, session).is_ok() {
                     let _wait = Waiting::start(rank, "finishing");
                     burn_collective::finish_collective::<B>(peer).map_err(|e| {
                         Error::Distributed(format!("finishing replica {}: {e:?}", rank))
@@ -160,11 +216,17 @@ where
 }
 
 /// Host values summed over the replicas through `device`'s backend (the one registered).
-fn host_sum<B: Backend>(device: B::Device) -> Arc<HostSum> {
-    Arc::new(move |rank, values: Vec<f32>| {
+/// burn's ring all-reduce across nodes cuts a tensor into one slice per node, so short inputs
+/// are padded with zeros to `world` values.
+fn host_sum<B: Backend>(device: B::Device, world: usize, session: u64) -> Arc<HostSum> {
+    Arc::new(move |rank, mut values: Vec<f32>| {
         let n = values.len();
-        let tensor = Tensor::<B, 1>::from_data(TensorData::new(values, [n]), &device);
-        read_vec_blocking(collective::sum(rank, tensor)?)
+        values.resize(n.max(world), 0.0);
+        let padded = values.len();
+        let tensor = Tensor::<B, 1>::from_data(TensorData::new(values, [padded]), &device);
+        let mut sums = read_vec_blocking(collective::sum(rank, session, tensor)?)?;
+        sums.truncate(n);
+        Ok(sums)
     })
 }
 
@@ -194,4 +256,89 @@ pub fn serve_orchestrator(port: u16) -> Result<()> {
         .map_err(|e| Error::Distributed(format!("starting the orchestrator's runtime: {e}")))?;
     runtime.block_on(burn_collective::start_global_orchestrator(port));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::distributed::DeviceList;
+    use burn::backend::NdArray;
+
+    fn two_cpu(timeout_secs: u64) -> Cluster {
+        Cluster {
+            devices: DeviceList::Cpu { count: 2 },
+            nodes: None,
+            timeout: Duration::from_secs(timeout_secs),
+        }
+    }
+
+    #[test]
+    fn replicas_sum_gather_and_check_that_they_agree() {
+        let out = run_replicas::<NdArray, _, _>(&two_cpu(30), |replica, _| {
+            let sums = replica.sum_values(&[replica.rank as f32 + 1.0, 10.0])?;
+            assert_eq!(sums, vec![3.0, 20.0]);
+            let rows = replica.gather_rows(vec![vec![replica.rank as f32; replica.rank + 1]])?;
+            assert_eq!(rows, vec![vec![0.0], vec![1.0, 1.0]]);
+            assert!(
+                (replica.share(1.0 + replica.rank as f64)? - (1.0 + replica.rank as f64) / 3.0)
+                    .abs()
+                    < 1e-9
+            );
+            replica.agree(&[("model", 7), ("data", 9)])?;
+            Ok(replica.rank)
+        })
+        .unwrap();
+        assert_eq!(out, 0, "the leader's result");
+        let error = run_replicas::<NdArray, _, _>(&two_cpu(30), |replica, _| {
+            replica.agree(&[("model", 7), ("data", 9 + replica.rank as u64)])
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("disagree with replica 0 on: replica 1's data —"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_failed_replica_stops_the_run_at_once_and_a_silent_one_after_the_timeout() {
+        // Replica 1 fails while replica 0 waits for it in a sum: the run ends with replica 1's
+        // error, not a hang.
+        let started = Instant::now();
+        let error = run_replicas::<NdArray, _, _>(&two_cpu(30), |replica, _| {
+            if replica.rank == 1 {
+                return Err(Error::Input("data file broken at line 3".into()));
+            }
+            replica.sum_values(&[1.0])?;
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("replica 1: data file broken at line 3"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        // Replica 1 never joins the sum (a node that stopped answering): after the timeout.
+        let started = Instant::now();
+        let error = run_replicas::<NdArray, _, _>(&two_cpu(1), |replica, _| {
+            if replica.rank == 1 {
+                std::thread::sleep(Duration::from_secs(5));
+                return Ok(());
+            }
+            replica.sum_values(&[1.0])?;
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("replica 0 waited 1 s (an all-reduce)"),
+            "{error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 }

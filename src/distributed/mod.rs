@@ -11,7 +11,7 @@ pub mod replica;
 #[cfg(not(target_arch = "wasm32"))]
 mod launch;
 #[cfg(not(target_arch = "wasm32"))]
-pub use launch::{run_replicas, serve_orchestrator};
+pub use launch::{all_reduce_time, run_replicas, serve_orchestrator};
 
 pub use replica::Replica;
 
@@ -125,6 +125,9 @@ pub struct Cluster {
     pub timeout: std::time::Duration,
 }
 
+/// Set to try a run over several processes despite burn 0.21's bug (see [`Cluster::check`]).
+pub const MULTI_NODE_OVERRIDE: &str = "ALIGNLAB_TRY_MULTI_NODE";
+
 /// The default of `--node-timeout`: long enough for a slow step's compute imbalance, short
 /// enough that a dead node is noticed within a minute.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
@@ -170,6 +173,17 @@ impl Cluster {
 
     pub fn check(&self) -> Result<()> {
         if let Some(nodes) = &self.nodes {
+            if nodes.count > 1 && std::env::var_os(MULTI_NODE_OVERRIDE).is_none() {
+                return Err(Error::Distributed(format!(
+                    "--nodes {}: burn 0.21's all-reduce across processes completes its first \
+                     call and then waits forever (its node sync never clears the peers that \
+                     synced, and every call reuses transfer ids 0, 1, …: tracel-ai/burn#4549), \
+                     so a run over several processes cannot take a step. Use --devices on one \
+                     machine; docs/scaling.md says more. ({MULTI_NODE_OVERRIDE}=1 tries anyway, \
+                     for checking a fixed burn.)",
+                    nodes.count
+                )));
+            }
             if nodes.count == 0 || nodes.rank >= nodes.count {
                 return Err(Error::Input(format!(
                     "--node-rank {} is not below --nodes {}",

@@ -30,6 +30,9 @@ pub struct Replica {
     /// Devices in the run, all nodes together.
     pub world: usize,
     host_sum: Option<Arc<HostSum>>,
+    /// The collective session this replica belongs to: a replica of a run that has ended (one
+    /// that was waited on too long) must not act in the next run's session.
+    session: u64,
 }
 
 impl std::fmt::Debug for Replica {
@@ -56,14 +59,17 @@ impl Replica {
         rank: 0,
         world: 1,
         host_sum: None,
+        session: 0,
     };
 
-    /// Replica `rank` of `world`, its host sums done by `host_sum` (the launcher's).
-    pub fn new(rank: usize, world: usize, host_sum: Arc<HostSum>) -> Self {
+    /// Replica `rank` of `world` in collective session `session`, its host sums done by
+    /// `host_sum` (the launcher makes both).
+    pub fn new(rank: usize, world: usize, session: u64, host_sum: Arc<HostSum>) -> Self {
         Self {
             rank,
             world,
             host_sum: (world > 1).then_some(host_sum),
+            session,
         }
     }
 
@@ -169,6 +175,35 @@ impl Replica {
         Ok(())
     }
 
+    /// Checks that every replica computes the same run: each names the hashes of what must
+    /// agree (model, data, settings); a replica whose hash differs from rank 0's is an error on
+    /// every replica, naming the replica and what differs.
+    pub fn agree(&self, hashes: &[(&str, u64)]) -> Result<()> {
+        if self.is_single() {
+            return Ok(());
+        }
+        // 16-bit pieces: exact in f32, and summed over zeros exactly.
+        let pieces = |h: u64| (0..4).map(move |i| ((h >> (16 * i)) & 0xffff) as f32);
+        let row: Vec<f32> = hashes.iter().flat_map(|&(_, h)| pieces(h)).collect();
+        let rows = self.gather_rows(vec![row])?;
+        let mut differences = Vec::new();
+        for (rank, row) in rows.iter().enumerate().skip(1) {
+            for (i, (name, _)) in hashes.iter().enumerate() {
+                if row.get(4 * i..4 * i + 4) != rows[0].get(4 * i..4 * i + 4) {
+                    differences.push(format!("replica {rank}'s {name}"));
+                }
+            }
+        }
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Distributed(format!(
+            "the replicas disagree with replica 0 on: {} — start every node with the same model, \
+             data and settings",
+            differences.join(", ")
+        )))
+    }
+
     /// The gradients of `model` summed over replicas — in one collective call: every gradient
     /// flattened into one buffer in the module's own (deterministic) order, which is the same
     /// on every node, unlike parameter ids.
@@ -190,7 +225,7 @@ impl Replica {
         if parts.is_empty() {
             return Ok(grads);
         }
-        let summed = collective::sum(self.rank, Tensor::cat(parts, 0))?;
+        let summed = collective::sum(self.rank, self.session, Tensor::cat(parts, 0))?;
         let mut unflatten = Unflatten::<B> {
             grads: &mut grads,
             flat: summed,
@@ -256,9 +291,11 @@ pub(crate) mod collective {
 
     pub fn sum<B: Backend, const D: usize>(
         rank: usize,
+        session: u64,
         tensor: Tensor<B, D>,
     ) -> Result<Tensor<B, D>> {
-        let _wait = super::super::launch::Waiting::start(rank, "an all-reduce");
+        super::super::launch::check_session(rank, session)?;
+        let _wait = super::super::launch::Waiting::start(rank, super::super::launch::ALL_REDUCE);
         let primitive = tensor.into_primitive().tensor();
         let summed = burn_collective::all_reduce::<B>(
             PeerId::from(rank as u32),
@@ -278,7 +315,11 @@ pub(crate) mod collective {
 
     use crate::error::{Error, Result};
 
-    pub fn sum<B: Backend, const D: usize>(rank: usize, _: Tensor<B, D>) -> Result<Tensor<B, D>> {
+    pub fn sum<B: Backend, const D: usize>(
+        rank: usize,
+        _: u64,
+        _: Tensor<B, D>,
+    ) -> Result<Tensor<B, D>> {
         Err(Error::Distributed(format!(
             "replica {rank}: the browser runs on one device"
         )))
@@ -294,7 +335,9 @@ mod tests {
         for len in 0..9 {
             for world in 1..4 {
                 let ranges: Vec<Range<usize>> = (0..world)
-                    .map(|rank| Replica::new(rank, world, Arc::new(|_, v| Ok(v))).shard_range(len))
+                    .map(|rank| {
+                        Replica::new(rank, world, 1, Arc::new(|_, v| Ok(v))).shard_range(len)
+                    })
                     .collect();
                 assert_eq!(ranges[0].start, 0);
                 assert_eq!(ranges[world - 1].end, len);

@@ -47,7 +47,11 @@ where
         .collect(&policy.valid(), config.samples_per_prompt)
         .await?;
     let beta = learner.kl.value();
-    let old_values = completion_values(&value_model.valid(), &rollout.sequences, 64).await?;
+    // Each replica reads the values of its share of the samples; all get them all.
+    let replica = learner.value_trainer.replica().clone();
+    let mine = &rollout.sequences[replica.shard_range(rollout.len())];
+    let old_values = completion_values(&value_model.valid(), mine, 64).await?;
+    let old_values = replica.gather_rows(old_values)?;
     let mut scores = vec![rollout.rewards.clone()];
     if config.normalize_scores {
         whiten(&mut scores, true);
@@ -95,7 +99,8 @@ where
     for _ in 0..pg.epochs.max(1) {
         let mut order: Vec<usize> = (0..rollout.len()).collect();
         order.shuffle(&mut rng);
-        for chunk in order.chunks(pg.minibatch_size.max(1)) {
+        for minibatch in order.chunks(pg.minibatch_size.max(1)) {
+            let chunk = replica.shard(minibatch)?;
             let sequences: Vec<&Sequence> = chunk.iter().map(|&i| &rollout.sequences[i]).collect();
             let owned: Vec<Sequence> = sequences.iter().map(|s| (*s).clone()).collect();
             let batch = SequenceBatch::<B>::new(&owned, policy.config().max_seq_len, &device)?;
@@ -114,6 +119,9 @@ where
                 batch.completion_mask.clone(),
                 config.value_clip,
             );
+            // A token-mean loss: this share weighs by its tokens.
+            let tokens = crate::host::read_scalar(batch.completion_mask.clone().sum()).await?;
+            let loss = loss.mul_scalar(replica.share(tokens as f64)?);
             let mut vm = Metrics::new(learner.value_trainer.step);
             value_model = learner
                 .value_trainer

@@ -7,6 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::batches::BatchOrder;
+use crate::distributed::Replica;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::RewardEnsemble;
@@ -90,6 +91,12 @@ where
         })
     }
 
+    /// This run as one replica of a data-parallel run: each batch's share, gradients summed.
+    pub fn with_replica(mut self, replica: Replica) -> Self {
+        self.trainer = self.trainer.with_replica(replica);
+        self
+    }
+
     pub fn data(&self) -> &RewardData {
         &self.data
     }
@@ -105,17 +112,23 @@ where
     /// One update on the next batch.
     pub async fn step(&mut self, reward: LearnedReward<B>) -> Result<(LearnedReward<B>, Metrics)> {
         let batch = self.batches.next_batch(self.config.batch_size);
+        let replica = self.trainer.replica().clone();
+        let shard = replica.shard(&batch)?;
         let LearnedReward { ensemble, heads } = reward;
         let mut metrics = Metrics::new(self.trainer.step);
         let loss = batch_loss(
             &ensemble,
             &heads,
             &self.data,
-            &batch,
+            shard,
             &self.config.loss_options(),
             &mut metrics,
         )
         .await?;
+        // The loss and the metrics are means over rows.
+        let share = replica.share(shard.len() as f64)?;
+        replica.reduce_metrics(&mut metrics, share)?;
+        let loss = loss.mul_scalar(share);
         let ensemble = self
             .trainer
             .step_logged(ensemble, loss, &mut metrics)
@@ -142,15 +155,29 @@ where
 
 /// Trains for `config.optim.total_steps` batches, calling `on_step` after each.
 pub async fn train<B: AutodiffBackend>(
+    reward: LearnedReward<B>,
+    data: RewardData,
+    config: &RewardTrainConfig,
+    on_step: impl FnMut(&Metrics),
+) -> Result<LearnedReward<B>>
+where
+    RewardEnsemble<B>: AutodiffModule<B>,
+{
+    train_replica(reward, data, config, Replica::SINGLE, on_step).await
+}
+
+/// [`train`] as one replica of a data-parallel run (each batch shared out).
+pub async fn train_replica<B: AutodiffBackend>(
     mut reward: LearnedReward<B>,
     data: RewardData,
     config: &RewardTrainConfig,
+    replica: Replica,
     mut on_step: impl FnMut(&Metrics),
 ) -> Result<LearnedReward<B>>
 where
     RewardEnsemble<B>: AutodiffModule<B>,
 {
-    let mut run = RewardModelRun::new(&mut reward, data, config.clone())?;
+    let mut run = RewardModelRun::new(&mut reward, data, config.clone())?.with_replica(replica);
     for _ in 0..run.total_steps() {
         let (next, metrics) = run.step(reward).await?;
         reward = next;

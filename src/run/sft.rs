@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::algo::sft::sft_loss;
 use crate::batches::BatchOrder;
+use crate::distributed::Replica;
 use crate::error::{Error, Result};
 use crate::host::read_scalar;
 use crate::logprobs::{gather_logprobs, SequenceBatch};
@@ -44,10 +45,16 @@ pub async fn sft_step<B: AutodiffBackend>(
     trainer: &mut Trainer<B, Llama<B>>,
     pairs: &[(Vec<u32>, Vec<u32>)],
 ) -> Result<(Llama<B>, Metrics)> {
+    // In a data-parallel run `pairs` is the global batch; this replica computes its share, its
+    // token-mean loss weighted by its share of the tokens.
+    let replica = trainer.replica().clone();
+    let pairs = replica.shard(pairs)?;
     let batch = SequenceBatch::<B>::new(pairs, model.config().max_seq_len, &model.device())?;
     let (inputs, targets) = batch.inputs_and_targets();
     let per_token_logps = gather_logprobs(model.forward(inputs), targets);
-    let loss = sft_loss(per_token_logps, batch.completion_mask.clone());
+    let tokens = read_scalar(batch.completion_mask.clone().sum()).await? as f64;
+    let loss =
+        sft_loss(per_token_logps, batch.completion_mask.clone()).mul_scalar(replica.share(tokens)?);
     let mut m = Metrics::new(trainer.step);
     let model = trainer.step_logged(model, loss, &mut m).await?;
     Ok((model, m))
@@ -73,9 +80,23 @@ pub async fn eval_loss<B: Backend>(
 
 /// Runs `steps` SFT updates over `pairs`, calling `on_step` with each step's metrics.
 pub async fn train<B: AutodiffBackend>(
+    model: Llama<B>,
+    pairs: &[(Vec<u32>, Vec<u32>)],
+    config: &SftConfig,
+    on_step: impl FnMut(&Metrics),
+) -> Result<Llama<B>>
+where
+    Llama<B>: AutodiffModule<B>,
+{
+    train_replica(model, pairs, config, Replica::SINGLE, on_step).await
+}
+
+/// [`train`] as one replica of a data-parallel run (each batch shared out).
+pub async fn train_replica<B: AutodiffBackend>(
     mut model: Llama<B>,
     pairs: &[(Vec<u32>, Vec<u32>)],
     config: &SftConfig,
+    replica: Replica,
     mut on_step: impl FnMut(&Metrics),
 ) -> Result<Llama<B>>
 where
@@ -84,7 +105,7 @@ where
     if pairs.is_empty() {
         return Err(Error::Input("no training examples".into()));
     }
-    let mut trainer = Trainer::new(config.optim.clone());
+    let mut trainer = Trainer::new(config.optim.clone()).with_replica(replica);
     let mut batches = BatchOrder::new(pairs.len(), config.seed);
     for _ in 0..config.optim.total_steps {
         let batch: Vec<(Vec<u32>, Vec<u32>)> = batches

@@ -1,5 +1,6 @@
 //! The command-line tool: thin clap commands over the library.
 
+mod cluster;
 mod data;
 mod eval;
 mod experiment;
@@ -38,7 +39,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum BackendKind {
     /// burn's fastest CPU backend (SIMD, threads).
     Flex,
@@ -118,6 +119,12 @@ enum Command {
     Data(data::DataCommand),
     /// Train with one method: sft, rm (reward model), or a preference method (dpo, ipo, kto…).
     Train(Box<train::TrainCommand>),
+    /// Serve burn's global orchestrator, through which the nodes of a multi-machine run
+    /// (`train --nodes N --node-rank I --orchestrator HOST:PORT`) find each other.
+    Orchestrator {
+        #[arg(long, default_value_t = 29500)]
+        port: u16,
+    },
     /// Evaluate a reward model on preference data, or a policy's gold reward on the world.
     Eval(eval::EvalCommand),
     /// Best-of-n sampling: measured KL against log n − (n−1)/n, and the rewards it buys.
@@ -163,14 +170,21 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    let backend = format!("{:?}", cli.backend).to_lowercase();
     let result = match cli.backend {
-        BackendKind::Flex => run::<Autodiff<burn::backend::Flex>>(cli.command, Default::default()),
-        BackendKind::Ndarray => {
-            run::<Autodiff<burn::backend::NdArray>>(cli.command, Default::default())
+        BackendKind::Flex => {
+            run::<Autodiff<burn::backend::Flex>>(cli.command, Default::default(), &backend)
         }
-        BackendKind::Wgpu => run::<Autodiff<burn::backend::Wgpu>>(cli.command, Default::default()),
+        BackendKind::Ndarray => {
+            run::<Autodiff<burn::backend::NdArray>>(cli.command, Default::default(), &backend)
+        }
+        BackendKind::Wgpu => {
+            run::<Autodiff<burn::backend::Wgpu>>(cli.command, Default::default(), &backend)
+        }
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run::<Autodiff<burn::backend::Cuda>>(cli.command, Default::default()),
+        BackendKind::Cuda => {
+            run::<Autodiff<burn::backend::Cuda>>(cli.command, Default::default(), &backend)
+        }
         #[cfg(not(feature = "cuda"))]
         BackendKind::Cuda => Err(Error::Input(
             "this binary was built without CUDA: rebuild with `--features cuda`".into(),
@@ -182,7 +196,8 @@ fn main() {
     }
 }
 
-fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
+/// `backend`: `--backend`'s name (the devices `train --devices` names must be its).
+fn run<B: AutodiffBackend>(command: Command, device: B::Device, backend: &str) -> Result<()> {
     match command {
         Command::Generate {
             model,
@@ -303,13 +318,17 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device) -> Result<()> {
                 pairs.len(),
                 pairs.iter().map(|(p, c)| p.len() + c.len()).sum::<usize>()
             );
-            let model = train_sft(model, &pairs, &train)?;
+            let model = train_sft(model, &pairs, &train, Default::default())?;
             pollster::block_on(policy::save(&model.valid(), &tokenizer, &out))?;
             println!("saved {}", out.display());
             Ok(())
         }
         Command::Data(command) => data::run::<B::InnerBackend>(command, &device),
-        Command::Train(command) => train::run::<B>(*command, &device),
+        Command::Train(command) => train::run::<B>(*command, backend),
+        Command::Orchestrator { port } => {
+            println!("orchestrator listening on port {port} (stop it with Ctrl-C)");
+            alignlab::distributed::serve_orchestrator(port)
+        }
         Command::Eval(command) => eval::run::<B::InnerBackend>(command, &device),
         Command::BestOfN(command) => online::best_of_n::<B::InnerBackend>(command, &device),
         Command::Demo { out } => {

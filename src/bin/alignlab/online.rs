@@ -3,6 +3,7 @@
 //! as a spec; checkpoints and resuming; and `alignlab best-of-n`.
 
 use alignlab::algo::salsa::soup;
+use alignlab::distributed::Replica;
 use alignlab::model::Llama;
 use alignlab::reward::spec;
 use alignlab::run::best_of_n::{self, BestOfNPlan};
@@ -13,10 +14,19 @@ use alignlab::{policy, prompts, Error, Result};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
+use crate::cluster::hash_debug;
 use crate::progress::Progress;
 use crate::train::TrainCommand;
 
-pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Result<()> {
+/// One replica's online run (the whole run on one device); `model_hash` is the starting
+/// model's, for the nodes' agreement check.
+pub fn run<B: AutodiffBackend>(
+    command: &TrainCommand,
+    device: &B::Device,
+    replica: Replica,
+    model_hash: u64,
+) -> Result<()> {
+    let leader = replica.is_leader();
     let online = &command.online;
     let algorithm = OnlineAlgorithm::parse(&command.method)?;
     let spec = algorithm.spec();
@@ -49,7 +59,7 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
     config.target_kl = online.target_kl;
     config.policy_gradient.max_approx_kl = online.max_approx_kl;
     config.optim.max_grad_norm = Some(command.train.max_grad_norm);
-    let (mut run, reference, tokenizer) = match &online.resume {
+    let (run, reference, tokenizer) = match &online.resume {
         Some(dir) => {
             let resumed = resume::<B>(dir, device)?;
             let at = resumed.checkpoint.display();
@@ -59,7 +69,9 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
                     serde_json::to_string_pretty(&resumed.run.config).expect("serialises")
                 )));
             }
-            println!("resuming {at} at step {}", resumed.run.step);
+            if leader {
+                println!("resuming {at} at step {}", resumed.run.step);
+            }
             (resumed.run, resumed.reference, resumed.tokenizer)
         }
         None => {
@@ -68,14 +80,23 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
             (OnlineRun::new(policy, config), reference, tokenizer)
         }
     };
+    replica.agree(&[
+        ("model", model_hash),
+        ("prompts", hash_debug(&prompts.prompts)),
+        ("settings", hash_debug(&(&run.config, run.step))),
+    ])?;
+    let mut run = run.with_replica(replica.clone());
     let checkpoint_dir = online.checkpoint_dir.clone().unwrap_or_else(|| {
         let mut name = command.out.clone().into_os_string();
         name.push(".checkpoints");
         name.into()
     });
     let metrics_path = command.train.metrics.as_deref();
-    let mut progress = Progress::new(steps, metrics_path.filter(|_| run.step == 0))?;
-    progress.resume_at(run.step, metrics_path)?;
+    let mut progress =
+        Progress::for_replica(&replica, steps, metrics_path.filter(|_| run.step == 0))?;
+    if leader {
+        progress.resume_at(run.step, metrics_path)?;
+    }
     while run.step < steps {
         let m = pollster::block_on(run.step(
             &reference,
@@ -88,13 +109,16 @@ pub fn run<B: AutodiffBackend>(command: &TrainCommand, device: &B::Device) -> Re
         let due = online
             .checkpoint_every
             .is_some_and(|every| run.step % every.max(1) == 0 || run.step == steps);
-        if due {
+        if due && leader {
             let at =
                 pollster::block_on(run.save_checkpoint(&reference, &tokenizer, &checkpoint_dir))?;
             progress.println(&format!("checkpoint {}", at.display()));
         }
     }
     progress.finish()?;
+    if !leader {
+        return Ok(());
+    }
     pollster::block_on(policy::save(
         &run.policy().valid(),
         &tokenizer,

@@ -37,6 +37,21 @@ impl Progress {
         })
     }
 
+    /// The leader's progress, or for the other replicas of a data-parallel run a silent one
+    /// (they compute the same steps).
+    pub fn for_replica(
+        replica: &alignlab::distributed::Replica,
+        steps: usize,
+        metrics_path: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        if replica.is_leader() {
+            return Self::new(steps, metrics_path);
+        }
+        let mut quiet = Self::new(steps, None)?;
+        quiet.bar = ProgressBar::hidden();
+        Ok(quiet)
+    }
+
     /// Continues a resumed run: the bar starts at `step`, and metrics are appended to the file.
     pub fn resume_at(&mut self, step: usize, metrics_path: Option<&std::path::Path>) -> Result<()> {
         if step > 0 {

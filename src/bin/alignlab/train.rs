@@ -10,12 +10,13 @@ use alignlab::algo::reward_model::REWARD_MODEL;
 use alignlab::algo::sft::SFT;
 use alignlab::algo::spec::{MethodKind, MethodSpec, Settings, TrainingOverrides, BETA};
 use alignlab::dataset::{self, Example, LengthLimit, PreferenceRows};
+use alignlab::distributed::{all_reduce_time, run_replicas, Replica};
 use alignlab::io::prefs::ChatRendering;
 use alignlab::io::{jsonl, Tokenizer};
 use alignlab::model::Llama;
 use alignlab::reward::objective::{evaluate_rankings, evaluate_ratings, RewardData};
 use alignlab::reward::{Aggregation, LearnedReward, RewardHeads};
-use alignlab::run::preference::train as train_preference_policy;
+use alignlab::run::preference::PreferenceRun;
 use alignlab::run::reward_model::{self, RewardTrainConfig};
 use alignlab::run::sft::{self, SftConfig};
 use alignlab::train::OptimConfig;
@@ -24,6 +25,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 
+use crate::cluster::{hash_debug, hash_model, ClusterArgs};
 use crate::progress::Progress;
 use crate::ModelArgs;
 
@@ -247,6 +249,8 @@ pub struct TrainCommand {
     pub train: TrainArgs,
     #[command(flatten)]
     pub online: OnlineArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Preference and online methods: strength of the tie to the reference [default: the
     /// method's, 0.1].
     #[arg(long)]
@@ -324,7 +328,28 @@ impl TrainCommand {
     }
 }
 
-pub fn run<B: AutodiffBackend>(command: TrainCommand, device: &B::Device) -> Result<()> {
+/// `train`: on one device here; on several (`--devices`, `--nodes`) one replica per device,
+/// each running [`run_replica`], rank 0 writing the outputs.
+pub fn run<B: AutodiffBackend>(command: TrainCommand, backend: &str) -> Result<()> {
+    let cluster = command.cluster.cluster(backend)?;
+    if !cluster.is_single() {
+        println!(
+            "data parallel over {} device(s) × {} node(s)",
+            cluster.devices.len(),
+            cluster.nodes.as_ref().map_or(1, |n| n.count)
+        );
+    }
+    run_replicas::<B::InnerBackend, _, _>(&cluster, move |replica, device| {
+        run_replica::<B>(&command, replica, &device)
+    })
+}
+
+/// One replica's run of `train` (the whole run when there is one).
+fn run_replica<B: AutodiffBackend>(
+    command: &TrainCommand,
+    replica: Replica,
+    device: &B::Device,
+) -> Result<()> {
     let spec = methods::find(&command.method)?;
     command
         .settings()
@@ -336,6 +361,13 @@ pub fn run<B: AutodiffBackend>(command: TrainCommand, device: &B::Device) -> Res
         device,
     )?;
     let context = policy.config().max_seq_len;
+    let model_hash = if replica.is_single() {
+        0
+    } else {
+        hash_model(&policy.valid())?
+    };
+    let leader = replica.is_leader();
+    let started = std::time::Instant::now();
     match spec.kind {
         MethodKind::Supervised => {
             let examples: Vec<Example> = match &command.data.data {
@@ -343,15 +375,61 @@ pub fn run<B: AutodiffBackend>(command: TrainCommand, device: &B::Device) -> Res
                 None => world::World::new(command.train.seed + 1).positive_examples(2000),
             };
             let pairs = dataset::tokenize_examples(&tokenizer, &examples)?;
-            let policy = train_sft(policy, &pairs, &command.train)?;
-            pollster::block_on(policy::save(&policy.valid(), &tokenizer, &command.out))?;
+            let config = command.train.sft_config();
+            replica.agree(&[
+                ("model", model_hash),
+                ("data", hash_debug(&pairs)),
+                ("settings", hash_debug(&config)),
+            ])?;
+            let policy = train_sft(policy, &pairs, &command.train, replica.clone())?;
+            if leader {
+                pollster::block_on(policy::save(&policy.valid(), &tokenizer, &command.out))?;
+            }
         }
-        MethodKind::RewardModel => train_reward_model(policy, &tokenizer, &command, context)?,
-        MethodKind::Online => crate::online::run::<B>(&command, device)?,
-        MethodKind::Preference(_) => train_preference(policy, &tokenizer, spec, &command, context)?,
+        MethodKind::RewardModel => train_reward_model(
+            policy,
+            &tokenizer,
+            command,
+            context,
+            replica.clone(),
+            model_hash,
+        )?,
+        MethodKind::Online => {
+            crate::online::run::<B>(command, device, replica.clone(), model_hash)?
+        }
+        MethodKind::Preference(_) => {
+            let plan = Plan {
+                spec,
+                command,
+                context,
+                replica: replica.clone(),
+                model_hash,
+            };
+            train_preference(policy, &tokenizer, &plan)?
+        }
     }
-    println!("saved {}", command.out.display());
+    if leader {
+        println!("saved {}", command.out.display());
+        if !replica.is_single() {
+            let elapsed = started.elapsed().as_secs_f64();
+            let in_all_reduce = all_reduce_time(replica.rank).as_secs_f64();
+            println!(
+                "replica 0: {elapsed:.2} s in all, {in_all_reduce:.2} s of it in all-reduces \
+                 (waiting for the other replicas included)"
+            );
+        }
+    }
     Ok(())
+}
+
+/// What a training function needs besides the model: the method, the flags, the context
+/// length, and this replica with the model's hash (for the nodes' agreement check).
+struct Plan<'a> {
+    spec: &'a MethodSpec,
+    command: &'a TrainCommand,
+    context: usize,
+    replica: Replica,
+    model_hash: u64,
 }
 
 /// SFT with a progress bar and optional JSONL metrics.
@@ -359,11 +437,16 @@ pub fn train_sft<B: AutodiffBackend>(
     model: Llama<B>,
     pairs: &[(Vec<u32>, Vec<u32>)],
     args: &TrainArgs,
+    replica: Replica,
 ) -> Result<Llama<B>> {
-    let mut progress = Progress::new(args.steps(&SFT), args.metrics.as_deref())?;
-    let model = pollster::block_on(sft::train(model, pairs, &args.sft_config(), |m| {
-        progress.on_step(m)
-    }))?;
+    let mut progress = Progress::for_replica(&replica, args.steps(&SFT), args.metrics.as_deref())?;
+    let model = pollster::block_on(sft::train_replica(
+        model,
+        pairs,
+        &args.sft_config(),
+        replica,
+        |m| progress.on_step(m),
+    ))?;
     progress.finish()?;
     Ok(model)
 }
@@ -373,6 +456,8 @@ fn train_reward_model<B: AutodiffBackend>(
     tokenizer: &Tokenizer,
     command: &TrainCommand,
     context: usize,
+    replica: Replica,
+    model_hash: u64,
 ) -> Result<()> {
     let (rows, source) = command.data.read(tokenizer)?;
     let (train_rows, held_out) = rows.split(command.eval_fraction, command.train.seed);
@@ -429,7 +514,10 @@ fn train_reward_model<B: AutodiffBackend>(
             (heads, RewardData::Ranked(tokenized.rows), held)
         }
     };
-    println!("training a reward model ({heads}) on {} rows", data.len());
+    let leader = replica.is_leader();
+    if leader {
+        println!("training a reward model ({heads}) on {} rows", data.len());
+    }
     let reward = LearnedReward::from_policy(policy, heads, command.train.seed)?;
     let config = RewardTrainConfig {
         optim: command.train.optim(&REWARD_MODEL),
@@ -437,14 +525,27 @@ fn train_reward_model<B: AutodiffBackend>(
         seed: command.train.seed,
         margin_from_scores: command.margin_from_scores,
     };
-    let mut progress = Progress::new(
+    replica.agree(&[
+        ("model", model_hash),
+        ("data", hash_debug(&data)),
+        ("settings", hash_debug(&(&config, &reward.heads))),
+    ])?;
+    let mut progress = Progress::for_replica(
+        &replica,
         command.train.steps(&REWARD_MODEL),
         command.train.metrics.as_deref(),
     )?;
-    let reward = pollster::block_on(reward_model::train(reward, data, &config, |m| {
-        progress.on_step(m)
-    }))?;
+    let reward = pollster::block_on(reward_model::train_replica(
+        reward,
+        data,
+        &config,
+        replica,
+        |m| progress.on_step(m),
+    ))?;
     progress.finish()?;
+    if !leader {
+        return Ok(());
+    }
     let reward = LearnedReward {
         ensemble: reward.ensemble.valid(),
         heads: reward.heads,
@@ -480,10 +581,15 @@ fn train_reward_model<B: AutodiffBackend>(
 fn train_preference<B: AutodiffBackend>(
     policy: Llama<B>,
     tokenizer: &Tokenizer,
-    spec: &MethodSpec,
-    command: &TrainCommand,
-    context: usize,
+    plan: &Plan,
 ) -> Result<()> {
+    let Plan {
+        spec,
+        command,
+        context,
+        ..
+    } = *plan;
+    let replica = plan.replica.clone();
     let settings = command.settings();
     let loss = PreferenceLoss::from_spec(spec, &settings)
         .expect("the registry's preference methods are the loss list's")?;
@@ -514,17 +620,34 @@ fn train_preference<B: AutodiffBackend>(
         batch_size: command.train.batch_size(spec),
         seed: command.train.seed,
     };
-    println!("{loss} with β = {} on {} rows", config.beta, data.len());
+    let leader = replica.is_leader();
+    if leader {
+        println!("{loss} with β = {} on {} rows", config.beta, data.len());
+    }
+    replica.agree(&[
+        ("model", plan.model_hash),
+        ("data", hash_debug(&data)),
+        ("settings", hash_debug(&config)),
+    ])?;
     let reference = policy.valid();
-    let mut progress = Progress::new(command.train.steps(spec), command.train.metrics.as_deref())?;
-    let policy = pollster::block_on(train_preference_policy(
-        policy,
-        &reference,
-        &data,
-        &config,
-        |m| progress.on_step(m),
+    let mut progress = Progress::for_replica(
+        &replica,
+        command.train.steps(spec),
+        command.train.metrics.as_deref(),
+    )?;
+    let mut run = pollster::block_on(PreferenceRun::new_replica(
+        &reference, data, config, replica,
     ))?;
+    let mut policy = policy;
+    for _ in 0..command.train.steps(spec) {
+        let (next, metrics) = pollster::block_on(run.step(policy))?;
+        policy = next;
+        progress.on_step(&metrics);
+    }
     progress.finish()?;
+    if !leader {
+        return Ok(());
+    }
     let policy = policy.valid();
     if !held_out.is_empty()
         && matches!(
