@@ -234,3 +234,132 @@ fn bring_your_own_model_runs_on_a_hugging_face_folder() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("config.json"), "{}", stderr(&out));
 }
+
+/// The weights of a policy file.
+fn weights_of(path: &Path) -> alignlab::model::weights::NamedWeights {
+    let (model, _) =
+        alignlab::policy::load::<common::Cpu>(path_arg(path), None, &Default::default()).unwrap();
+    pollster::block_on(model.to_weights()).unwrap()
+}
+
+fn largest_difference(
+    a: &alignlab::model::weights::NamedWeights,
+    b: &alignlab::model::weights::NamedWeights,
+) -> f32 {
+    let mut worst = 0.0f32;
+    for (name, tensor) in &a.tensors {
+        for (x, y) in tensor.data.iter().zip(&b.tensors[name].data) {
+            worst = worst.max((x - y).abs());
+        }
+    }
+    worst
+}
+
+#[test]
+fn train_on_two_cpu_devices_gives_the_one_device_run() {
+    let dir = temp_path("cli-devices");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pairs = dir.join("pairs.jsonl");
+    let rows: String = (0..12)
+        .map(|i| {
+            format!(
+                "{{\"prompt\": \"Once upon a time, Tom\", \"chosen\": \" was happy {i}.\", \"rejected\": \" was sad {i}.\"}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&pairs, rows).unwrap();
+    for (method, data) in [("dpo", Some(&pairs)), ("sft", None)] {
+        let mut outputs = Vec::new();
+        for devices in ["cpu:1", "cpu:2"] {
+            let out_path = dir.join(format!("{method}-{devices}.safetensors").replace(':', ""));
+            let mut args = vec![
+                "train",
+                "--method",
+                method,
+                "--steps",
+                "3",
+                "--batch-size",
+                "6",
+                "--lr",
+                "1e-3",
+                "--devices",
+                devices,
+                "--out",
+            ];
+            args.push(path_arg(&out_path));
+            if let Some(data) = data {
+                args.extend(["--data", path_arg(data)]);
+            }
+            let out = alignlab(&args);
+            assert!(out.status.success(), "{method} {devices}: {}", stderr(&out));
+            if devices == "cpu:2" {
+                let text = stdout(&out);
+                assert!(
+                    text.contains("data parallel over 2 device(s) × 1 node(s)"),
+                    "{text}"
+                );
+                assert!(text.contains("s of it in all-reduces"), "{text}");
+                // One replica reports: one progress line per step.
+                assert_eq!(text.matches("step 3/3").count(), 1, "{text}");
+            }
+            outputs.push(weights_of(&out_path));
+        }
+        let worst = largest_difference(&outputs[0], &outputs[1]);
+        assert!(worst < 1e-5, "{method}: {worst}");
+        let (base, _) =
+            alignlab::policy::load::<common::Cpu>("builtin", None, &Default::default()).unwrap();
+        let base = pollster::block_on(base.to_weights()).unwrap();
+        assert!(
+            largest_difference(&base, &outputs[0]) > 1e-4,
+            "{method} trained nothing"
+        );
+    }
+    // Flags that cannot work are refused before anything runs, saying why.
+    for (args, why) in [
+        (
+            vec!["--devices", "cuda:0"],
+            "the flex backend runs on `cpu` devices",
+        ),
+        (
+            vec!["--devices", "cpu:2", "--batch-size", "1"],
+            "a batch of 1 rows cannot be split over 2 devices",
+        ),
+        (
+            vec!["--nodes", "2"],
+            "name the orchestrator with --orchestrator HOST:PORT",
+        ),
+        (
+            vec![
+                "--nodes",
+                "2",
+                "--node-rank",
+                "2",
+                "--orchestrator",
+                "127.0.0.1:29500",
+            ],
+            "--node-rank 2 is not below --nodes 2",
+        ),
+        (
+            vec!["--nodes", "2", "--orchestrator", "127.0.0.1:29500"],
+            "tracel-ai/burn#4549",
+        ),
+    ] {
+        let out_path = dir.join("refused.safetensors");
+        let mut all = vec![
+            "train",
+            "--method",
+            "dpo",
+            "--data",
+            path_arg(&pairs),
+            "--steps",
+            "1",
+            "--out",
+        ];
+        all.push(path_arg(&out_path));
+        all.extend(args.iter().copied());
+        let out = alignlab(&all);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+        assert!(!out_path.exists(), "{args:?} wrote a model");
+    }
+}

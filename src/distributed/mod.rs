@@ -173,6 +173,12 @@ impl Cluster {
 
     pub fn check(&self) -> Result<()> {
         if let Some(nodes) = &self.nodes {
+            if nodes.count == 0 || nodes.rank >= nodes.count {
+                return Err(Error::Input(format!(
+                    "--node-rank {} is not below --nodes {}",
+                    nodes.rank, nodes.count
+                )));
+            }
             if nodes.count > 1 && std::env::var_os(MULTI_NODE_OVERRIDE).is_none() {
                 return Err(Error::Distributed(format!(
                     "--nodes {}: burn 0.21's all-reduce across processes completes its first \
@@ -182,12 +188,6 @@ impl Cluster {
                      machine; docs/scaling.md says more. ({MULTI_NODE_OVERRIDE}=1 tries anyway, \
                      for checking a fixed burn.)",
                     nodes.count
-                )));
-            }
-            if nodes.count == 0 || nodes.rank >= nodes.count {
-                return Err(Error::Input(format!(
-                    "--node-rank {} is not below --nodes {}",
-                    nodes.rank, nodes.count
                 )));
             }
         }
