@@ -116,3 +116,17 @@ pub fn hash_model<B: Backend>(model: &Llama<B>) -> Result<u64> {
     }
     Ok(hasher.finish())
 }
+
+thread_local! {
+    /// Set on the threads of replicas other than the leader: what the run prints is printed once.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread as a replica that prints nothing (every replica but rank 0).
+pub fn set_quiet(quiet: bool) {
+    QUIET.with(|q| q.set(quiet));
+}
+
+pub fn is_quiet() -> bool {
+    QUIET.with(|q| q.get())
+}

@@ -13,6 +13,8 @@ pub struct Progress {
     /// Steps whose update was skipped.
     pub skipped: Vec<usize>,
     start: std::time::Instant,
+    /// A replica other than the leader: it prints nothing.
+    quiet: bool,
 }
 
 pub fn bar(steps: usize) -> ProgressBar {
@@ -34,6 +36,7 @@ impl Progress {
             write_error: None,
             skipped: Vec::new(),
             start: std::time::Instant::now(),
+            quiet: false,
         })
     }
 
@@ -49,6 +52,7 @@ impl Progress {
         }
         let mut quiet = Self::new(steps, None)?;
         quiet.bar = ProgressBar::hidden();
+        quiet.quiet = true;
         Ok(quiet)
     }
 
@@ -63,6 +67,9 @@ impl Progress {
 
     /// A line above the bar, or on stdout when there is no terminal (indicatif drops it then).
     pub fn println(&self, line: &str) {
+        if self.quiet {
+            return;
+        }
         if self.bar.is_hidden() {
             println!("{line}");
         } else {
@@ -85,7 +92,7 @@ impl Progress {
         }
         // Without a terminal indicatif draws nothing: a plain line every twentieth of the run
         // (and at its end) says how far it is, so a log file is not silent for an hour.
-        if self.bar.is_hidden() {
+        if self.bar.is_hidden() && !self.quiet {
             let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
             let every = total.div_ceil(20).max(1);
             if done % every == 0 || done == total {
@@ -117,6 +124,9 @@ impl Progress {
     /// Ends the bar; reports skipped batches and any metrics-file error.
     pub fn finish(self) -> Result<()> {
         self.bar.finish();
+        if self.quiet {
+            return Ok(());
+        }
         println!(
             "trained {} steps in {:.1}s",
             self.bar.position(),

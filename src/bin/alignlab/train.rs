@@ -25,7 +25,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 
-use crate::cluster::{hash_debug, hash_model, ClusterArgs};
+use crate::cluster::{hash_debug, hash_model, is_quiet, set_quiet, ClusterArgs};
 use crate::progress::Progress;
 use crate::ModelArgs;
 
@@ -148,18 +148,20 @@ impl DataArgs {
             chat,
         )?;
         report_skipped(&path.display().to_string(), "row", &skipped);
-        println!(
-            "read {} {} rows from {}",
-            rows.len(),
-            rows.kind(),
-            path.display()
-        );
+        if !is_quiet() {
+            println!(
+                "read {} {} rows from {}",
+                rows.len(),
+                rows.kind(),
+                path.display()
+            );
+        }
         Ok((rows, path.display().to_string()))
     }
 }
 
 pub fn report_skipped(source: &str, what: &str, skipped: &[String]) {
-    if skipped.is_empty() {
+    if skipped.is_empty() || is_quiet() {
         return;
     }
     println!("skipped {} {what}(s) of {source}:", skipped.len());
@@ -367,6 +369,7 @@ fn run_replica<B: AutodiffBackend>(
         hash_model(&policy.valid())?
     };
     let leader = replica.is_leader();
+    set_quiet(!leader);
     let started = std::time::Instant::now();
     match spec.kind {
         MethodKind::Supervised => {
