@@ -241,7 +241,7 @@ fn no_answer(cluster: &Cluster, rank: usize, what: &str, waited: Duration) -> St
     format!(
         "replica {rank} waited {:.0} s ({what}) without an answer from {peers}: a node stopped or \
          cannot be reached (the limit is --node-timeout {} s). Checkpoints written so far are \
-         intact; `--resume` continues with the same node count.",
+         intact: `--resume` continues from the last one.",
         waited.as_secs_f64(),
         cluster.timeout.as_secs()
     )
