@@ -200,21 +200,18 @@ impl<B: Backend> RolloutContext<'_, B> {
             return self.collect_share(policy, group_size, 0).await;
         }
         // Whole groups per replica; every replica needs at least one prompt.
-        let share = self.replica.shard_range(
-            self.replica
-                .shard(self.prompts)
-                .map(|_| self.prompts.len())?,
-        );
+        let prompts = self.replica.shard(self.prompts)?;
+        let first_prompt = self.replica.shard_range(self.prompts.len()).start;
         let context = RolloutContext {
-            prompts: &self.prompts[share.clone()],
+            prompts,
             sampling: self.sampling.clone(),
             replica: Replica::SINGLE,
             ..*self
         };
         let local = context
-            .collect_share(policy, group_size, share.start * group_size)
+            .collect_share(policy, group_size, first_prompt * group_size)
             .await?;
-        let rows = self.replica.gather_rows(local.to_rows(share.start))?;
+        let rows = self.replica.gather_rows(local.to_rows(first_prompt))?;
         Rollout::from_rows(&rows, self.prompts, group_size)
     }
 

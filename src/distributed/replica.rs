@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
+use crate::host::read_scalar;
 use crate::metrics::Metrics;
 
 /// Sums host values over the replicas, on the backend the replicas registered with (the
@@ -120,6 +121,15 @@ impl Replica {
         }
         let global = self.sum_values(&[local as f32])?[0] as f64;
         Ok(if global > 0.0 { local / global } else { 0.0 })
+    }
+
+    /// [`Self::share`] of the completion tokens `mask` covers ([batch, seq], 1 on completion
+    /// tokens): the weight of a token-mean loss. One device reads nothing back.
+    pub async fn token_share<B: Backend>(&self, mask: Tensor<B, 2>) -> Result<f64> {
+        if self.is_single() {
+            return Ok(1.0);
+        }
+        self.share(read_scalar(mask.sum()).await? as f64)
     }
 
     /// Every replica's rows, in rank order, on every replica (an all-gather built from sums:

@@ -90,8 +90,7 @@ where
             }
             // The token means above, and a token-mean loss, weigh by this share's tokens; the
             // other aggregations are means over rows.
-            let tokens = read_scalar(batch.completion_mask.clone().sum()).await? as f64;
-            let token_share = replica.share(tokens)?;
+            let token_share = replica.token_share(batch.completion_mask.clone()).await?;
             replica.reduce_metrics(&mut m, token_share)?;
             let share = match config.aggregation {
                 LossAggregation::TokenMean => token_share,

@@ -120,8 +120,7 @@ where
                 config.value_clip,
             );
             // A token-mean loss: this share weighs by its tokens.
-            let tokens = crate::host::read_scalar(batch.completion_mask.clone().sum()).await?;
-            let loss = loss.mul_scalar(replica.share(tokens as f64)?);
+            let loss = loss.mul_scalar(replica.token_share(batch.completion_mask.clone()).await?);
             let mut vm = Metrics::new(learner.value_trainer.step);
             value_model = learner
                 .value_trainer

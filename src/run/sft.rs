@@ -52,9 +52,8 @@ pub async fn sft_step<B: AutodiffBackend>(
     let batch = SequenceBatch::<B>::new(pairs, model.config().max_seq_len, &model.device())?;
     let (inputs, targets) = batch.inputs_and_targets();
     let per_token_logps = gather_logprobs(model.forward(inputs), targets);
-    let tokens = read_scalar(batch.completion_mask.clone().sum()).await? as f64;
-    let loss =
-        sft_loss(per_token_logps, batch.completion_mask.clone()).mul_scalar(replica.share(tokens)?);
+    let share = replica.token_share(batch.completion_mask.clone()).await?;
+    let loss = sft_loss(per_token_logps, batch.completion_mask.clone()).mul_scalar(share);
     let mut m = Metrics::new(trainer.step);
     let model = trainer.step_logged(model, loss, &mut m).await?;
     Ok((model, m))
