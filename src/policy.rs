@@ -1,5 +1,6 @@
 //! Where a policy comes from: a file the user names, or the built-in world's pretrained model
-//! that ships inside the library (so the lab starts with no download).
+//! (inside the native library, so the CLI starts with no download; beside the page's wasm
+//! module, fetched and cached by the browser, so the module stays small).
 
 use std::path::Path;
 
@@ -10,17 +11,33 @@ use crate::io::{checkpoint, Checkpoint, Tokenizer};
 use crate::model::Llama;
 
 /// The checkpoint `alignlab pretrain` produced for the built-in world, embedded at build time.
+#[cfg(not(target_arch = "wasm32"))]
 pub static BUILTIN_CHECKPOINT: &[u8] = include_bytes!("../assets/builtin.safetensors");
 
 pub const BUILTIN: &str = "builtin";
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn builtin_checkpoint() -> Result<Checkpoint> {
     if BUILTIN_CHECKPOINT.is_empty() {
         return Err(Error::Input(
             "this build has no built-in model: run `alignlab pretrain --out assets/builtin.safetensors` and rebuild".into(),
         ));
     }
-    Checkpoint::from_bytes(BUILTIN_CHECKPOINT, "builtin", None)
+    builtin_from_bytes(BUILTIN_CHECKPOINT)
+}
+
+/// The page's module does not carry the built-in model (~0.8 MB gzipped): it is fetched from
+/// beside the module (`builtin.safetensors` in `dist/`).
+#[cfg(target_arch = "wasm32")]
+pub fn builtin_checkpoint() -> Result<Checkpoint> {
+    Err(Error::Input(
+        "in the browser the built-in model is fetched beside the module (builtin.safetensors) and passed in as bytes".into(),
+    ))
+}
+
+/// The built-in model from the bytes of `assets/builtin.safetensors`.
+pub fn builtin_from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
+    Checkpoint::from_bytes(bytes, BUILTIN, None)
 }
 
 /// `builtin`, a Hugging Face model folder, or a path to a GGUF, llama2.c `.bin` or alignlab

@@ -6,9 +6,8 @@
 
 use std::cell::RefCell;
 
-use burn::backend::ndarray::NdArrayDevice;
 use burn::backend::wgpu::WgpuDevice;
-use burn::backend::{Autodiff, NdArray, Wgpu};
+use burn::backend::{Autodiff, Flex, Wgpu};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -18,7 +17,7 @@ use crate::lab::{labels, Lab, LabConfig, Label, RewardSettings, RunSettings};
 
 enum AnyLab {
     WebGpu(Box<Lab<Autodiff<Wgpu>>>),
-    Cpu(Box<Lab<Autodiff<NdArray>>>),
+    Cpu(Box<Lab<Autodiff<Flex>>>),
 }
 
 thread_local! {
@@ -69,25 +68,27 @@ struct Opened {
     info: crate::lab::LabInfo,
 }
 
-/// Loads a model (the built-in one when `model` is absent; GGUF, llama2.c with its tokenizer, or
-/// an alignlab safetensors file otherwise) on WebGPU (`backend = "webgpu"`) or the CPU, with the
+/// Loads a model (`model` holds a GGUF, llama2.c with its tokenizer, or an alignlab safetensors
+/// file; the built-in model's bytes, fetched by the worker from beside the module, arrive under
+/// the name `builtin`) on WebGPU (`backend = "webgpu"`) or the CPU, with the
 /// lab's settings (`lab`: an experiment file's `[lab]` table; absent, the defaults).
 #[wasm_bindgen(js_name = openLab)]
 pub async fn open_lab(
-    model: Option<Vec<u8>>,
+    model: Vec<u8>,
     name: String,
     tokenizer: Option<Vec<u8>>,
     backend: String,
     lab: JsValue,
 ) -> Result<JsValue, JsError> {
     console_error_panic_hook::set_once();
-    let checkpoint = match &model {
-        None => crate::policy::builtin_checkpoint(),
-        Some(bytes) => Checkpoint::from_bytes(
-            bytes,
+    let checkpoint = if name == crate::policy::BUILTIN {
+        crate::policy::builtin_from_bytes(&model)
+    } else {
+        Checkpoint::from_bytes(
+            &model,
             &name,
             tokenizer.as_deref().map(|t| (t, "tokenizer.bin")),
-        ),
+        )
     }
     .map_err(js_error)?;
     let config: LabConfig = if lab.is_undefined() || lab.is_null() {
@@ -113,7 +114,7 @@ pub async fn open_lab(
             ))
         }
         "cpu" => AnyLab::Cpu(Box::new(
-            Lab::new(checkpoint, &NdArrayDevice::Cpu, config).map_err(js_error)?,
+            Lab::new(checkpoint, &Default::default(), config).map_err(js_error)?,
         )),
         other => return Err(JsError::new(&format!("unknown backend `{other}`"))),
     };

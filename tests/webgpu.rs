@@ -15,7 +15,7 @@ use alignlab::run::preference;
 use alignlab::sample::{generate, SamplingConfig};
 use alignlab::train::OptimConfig;
 use burn::backend::wgpu::{graphics::WebGpu, init_setup_async, Wgpu, WgpuDevice};
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -34,7 +34,8 @@ async fn gpu() -> WgpuDevice {
 }
 
 fn builtin() -> Checkpoint {
-    policy::builtin_checkpoint().expect("the built-in model")
+    policy::builtin_from_bytes(include_bytes!("../assets/builtin.safetensors"))
+        .expect("the built-in model")
 }
 
 fn sequences() -> Vec<(Vec<u32>, Vec<u32>)> {
@@ -66,9 +67,7 @@ async fn logprobs<B: Backend>(model: &Llama<B>, device: &B::Device) -> Vec<f32> 
 async fn a_forward_pass_on_webgpu_equals_the_cpu_backend() {
     let device = gpu().await;
     let (gpu_model, _) = builtin().into_model::<Wgpu>(&device).unwrap();
-    let (cpu_model, _) = builtin()
-        .into_model::<NdArray>(&Default::default())
-        .unwrap();
+    let (cpu_model, _) = builtin().into_model::<Flex>(&Default::default()).unwrap();
     let on_gpu = logprobs(&gpu_model, &device).await;
     let on_cpu = logprobs(&cpu_model, &Default::default()).await;
     assert_eq!(on_gpu.len(), on_cpu.len());
@@ -129,7 +128,7 @@ use burn::module::AutodiffModule;
 async fn dpo_steps_on_webgpu_lower_the_loss_as_on_the_cpu() {
     let device = gpu().await;
     let on_gpu = dpo_losses::<Autodiff<Wgpu>>(&device).await;
-    let on_cpu = dpo_losses::<Autodiff<NdArray>>(&Default::default()).await;
+    let on_cpu = dpo_losses::<Autodiff<Flex>>(&Default::default()).await;
     assert!(
         (on_gpu[0] - std::f64::consts::LN_2).abs() < 1e-4,
         "{on_gpu:?}"
@@ -149,9 +148,7 @@ async fn greedy_sampling_on_webgpu_equals_the_cpu_backend() {
     let checkpoint = builtin();
     let tokenizer = checkpoint.tokenizer.clone();
     let (gpu_model, _) = checkpoint.clone().into_model::<Wgpu>(&device).unwrap();
-    let (cpu_model, _) = checkpoint
-        .into_model::<NdArray>(&Default::default())
-        .unwrap();
+    let (cpu_model, _) = checkpoint.into_model::<Flex>(&Default::default()).unwrap();
     let prompts = vec![tokenizer.encode_with_bos("Once upon a time").unwrap(); 2];
     let config = SamplingConfig {
         max_new_tokens: 12,

@@ -17,6 +17,22 @@ if (self.GPUAdapter) {
   };
 }
 
+// The built-in model lives beside the module (not inside it: the module stays ~0.8 MB smaller
+// gzipped), fetched once and then served from the browser's cache.
+let builtin = null;
+async function builtinModel() {
+  if (!builtin) {
+    builtin = (async () => {
+      const url = new URL('builtin.safetensors', import.meta.url);
+      const response = await fetch(url);
+      if (!response.ok) throw new Error(`${url}: HTTP ${response.status} (the built-in model ships beside the page's module)`);
+      return new Uint8Array(await response.arrayBuffer());
+    })();
+    builtin.catch(() => { builtin = null; });
+  }
+  return builtin;
+}
+
 async function chooseBackend(requested) {
   if (requested === 'cpu') return { backend: 'cpu', reason: 'the CPU backend was requested' };
   if (!self.navigator.gpu) return { backend: 'cpu', reason: 'this browser has no WebGPU' };
@@ -50,7 +66,8 @@ async function handle({ id, cmd, args }) {
     if (cmd === 'open') {
       const { model, name, tokenizer, backend, labConfig } = args;
       const choice = await chooseBackend(backend);
-      const opened = await lab.openLab(model ?? undefined, name, tokenizer ?? undefined, choice.backend, labConfig ?? undefined);
+      const bytes = model ?? await builtinModel();
+      const opened = await lab.openLab(bytes, name, tokenizer ?? undefined, choice.backend, labConfig ?? undefined);
       result = { ...opened, ...choice };
     } else if (typeof lab[cmd] === 'function') {
       result = await lab[cmd](...(args || []));
