@@ -363,3 +363,64 @@ fn train_on_two_cpu_devices_gives_the_one_device_run() {
         assert!(!out_path.exists(), "{args:?} wrote a model");
     }
 }
+
+#[test]
+fn lab_serves_the_built_page_and_names_what_is_missing() {
+    use std::io::{BufRead, BufReader, Read};
+
+    // A built page: index.html, a module, and the commit Trunk's hook says built it.
+    let dist = temp_path("lab-dist");
+    std::fs::create_dir_all(&dist).unwrap();
+    std::fs::write(
+        dist.join("index.html"),
+        "<!doctype html><title>alignlab</title>",
+    )
+    .unwrap();
+    std::fs::write(dist.join("alignlab_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(dist.join("build.json"), r#"{"commit": "0000000"}"#).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_alignlab"))
+        .args(["lab", "--port", "0", "--dist", path_arg(&dist)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    let page = ureq::get(&url).call().unwrap().into_string().unwrap();
+    let module = ureq::get(&format!("{url}alignlab_bg.wasm")).call().unwrap();
+    let missing = ureq::get(&format!("{url}nothing.js")).call();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let mut warnings = String::new();
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut warnings)
+        .unwrap();
+    assert!(page.contains("<title>alignlab</title>"), "{page}");
+    assert_eq!(module.content_type(), "application/wasm");
+    assert!(matches!(missing, Err(ureq::Error::Status(404, _))));
+    // A page from another commit is served, with a warning (when this binary knows its own).
+    if !env!("ALIGNLAB_COMMIT").is_empty() {
+        assert!(warnings.contains("built from commit 0000000"), "{warnings}");
+    }
+
+    // No built page: the folder is named, and how to build one.
+    let empty = temp_path("lab-empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let output = alignlab(&["lab", "--port", "0", "--dist", path_arg(&empty)]);
+    assert!(!output.status.success());
+    let error = stderr(&output);
+    assert!(
+        error.contains("index.html") && error.contains("trunk build --release"),
+        "{error}"
+    );
+}

@@ -6,6 +6,7 @@ mod eval;
 mod experiment;
 mod export;
 mod frontier;
+mod lab;
 mod online;
 mod progress;
 mod train;
@@ -125,6 +126,8 @@ enum Command {
         #[arg(long, default_value_t = 29500)]
         port: u16,
     },
+    /// Serve the browser lab (the page `trunk build --release` wrote to dist/) and print its URL.
+    Lab(lab::LabCommand),
     /// Evaluate a reward model on preference data, or a policy's gold reward on the world.
     Eval(eval::EvalCommand),
     /// Best-of-n sampling: measured KL against log n − (n−1)/n, and the rewards it buys.
@@ -325,6 +328,7 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device, backend: &str) -
         }
         Command::Data(command) => data::run::<B::InnerBackend>(command, &device),
         Command::Train(command) => train::run::<B>(*command, backend),
+        Command::Lab(lab) => lab.run(),
         Command::Orchestrator { port } => {
             println!("orchestrator listening on port {port} (stop it with Ctrl-C)");
             alignlab::distributed::serve_orchestrator(port)
