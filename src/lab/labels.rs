@@ -263,14 +263,24 @@ impl<B: AutodiffBackend> Lab<B> {
     }
 }
 
-/// Splits the labels' pairs into training and held-out pairs: a tenth held out once there are 20,
-/// whole labels at a time (a ranking's pairs share completions), never every label.
+/// Fewest held-out pairs whose accuracy is worth showing (its 95% interval is still ±0.3 wide),
+/// and the fewest pairs from which any are held out (so 20 are left to train on).
+pub const MIN_HELD_OUT: usize = 10;
+pub const MIN_PAIRS_TO_HOLD_OUT: usize = 30;
+
+/// Splits the labels' pairs into training and held-out pairs: a fifth (at least
+/// [`MIN_HELD_OUT`]) held out from [`MIN_PAIRS_TO_HOLD_OUT`] pairs on, whole labels at a time (a
+/// ranking's pairs share completions), never every label.
 pub(super) fn hold_out_by_label(
     groups: &[Vec<PreferencePair>],
     seed: u64,
 ) -> (Vec<&PreferencePair>, Vec<&PreferencePair>) {
     let total: usize = groups.iter().map(Vec::len).sum();
-    let wanted = if total >= 20 { total / 10 } else { 0 };
+    let wanted = if total >= MIN_PAIRS_TO_HOLD_OUT {
+        (total / 5).max(MIN_HELD_OUT)
+    } else {
+        0
+    };
     let mut shuffled_groups: Vec<&Vec<PreferencePair>> = groups.iter().collect();
     shuffled_groups.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     let mut held_out = Vec::new();
@@ -391,14 +401,18 @@ mod tests {
 
     #[test]
     fn held_out_pairs_are_whole_labels() {
-        // 6 rankings of 4 (6 pairs each) and 10 pair labels: 46 pairs, at least 4 held out.
+        // 6 rankings of 4 (6 pairs each) and 10 pair labels: 46 pairs, at least 10 held out.
         let groups: Vec<_> = (0..16)
             .map(|l| group(l, if l < 6 { 6 } else { 1 }))
             .collect();
         for seed in 0..20 {
             let (training, held_out) = hold_out_by_label(&groups, seed);
             assert_eq!(training.len() + held_out.len(), 46);
-            assert!(held_out.len() >= 4, "{} held out", held_out.len());
+            assert!(
+                held_out.len() >= MIN_HELD_OUT,
+                "{} held out",
+                held_out.len()
+            );
             for pair in &held_out {
                 assert!(
                     training.iter().all(|t| t.prompt != pair.prompt),
@@ -407,8 +421,8 @@ mod tests {
                 );
             }
         }
-        // Under 20 pairs nothing is held out; one large label is never held out whole.
-        assert!(hold_out_by_label(&groups[6..], 0).1.is_empty());
+        // Under 30 pairs nothing is held out; one large label is never held out whole.
+        assert!(hold_out_by_label(&groups[..4], 0).1.is_empty());
         let one = [group(0, 28)];
         assert_eq!(hold_out_by_label(&one, 0).0.len(), 28);
     }

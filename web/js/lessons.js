@@ -13,7 +13,13 @@ export const LESSONS = [
       <p>Label a few pairs above with the keys <kbd>1</kbd>/<kbd>2</kbd>, or rank four at a time (the stories that read happier are
       what the built-in gold reward likes). The action tops up to 80 usable pairs with the gold
       reward's labels, then trains for 40 steps. Watch the loss fall from ln 2 ≈ 0.69, and read the
-      accuracy on the tenth of the pairs held out: what the model learned beyond your labels.</p>`,
+      accuracy on the fifth of the pairs held out: what the model learned beyond your labels.</p>
+      <p class="expect"><strong>What you should see:</strong> the loss falls well below ln 2: the model fits your
+      labels. The held-out accuracy, with its 95% interval, is the honest number: on ~80 labels it is usually
+      somewhere between 0.5 and 0.8 with an interval too wide to be sure, and on 200 fresh pairs this lab's
+      reward models trained on 80 labels score only 0.48–0.56. A few dozen labels teach a reward model little
+      beyond themselves; that is why real ones are trained on tens of thousands, and why what the later
+      lessons optimise is a weak proxy.</p>`,
     action: 'Train a Bradley–Terry model on my labels',
     async run(lab) {
       await enoughLabels(lab, 80);
@@ -26,7 +32,10 @@ export const LESSONS = [
       reward) scores highest. It never
       changes the model's weights, yet it is a different policy, with KL(π<sub>bon</sub> ‖ π) = log n − (n−1)/n
       (Stiennon et al. 2020; Beirami et al. 2024). The KL chart shows that curve and the KL measured from
-      samples; the frontier chart shows what the reward buys per unit of √KL.</p>`,
+      samples; the frontier chart shows what the reward buys per unit of √KL.</p>
+      <p class="expect"><strong>What you should see:</strong> the measured KL close to (and within noise of) the
+      curve, which grows only like log n: best-of-32 costs about 2.5 nats. The reward rises with n, by less
+      and less per doubling.</p>`,
     action: 'Run best-of-n for n = 1 … 32',
     async run(lab) {
       lab.setMethod('best-of-n');
@@ -37,7 +46,9 @@ export const LESSONS = [
     title: 'PPO at two β: the frontier',
     text: `<p>PPO maximises the reward model's score minus β·KL to the starting policy. A small β lets the
       policy move far (large √KL) for more proxy reward; a large β keeps it close. Two runs, β = 1 and
-      β = 0.01, draw two traces on "Reward against √KL": solid for the reward model, dashed for gold.</p>`,
+      β = 0.01, draw two traces on "Reward against √KL": solid for the reward model, dashed for gold.</p>
+      <p class="expect"><strong>What you should see:</strong> the β = 0.01 trace reaches further right (larger
+      √KL) and higher on the proxy than β = 1, which stays near the start.</p>`,
     action: 'Run PPO at β = 1, then at β = 0.01',
     async run(lab) {
       await enoughLabels(lab, 30);
@@ -55,7 +66,10 @@ export const LESSONS = [
       finds what the proxy over-rates, and the proxy can keep climbing while the gold reward stalls or
       falls (Gao et al. 2023). "Proxy against gold" shows whether they part: the fewer the labels, the
       sooner they do. Then the same run against a 3-member ensemble scored by mean − std (Coste et al.
-      2024), which penalises completions the members disagree on.</p>`,
+      2024), which penalises completions the members disagree on.</p>
+      <p class="expect"><strong>What you should see:</strong> the proxy (solid) climbing steadily while gold
+      (dashed) rises less, stalls or falls — the gap is over-optimisation. Against the ensemble the proxy
+      (mean − std) climbs more slowly. Which gold ends higher varies with your labels.</p>`,
     action: 'Push PPO hard: one reward model, then an ensemble',
     async run(lab) {
       await enoughLabels(lab, 30);
