@@ -49,9 +49,38 @@ function startWorker() {
 function call(cmd, args = [], transfer = []) {
   return new Promise((resolve, reject) => {
     const id = nextId++;
-    pending.set(id, { resolve, reject });
+    pending.set(id, { resolve, reject, cmd, since: performance.now() });
     worker.postMessage({ id, cmd, args }, transfer);
+  }).finally(() => {
+    if (state.backend) ranOn.add(`${state.backend}:${cmd}`);
   });
+}
+
+// ---------- what the worker is doing ----------
+// A call that takes more than a second shows a line pinned to the bottom of the window, with
+// its seconds counting: the first step of each kind on WebGPU compiles its GPU kernels (15–22 s
+// on a software adapter), and a frozen panel would look like a hang.
+const ACTIVITY = {
+  open: 'loading the model', samplePair: 'sampling a pair to label', sampleRanking: 'sampling completions to rank',
+  goldLabels: 'labelling pairs with the gold reward', setLabels: 'reading the labels', rewardStart: 'preparing the reward model',
+  rewardStep: 'training the reward model', runStart: 'measuring the starting policy', runStep: 'optimising the policy',
+  bestOfN: 'sampling best-of-n', samples: 'sampling from the policy',
+};
+const ranOn = new Set();
+
+function showActivity() {
+  const line = $('activity');
+  const oldest = pending.values().next().value;
+  const seconds = oldest ? (performance.now() - oldest.since) / 1000 : 0;
+  if (!oldest || seconds < 1) {
+    line.hidden = true;
+    return;
+  }
+  const what = ACTIVITY[oldest.cmd] || oldest.cmd;
+  const first = state.backend === 'webgpu' && !ranOn.has(`webgpu:${oldest.cmd}`)
+    ? ' (first time on WebGPU: compiling its GPU kernels)' : '';
+  line.textContent = `Working: ${what}${first}… ${Math.floor(seconds)} s`;
+  line.hidden = false;
 }
 
 // ---------- state ----------
@@ -76,19 +105,55 @@ const state = {
 let charts;
 
 // ---------- messages ----------
-function showError(message) {
-  const box = $('error');
-  box.textContent = message;
-  box.hidden = false;
+// A message appears beside the control that caused it (under the control's row), where the eye
+// is, and is announced (an error as an alert, a confirmation as a status). What no control
+// caused (the lab could not start, a lost GPU device) goes in the box at the top.
+function messageSlot(anchor) {
+  const row = anchor instanceof Element && anchor !== document.body
+    ? (anchor.closest('.row, fieldset, #lesson') || anchor) : null;
+  if (!row) return $('error');
+  let slot = row.nextElementSibling;
+  if (!slot || !slot.classList.contains('message')) {
+    slot = document.createElement('p');
+    slot.className = 'message';
+    slot.hidden = true;
+    row.after(slot);
+  }
+  return slot;
 }
 
-function clearError() {
-  $('error').hidden = true;
-  $('error').textContent = '';
+function showMessage(kind, message, anchor) {
+  const slot = messageSlot(anchor);
+  if (slot !== $('error')) {
+    slot.className = `message ${kind}`;
+    slot.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  }
+  slot.textContent = message;
+  slot.hidden = false;
+  // Scrolled to only when out of sight, centred so that its control (just above) shows too.
+  const box = slot.getBoundingClientRect();
+  if (box.top < 0 || box.bottom > innerHeight) slot.scrollIntoView({ block: 'center' });
 }
 
-async function guarded(task) {
-  clearError();
+const showError = (message, anchor) => showMessage('error', message, anchor);
+const showNote = (message, anchor) => showMessage('note', message, anchor);
+
+function clearMessages(anchor) {
+  for (const slot of new Set([$('error'), messageSlot(anchor)])) {
+    slot.hidden = true;
+    slot.textContent = '';
+  }
+}
+
+// Every visible error message (the end-to-end test reads them).
+function errors() {
+  return [...document.querySelectorAll('#error:not([hidden]), .message.error:not([hidden])')].map((e) => e.textContent);
+}
+
+// Runs a task for the control `anchor` (by default the focused one): its failure is shown beside
+// that control.
+async function guarded(task, anchor = document.activeElement) {
+  clearMessages(anchor);
   try {
     return await task();
   } catch (e) {
@@ -97,7 +162,7 @@ async function guarded(task) {
       await restartOnCpu(`The computation stopped: ${e.message}. The GPU device may have been lost or run out of memory.`,
         'the last computation failed');
     } else {
-      showError(`${e.message} — Your ${state.labels.length} saved labels are untouched.`);
+      showError(`${e.message} — Your ${state.labels.length} saved labels are untouched.`, anchor);
     }
     return undefined;
   }
@@ -165,7 +230,7 @@ async function showItem() {
 async function showPair() {
   state.pair = null;
   for (const id of ['prompt-text', 'left-text', 'right-text']) $(id).textContent = '…';
-  const pair = await guarded(() => call('samplePair', [state.pairIndex]));
+  const pair = await guarded(() => call('samplePair', [state.pairIndex]), $('label-count'));
   if (!pair) return;
   state.pair = pair;
   $('prompt-text').textContent = pair.prompt;
@@ -179,7 +244,7 @@ async function showRanking() {
   $('prompt-text').textContent = '…';
   $('rank-list').replaceChildren();
   $('rank-status').textContent = '';
-  const toRank = await guarded(() => call('sampleRanking', [state.pairIndex, RANK_K]));
+  const toRank = await guarded(() => call('sampleRanking', [state.pairIndex, RANK_K]), $('label-count'));
   if (!toRank) return;
   state.toRank = toRank;
   $('prompt-text').textContent = toRank.prompt;
@@ -219,7 +284,7 @@ async function commit(entry) {
     state.pairIndex += 1;
     await state.store.setMeta('pairIndex', state.pairIndex);
     updateCounts();
-  });
+  }, $('label-count'));
   await showItem();
 }
 
@@ -254,7 +319,7 @@ async function skip() {
   if (!(state.pair || state.toRank) || state.busy) return;
   state.busy = true;
   state.pairIndex += 1;
-  await guarded(() => state.store.setMeta('pairIndex', state.pairIndex));
+  await guarded(() => state.store.setMeta('pairIndex', state.pairIndex), $('label-count'));
   await showItem();
   state.busy = false;
 }
@@ -264,7 +329,7 @@ async function setMode(mode, { save = true } = {}) {
   $('pair-view').hidden = mode !== 'pair';
   $('rank-view').hidden = mode !== 'rank';
   for (const r of document.querySelectorAll('input[name="label-mode"]')) r.checked = r.value === mode;
-  if (save) await guarded(() => state.store.setMeta('mode', mode));
+  if (save) await guarded(() => state.store.setMeta('mode', mode), $('label-mode'));
 }
 
 async function undo() {
@@ -294,7 +359,7 @@ async function undo() {
         $('right-text').textContent = removed.right;
       }
     }
-  });
+  }, $('label-count'));
   state.busy = false;
 }
 
@@ -310,11 +375,13 @@ function download(text, fileName, type) {
 }
 
 async function exportLabels(command, fileName) {
+  const button = $(command === 'exportRankings' ? 'export-rankings' : 'export');
   await guarded(async () => {
     const text = await call(command, [plainLabels()]);
     if (!text) throw new Error(command === 'exportRankings' ? 'there are no rankings to export' : 'no label states a preference yet');
     download(text, fileName, 'application/jsonl');
-  });
+    showNote(`Saved ${fileName}: ${text.trim().split('\n').length} lines.`, button);
+  }, button);
 }
 
 async function importLabels(file) {
@@ -325,8 +392,8 @@ async function importLabels(file) {
     await state.store.addAll(imported);
     state.labels = await state.store.all();
     updateCounts();
-    $('rm-status').textContent = `Imported ${imported.length} labels from ${file.name}.`;
-  });
+    showNote(`Imported ${imported.length} labels from ${file.name}.`, $('import-file'));
+  }, $('import-file'));
 }
 
 async function goldLabel(count = 20) {
@@ -338,7 +405,7 @@ async function goldLabel(count = 20) {
     state.labels = await state.store.all();
     updateCounts();
     await showItem();
-  });
+  }, $('gold-label'));
 }
 
 // The labels as the core reads them (without the store's key and time).
@@ -354,11 +421,11 @@ async function sha256(bytes) {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-async function openModel({ model, name, tokenizer, backend, labConfig }) {
+async function openModel({ model, name, tokenizer, backend, labConfig }, anchor = $('load-builtin')) {
   const previous = $('model-status').textContent;
   $('model-status').textContent = `Loading ${name}…`;
   const requested = backend || params.get('backend') || 'auto';
-  const opened = await guarded(() => call('open', { model, name, tokenizer, backend: requested, labConfig }));
+  const opened = await guarded(() => call('open', { model, name, tokenizer, backend: requested, labConfig }), anchor);
   if (!opened) {
     // The worker keeps the model it had.
     $('model-status').textContent = state.modelReady ? `${previous} (kept: the new model did not load)` : 'No model loaded.';
@@ -380,11 +447,11 @@ async function openModel({ model, name, tokenizer, backend, labConfig }) {
   return true;
 }
 
-async function loadBytes(bytes, name) {
+async function loadBytes(bytes, name, anchor) {
   $('model-sha').textContent = `sha256 ${await sha256(bytes)} (${bytes.length.toLocaleString()} bytes)`;
   const tokenizerFile = $('tokenizer-file').files[0];
   const tokenizer = tokenizerFile ? new Uint8Array(await tokenizerFile.arrayBuffer()) : null;
-  await openModel({ model: bytes, name, tokenizer });
+  await openModel({ model: bytes, name, tokenizer }, anchor);
 }
 
 async function loadUrl(url) {
@@ -425,8 +492,8 @@ async function loadUrl(url) {
       bytes.set(c, at);
       at += c.length;
     }
-    await loadBytes(bytes, url.split('/').pop() || url);
-  });
+    await loadBytes(bytes, url.split('/').pop() || url, $('load-url'));
+  }, $('load-url'));
 }
 
 // ---------- experiments ----------
@@ -449,7 +516,7 @@ async function exportExperiment() {
     }]);
     download(text, 'experiment.toml', 'application/toml');
     $('experiment-status').textContent = 'Exported experiment.toml: run it with `alignlab run experiment.toml`.';
-  });
+  }, $('export-experiment'));
 }
 
 // Runs an experiment file as `alignlab run` does, through the same lab calls in the same order,
@@ -468,7 +535,7 @@ async function runExperimentFile(file) {
     }
     // A fresh lab with the experiment's settings: its gold labels are the base policy's pairs,
     // and no reward model or run of yours carries over.
-    if (!await openModel({ ...state.lastModel, labConfig: e.lab })) return;
+    if (!await openModel({ ...state.lastModel, labConfig: e.lab }, $('experiment-file'))) return;
     const gold = e.labels.gold ? await call('goldLabels', [0, e.labels.gold]) : [];
     const labels = [...gold, ...(e.labels.label || [])];
     await state.store.addAll(labels);
@@ -482,7 +549,7 @@ async function runExperimentFile(file) {
     }
     if (e.best_of_n) await startRun({ method: 'best-of-n', ...e.best_of_n });
     $('experiment-status').textContent = `Ran ${file.name}.`;
-  });
+  }, $('experiment-file'));
 }
 
 // ---------- reward model ----------
@@ -492,7 +559,7 @@ async function trainRewardModel(settings, labels = plainLabels()) {
     const pairs = await call('setLabels', [labels]);
     await call('rewardStart', [settings]);
     return pairs;
-  });
+  }, $('train-rm'));
   if (started === undefined) return;
   state.experiment = newExperiment(labels);
   state.experiment.reward_model = settings;
@@ -505,8 +572,9 @@ async function trainRewardModel(settings, labels = plainLabels()) {
 }
 
 async function rewardLoop() {
+  state.rm.looping = true;
   while (state.rm.running && !state.rm.paused) {
-    const p = await guarded(() => call('rewardStep'));
+    const p = await guarded(() => call('rewardStep'), $('train-rm'));
     if (!p) {
       state.rm.running = false;
       break;
@@ -515,20 +583,26 @@ async function rewardLoop() {
     $('rm-status').textContent = `Step ${p.step} of ${p.total_steps}: loss ${p.loss.toFixed(3)}, batch accuracy ${p.accuracy.toFixed(2)}`;
     if (p.done) {
       state.rm.running = false;
+      const [low, high] = p.held_out_interval || [0, 1];
       $('rm-status').textContent += p.held_out_accuracy == null
-        ? ` — done (${p.training_pairs} pairs; too few to hold any out).`
-        : ` — done: accuracy ${p.held_out_accuracy.toFixed(2)} on ${p.held_out_pairs} held-out pairs.`;
+        ? ` — done (${p.training_pairs} pairs: label at least 30 to hold some out and measure accuracy).`
+        : ` — done: accuracy ${p.held_out_accuracy.toFixed(2)} on ${p.held_out_pairs} held-out pairs ` +
+          `(95% interval ${low.toFixed(2)}–${high.toFixed(2)}${low <= 0.5 ? ': not yet distinguishable from chance' : ''}).`;
     }
   }
+  state.rm.looping = false;
   $('pause-rm').disabled = !state.rm.running;
 }
 
+// Pause stops the loop after the step in flight; Resume starts it again unless that step is
+// still in flight (its loop then carries on): never two loops, so a finished run gets no step
+// it cannot take.
 function togglePause(kind, button, loop) {
   const s = state[kind];
   if (!s.running) return;
   s.paused = !s.paused;
   button.textContent = s.paused ? 'Resume' : 'Pause';
-  if (!s.paused) loop();
+  if (!s.paused && !s.looping) loop();
 }
 
 // ---------- runs ----------
@@ -554,7 +628,7 @@ async function startRun({ method, kl_coef, steps, name: runName, settings, eval_
   if (state.run.running) return false;
   if (method === 'best-of-n') {
     $('run-status').textContent = `Best-of-n for n = ${ns.join(', ')}…`;
-    const points = await guarded(() => call('bestOfN', [ns, prompts]));
+    const points = await guarded(() => call('bestOfN', [ns, prompts]), $('start-run'));
     if (points) {
       state.experiment.best_of_n = { ns, prompts };
       charts.bestOfN(points);
@@ -568,7 +642,7 @@ async function startRun({ method, kl_coef, steps, name: runName, settings, eval_
   const base = await guarded(async () => {
     await call('setLabels', [labels]);
     return call('runStart', [run]);
-  });
+  }, $('start-run'));
   if (!base) return false;
   if (!state.experiment.labels) state.experiment.labels = labels;
   state.experiment.run.push(run);
@@ -583,8 +657,9 @@ async function startRun({ method, kl_coef, steps, name: runName, settings, eval_
 }
 
 async function runLoop() {
+  state.run.looping = true;
   while (state.run.running && !state.run.paused) {
-    const p = await guarded(() => call('runStep'));
+    const p = await guarded(() => call('runStep'), $('start-run'));
     if (!p) {
       state.run.running = false;
       break;
@@ -603,6 +678,7 @@ async function runLoop() {
     }
     if (p.done) state.run.running = false;
   }
+  state.run.looping = false;
   $('pause-run').disabled = !state.run.running;
 }
 
@@ -613,7 +689,7 @@ async function waitForRun() {
 // ---------- samples ----------
 async function sample() {
   const prompt = $('sample-prompt').value.trim() || null;
-  const samples = await guarded(() => call('samples', [prompt, 4, Date.now() % 100000]));
+  const samples = await guarded(() => call('samples', [prompt, 4, Date.now() % 100000]), $('sample'));
   if (!samples) return;
   const list = $('samples');
   list.replaceChildren(...samples.map((s) => {
@@ -658,7 +734,8 @@ const lab = {
 async function main() {
   startWorker();
   charts = createCharts();
-  window.alignlab = { charts, state };
+  window.alignlab = { charts, state, errors };
+  setInterval(showActivity, 250);
   state.store = await openStore();
   state.labels = await state.store.all();
   state.pairIndex = await state.store.getMeta('pairIndex', 0);
@@ -718,7 +795,7 @@ async function main() {
   $('load-builtin').onclick = () => openModel({ model: null, name: 'builtin' });
   $('model-file').onchange = async (e) => {
     const file = e.target.files[0];
-    if (file) await loadBytes(new Uint8Array(await file.arrayBuffer()), file.name);
+    if (file) await loadBytes(new Uint8Array(await file.arrayBuffer()), file.name, $('model-file'));
   };
   $('load-url').onclick = () => $('model-url').value && loadUrl($('model-url').value);
   const drop = $('drop-zone');
@@ -728,10 +805,12 @@ async function main() {
     e.preventDefault();
     drop.classList.remove('over');
     const file = e.dataTransfer.files[0];
-    if (file) await loadBytes(new Uint8Array(await file.arrayBuffer()), file.name);
+    if (file) await loadBytes(new Uint8Array(await file.arrayBuffer()), file.name, drop);
   };
+  // An empty Steps box leaves the step count to the core (a few passes over the labels).
   $('train-rm').onclick = () => trainRewardModel({
-    steps: Number($('rm-steps').value), members: Number($('rm-members').value), batch_size: Number($('rm-batch').value),
+    ...($('rm-steps').value ? { steps: Number($('rm-steps').value) } : {}),
+    members: Number($('rm-members').value), batch_size: Number($('rm-batch').value),
   });
   $('pause-rm').onclick = () => togglePause('rm', $('pause-rm'), rewardLoop);
   $('kl-coef').oninput = () => { $('kl-value').textContent = String(klCoef()); };

@@ -2,15 +2,43 @@
 // worker's measurements; nothing here invents data.
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
 
+// The legend as a list under the chart (Chart.js draws its own inside the canvas, where eight
+// runs' traces crowd out the plot): it scrolls when long, and each entry hides or shows its trace.
+const htmlLegend = {
+  id: 'htmlLegend',
+  afterUpdate(chart) {
+    const list = document.getElementById(`${chart.canvas.id.replace(/-chart$/, '')}-legend`);
+    if (!list) return;
+    list.replaceChildren(...chart.data.datasets.map((d, i) => {
+      const item = document.createElement('li');
+      const button = document.createElement('button');
+      button.type = 'button';
+      const visible = chart.isDatasetVisible(i);
+      button.setAttribute('aria-pressed', String(visible));
+      const swatch = document.createElement('span');
+      swatch.className = d.borderDash ? 'swatch dashed' : 'swatch';
+      swatch.style.borderColor = d.borderColor;
+      button.append(swatch, d.label);
+      button.onclick = () => {
+        chart.setDatasetVisibility(i, !visible);
+        chart.update();
+      };
+      item.append(button);
+      return item;
+    }));
+  },
+};
+
 function scatter(canvas, xTitle, yTitle, extra = {}) {
   return new Chart(canvas, {
     type: 'scatter',
     data: { datasets: [] },
+    plugins: [htmlLegend],
     options: {
       animation: false,
       responsive: true,
       maintainAspectRatio: false,
-      plugins: { legend: { position: 'bottom' }, title: { display: !!extra.title, text: extra.title } },
+      plugins: { legend: { display: false }, title: { display: !!extra.title, text: extra.title } },
       scales: {
         x: { title: { display: true, text: xTitle }, type: extra.xLog ? 'logarithmic' : 'linear' },
         y: { title: { display: true, text: yTitle } },
