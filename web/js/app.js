@@ -807,7 +807,7 @@ async function main() {
     const file = e.dataTransfer.files[0];
     if (file) await loadBytes(new Uint8Array(await file.arrayBuffer()), file.name, drop);
   };
-  // An empty Steps box leaves the step count to the core (a few passes over the labels).
+  // An empty Steps box leaves the step count to the core (REWARD_EPOCHS passes over the labels).
   $('train-rm').onclick = () => trainRewardModel({
     ...($('rm-steps').value ? { steps: Number($('rm-steps').value) } : {}),
     members: Number($('rm-members').value), batch_size: Number($('rm-batch').value),

@@ -97,11 +97,13 @@ const messageBeside = (p, id) => p.evaluate((controlId) => {
   return { text: m.textContent, role: m.getAttribute('role'), kind: m.className,
     inView: r.top >= -1 && r.bottom <= innerHeight + 1, controlInView: control.top >= -1 };
 }, id);
-const waitForMessageBeside = (p, id, pattern) => p.waitForFunction(([controlId, source]) => {
-  const row = document.getElementById(controlId).closest('.row') || document.getElementById(controlId);
-  const m = row.nextElementSibling;
-  return m && m.classList.contains('message') && !m.hidden && new RegExp(source).test(m.textContent);
-}, [id, pattern.source], { timeout: 60_000 });
+const waitForMessageBeside = async (p, id, pattern) => {
+  for (const end = Date.now() + 60_000; Date.now() < end; await new Promise((r) => setTimeout(r, 200))) {
+    const m = await messageBeside(p, id);
+    if (m && pattern.test(m.text)) return m;
+  }
+  throw new Error(`no message matching ${pattern} beside #${id} within 60 s`);
+};
 
 let failures = 0;
 function check(condition, what) {
@@ -292,27 +294,25 @@ async function main() {
     name: 'bad.jsonl', mimeType: 'application/jsonl',
     buffer: Buffer.from('{"prompt":"p","chosen":"a","rejected":"b"}\n{"prompt": "p", "chosen": 3}\n'),
   });
-  await waitForMessageBeside(page, 'import-file', /bad\.jsonl/);
-  const importError = await messageBeside(page, 'import-file');
+  const importError = await waitForMessageBeside(page, 'import-file', /bad\.jsonl/);
   check(/bad\.jsonl:2:/.test(importError.text) && importError.role === 'alert' && importError.inView && importError.controlInView,
     `a bad import names its line, under the import control, both in view, as an alert: "${importError.text}" ` +
     `(${JSON.stringify({ role: importError.role, inView: importError.inView, controlInView: importError.controlInView })})`);
   await page.screenshot({ path: join(out, '4a-error-beside-control.png') });
   check(await labelCount(page) === count, 'the bad import changed no labels');
   await page.setInputFiles('#model-file', { name: 'notes.bin', mimeType: 'application/octet-stream', buffer: Buffer.from('not a model at all, just text') });
-  await waitForMessageBeside(page, 'model-file', /notes\.bin/);
-  check(true, `a file that is not a model is refused beside the model controls: "${(await messageBeside(page, 'model-file')).text}"`);
+  const notModel = await waitForMessageBeside(page, 'model-file', /notes\.bin/);
+  check(true, `a file that is not a model is refused beside the model controls: "${notModel.text}"`);
   check(await labelCount(page) === count, 'the refused model file changed no labels');
   await page.fill('#model-url', `${url}models/q2.gguf`);
   await page.click('#load-url');
-  await waitForMessageBeside(page, 'load-url', /q2\.gguf/);
-  const q2 = (await messageBeside(page, 'load-url')).text;
+  const q2 = (await waitForMessageBeside(page, 'load-url', /q2\.gguf/)).text;
   check(/Q2_K.*supported: F32, F16, Q8_0/.test(q2), `an unsupported tensor type is refused: "${q2}"`);
   check(await labelCount(page) === count, 'the refused tensor type changed no labels');
   await page.fill('#model-url', `${url}models/truncated.gguf`);
   await page.click('#load-url');
-  await waitForMessageBeside(page, 'load-url', /cut short/);
-  check(true, `a truncated download is refused: "${(await messageBeside(page, 'load-url')).text}"`);
+  const truncated = await waitForMessageBeside(page, 'load-url', /cut short/);
+  check(true, `a truncated download is refused: "${truncated.text}"`);
   check(await labelCount(page) === count, 'the truncated download changed no labels');
   await page.screenshot({ path: join(out, '4-bad-input.png'), fullPage: true });
 

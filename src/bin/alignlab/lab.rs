@@ -31,7 +31,7 @@ const BUILD_INFO: &str = "build.json";
 
 impl LabCommand {
     pub fn run(self) -> Result<()> {
-        let dist = self.dist.map_or_else(find_dist, Ok)?;
+        let dist = self.dist.unwrap_or_else(find_dist);
         let index = dist.join("index.html");
         if !index.is_file() {
             return Err(Error::Io {
@@ -83,10 +83,10 @@ async fn serve(dist: &Path, address: &str) -> Result<()> {
 
 /// `./dist` when the current folder holds a built page, else the `dist/` of the checkout the
 /// binary sits in (`target/<profile>/alignlab` → `dist/`).
-fn find_dist() -> Result<PathBuf> {
+fn find_dist() -> PathBuf {
     let here = PathBuf::from("dist");
     if here.join("index.html").is_file() {
-        return Ok(here);
+        return here;
     }
     let beside_binary = std::env::current_exe().ok().and_then(|exe| {
         exe.ancestors()
@@ -94,7 +94,7 @@ fn find_dist() -> Result<PathBuf> {
             .map(|folder| folder.join("dist"))
             .find(|dist| dist.join("index.html").is_file())
     });
-    Ok(beside_binary.unwrap_or(here))
+    beside_binary.unwrap_or(here)
 }
 
 /// A page built from another commit than the binary may call the core differently: said, not
