@@ -22,7 +22,19 @@ use crate::metrics::Metrics;
 
 /// Sums host values over the replicas, on the backend the replicas registered with (the
 /// launcher makes it): the loops' host-side sums need not name that backend.
-pub type HostSum = dyn Fn(usize, Vec<f32>) -> Result<Vec<f32>> + Send + Sync;
+pub type HostSum = dyn Fn(Vec<f32>) -> Result<Vec<f32>> + Send + Sync;
+
+/// A replica's place in one collective session. burn's peer id and the watchdog's record are
+/// per seat, not per rank: a replica left behind by an ended run (a peer failed, or it was
+/// waited on too long) is then a stranger to the next run. burn refuses its calls instead of
+/// counting them as the new replica of the same rank's, and it cannot clear the new replica's
+/// record when it finally returns — both turned a failed test run into a hang.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Seat {
+    pub rank: usize,
+    pub world: usize,
+    pub session: u64,
+}
 
 #[derive(Clone)]
 pub struct Replica {
@@ -31,9 +43,9 @@ pub struct Replica {
     /// Devices in the run, all nodes together.
     pub world: usize,
     host_sum: Option<Arc<HostSum>>,
-    /// The collective session this replica belongs to: a replica of a run that has ended (one
+    /// This replica's place in its collective session: a replica of a run that has ended (one
     /// that was waited on too long) must not act in the next run's session.
-    session: u64,
+    seat: Seat,
 }
 
 impl std::fmt::Debug for Replica {
@@ -60,17 +72,20 @@ impl Replica {
         rank: 0,
         world: 1,
         host_sum: None,
-        session: 0,
+        seat: Seat {
+            rank: 0,
+            world: 1,
+            session: 0,
+        },
     };
 
-    /// Replica `rank` of `world` in collective session `session`, its host sums done by
-    /// `host_sum` (the launcher makes both).
-    pub fn new(rank: usize, world: usize, session: u64, host_sum: Arc<HostSum>) -> Self {
+    /// The replica in `seat`, its host sums done by `host_sum` (the launcher makes both).
+    pub(crate) fn new(seat: Seat, host_sum: Arc<HostSum>) -> Self {
         Self {
-            rank,
-            world,
-            host_sum: (world > 1).then_some(host_sum),
-            session,
+            rank: seat.rank,
+            world: seat.world,
+            host_sum: (seat.world > 1).then_some(host_sum),
+            seat,
         }
     }
 
@@ -109,7 +124,7 @@ impl Replica {
     pub fn sum_values(&self, values: &[f32]) -> Result<Vec<f32>> {
         match &self.host_sum {
             None => Ok(values.to_vec()),
-            Some(sum) => sum(self.rank, values.to_vec()),
+            Some(sum) => sum(values.to_vec()),
         }
     }
 
@@ -235,7 +250,7 @@ impl Replica {
         if parts.is_empty() {
             return Ok(grads);
         }
-        let summed = collective::sum(self.rank, self.session, Tensor::cat(parts, 0))?;
+        let summed = collective::sum(self.seat, Tensor::cat(parts, 0))?;
         let mut unflatten = Unflatten::<B> {
             grads: &mut grads,
             flat: summed,
@@ -295,24 +310,23 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<'_, B> {
 pub(crate) mod collective {
     use burn::tensor::backend::Backend;
     use burn::tensor::{Tensor, TensorPrimitive};
-    use burn_collective::{PeerId, ReduceOperation};
+    use burn_collective::ReduceOperation;
 
+    use super::super::launch::ALL_REDUCE;
+    use super::Seat;
     use crate::error::{Error, Result};
 
     pub fn sum<B: Backend, const D: usize>(
-        rank: usize,
-        session: u64,
+        seat: Seat,
         tensor: Tensor<B, D>,
     ) -> Result<Tensor<B, D>> {
-        super::super::launch::check_session(rank, session)?;
-        let _wait = super::super::launch::Waiting::start(rank, super::super::launch::ALL_REDUCE);
+        seat.check()?;
+        let _wait = seat.wait(ALL_REDUCE);
         let primitive = tensor.into_primitive().tensor();
-        let summed = burn_collective::all_reduce::<B>(
-            PeerId::from(rank as u32),
-            primitive,
-            ReduceOperation::Sum,
-        )
-        .map_err(|e| Error::Distributed(format!("all-reduce on replica {rank}: {e:?}")))?;
+        let summed = burn_collective::all_reduce::<B>(seat.peer(), primitive, ReduceOperation::Sum)
+            .map_err(|e| {
+                Error::Distributed(format!("all-reduce on replica {}: {e:?}", seat.rank))
+            })?;
         Ok(Tensor::from_primitive(TensorPrimitive::Float(summed)))
     }
 }
@@ -323,15 +337,13 @@ pub(crate) mod collective {
     use burn::tensor::backend::Backend;
     use burn::tensor::Tensor;
 
+    use super::Seat;
     use crate::error::{Error, Result};
 
-    pub fn sum<B: Backend, const D: usize>(
-        rank: usize,
-        _: u64,
-        _: Tensor<B, D>,
-    ) -> Result<Tensor<B, D>> {
+    pub fn sum<B: Backend, const D: usize>(seat: Seat, _: Tensor<B, D>) -> Result<Tensor<B, D>> {
         Err(Error::Distributed(format!(
-            "replica {rank}: the browser runs on one device"
+            "replica {}: the browser runs on one device",
+            seat.rank
         )))
     }
 }
@@ -346,7 +358,12 @@ mod tests {
             for world in 1..4 {
                 let ranges: Vec<Range<usize>> = (0..world)
                     .map(|rank| {
-                        Replica::new(rank, world, 1, Arc::new(|_, v| Ok(v))).shard_range(len)
+                        let seat = Seat {
+                            rank,
+                            world,
+                            session: 1,
+                        };
+                        Replica::new(seat, Arc::new(Ok)).shard_range(len)
                     })
                     .collect();
                 assert_eq!(ranges[0].start, 0);
