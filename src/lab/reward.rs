@@ -37,7 +37,7 @@ pub struct RewardSettings {
 
 /// Passes over the training pairs when no step count is given: enough for the loss to fall
 /// well below ln 2, few enough that a few dozen labels are not memorised (measured on the
-/// built-in world, three seeds: 60 steps on 40 labels ended at loss ≤ 0.001; `tests/lab.rs`).
+/// built-in world, three seeds: 60 steps on 40 labels ended at loss ≤ 0.001; `tests/native/lab.rs`).
 pub const REWARD_EPOCHS: usize = 4;
 
 impl RewardSettings {

@@ -24,7 +24,7 @@ use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 /// for the CLI's thousands of pairs; on the few dozen labels of a class, at β = 0.1, it reached
 /// KL 9–17 nats within ten steps (27 in six on the page). At 5e-4 KL grows steadily over the
 /// page's 20 steps (40 gold labels, three seeds: 1–5 nats after 6 steps, 3–10 after 20), as
-/// DPO is known to behave; `tests/lab.rs` checks it.
+/// DPO is known to behave; `tests/native/lab.rs` checks it.
 pub const LAB_PREFERENCE_LR: f64 = 5e-4;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

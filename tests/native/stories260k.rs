@@ -1,13 +1,11 @@
 //! The core against a real pretrained model: stories260K in GGUF and llama2.c formats.
 
-mod common;
-
+use crate::common::{assert_close, data, Cpu, Reference};
 use alignlab::host::read_vec_blocking;
 use alignlab::io::{Checkpoint, Tokenizer};
 use alignlab::logprobs::{completion_logprobs, SequenceBatch};
 use alignlab::model::Llama;
 use alignlab::sample::{generate, SamplingConfig};
-use common::{assert_close, data, Cpu, Reference};
 
 const EXPECTED: &str = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high";
 

@@ -2,14 +2,14 @@
 //! transformers 5.24 computed for each fixture (`expected_logprobs.json`), and stories260K's HF
 //! conversion against its GGUF.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 
+use crate::common::{assert_close, data, token_logprobs, Cpu};
 use alignlab::io::{Checkpoint, Tokenizer};
 use alignlab::model::Llama;
 use alignlab::sample::{generate, SamplingConfig};
-use common::{assert_close, data, token_logprobs, Cpu};
 use serde_json::Value;
 
 fn load(folder: &str) -> (Llama<Cpu>, Tokenizer) {

@@ -1,10 +1,8 @@
 //! Hugging Face tokenizers where they fit: GPT-2 byte-level BPE from OpenAI's files and from a
 //! `tokenizer.json`, round-tripping real and non-ASCII text.
 
-mod common;
-
+use crate::common::data;
 use alignlab::io::Tokenizer;
-use common::data;
 
 #[test]
 fn gpt2_bpe_round_trips_shakespeare_and_unicode() {

@@ -5,13 +5,11 @@
 //! CPU's approximate reciprocal on the aligned middle of each buffer; see `ops::reciprocal`. In the
 //! browser its reciprocal is exact.)
 
-mod common;
-
+use crate::common::temp_path;
 use alignlab::lab::experiment::{Experiment, ExperimentLog, RunLog};
 use alignlab::lab::Lab;
 use alignlab::policy;
 use burn::backend::Autodiff;
-use common::temp_path;
 
 type Cpu = Autodiff<burn::backend::Flex>;
 

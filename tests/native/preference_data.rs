@@ -1,10 +1,8 @@
 //! Real preference files: HH-RLHF's gzipped implicit-prompt dialogues and LLaMA-Factory's
 //! ShareGPT-style DPO demo.
 
-mod common;
-
+use crate::common::data;
 use alignlab::io::prefs::read_pairs;
-use common::data;
 
 #[test]
 fn hh_rlhf_harmless_test_split_reads_whole() {

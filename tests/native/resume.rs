@@ -2,8 +2,7 @@
 //! uninterrupted run exactly on the CPU backend — metrics and weights — for PPO (policy, critic,
 //! two optimisers, adaptive β) and GRPO.
 
-mod common;
-
+use crate::common::{temp_path, Cpu};
 use alignlab::algo::policy_gradient::PolicyGradientConfig;
 use alignlab::metrics::Metrics;
 use alignlab::model::Llama;
@@ -16,7 +15,6 @@ use alignlab::sample::SamplingConfig;
 use alignlab::train::OptimConfig;
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use common::{temp_path, Cpu};
 
 type Train = Autodiff<Cpu>;
 

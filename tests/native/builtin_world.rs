@@ -1,8 +1,7 @@
 //! The built-in world end to end on the CPU backend: checkpoints round-trip, SFT is seeded and
 //! deterministic, lowers its loss and moves the weights, and the shipped model is a real one.
 
-mod common;
-
+use crate::common::{assert_close, temp_path, Cpu};
 use alignlab::dataset::{tokenize_examples, Example};
 use alignlab::host::read_vec_blocking;
 use alignlab::io::Checkpoint;
@@ -13,7 +12,6 @@ use alignlab::train::OptimConfig;
 use alignlab::{policy, world};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use common::{assert_close, temp_path, Cpu};
 
 type Train = Autodiff<Cpu>;
 

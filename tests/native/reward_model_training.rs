@@ -1,8 +1,9 @@
 //! A Bradley–Terry reward model on the built-in world's pairs, labelled by the gold reward:
 //! a few steps lower the loss on the training pairs and move the trunk and the head.
 
-mod common;
+use crate::common;
 
+use crate::common::Cpu;
 use alignlab::algo::reward_model::{bradley_terry_loss, pairwise_accuracy};
 use alignlab::batches::BatchOrder;
 use alignlab::host::read_scalar_blocking;
@@ -13,7 +14,6 @@ use alignlab::{policy, world};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
-use common::Cpu;
 
 type Train = Autodiff<Cpu>;
 

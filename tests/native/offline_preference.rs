@@ -3,8 +3,7 @@
 //! the precomputed reference table against the policy's own log-probs; a poisoned batch is
 //! skipped and named; DPO raises the gold reward of the policy's samples.
 
-mod common;
-
+use crate::common::{world_samples, Cpu};
 use alignlab::algo::preference::{
     DataShape, PreferenceConfig, PreferenceData, PreferenceLoss, PreferenceObjective,
 };
@@ -21,7 +20,6 @@ use alignlab::train::{OptimConfig, Trainer};
 use alignlab::{policy, world};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use common::{world_samples, Cpu};
 
 type Train = Autodiff<Cpu>;
 

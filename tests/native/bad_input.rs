@@ -1,10 +1,10 @@
 //! Truncated, corrupt or mislabelled model files give errors that name the file and the fault —
 //! never a panic, never an allocation sized by an unchecked header field.
 
-mod common;
+use crate::common;
 
+use crate::common::data;
 use alignlab::io::Checkpoint;
-use common::data;
 
 fn gguf_bytes() -> Vec<u8> {
     std::fs::read(data("stories260K/stories260K.gguf")).unwrap()

@@ -1,10 +1,9 @@
 //! Online methods on the built-in world: GRPO with an exact-answer verifier raises held-out
 //! accuracy on the sum task; RLOO against the gold reward raises the reward of its samples.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::Cpu;
 use alignlab::algo::policy_gradient::{LossAggregation, PolicyGradientConfig};
 use alignlab::metrics::{self, Metrics};
 use alignlab::model::Llama;
@@ -18,7 +17,6 @@ use alignlab::world::eval::{held_out_sum_accuracy, sum_tasks};
 use alignlab::{policy, world};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use common::Cpu;
 
 type Train = Autodiff<Cpu>;
 

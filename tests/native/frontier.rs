@@ -1,11 +1,9 @@
 //! `alignlab frontier` end to end on a small sweep: every method runs, every policy is
 //! measured on the same prompts, and the JSON, CSV and HTML report agree with the sweep.
 
-mod common;
-
+use crate::common::{temp_path, Cpu};
 use alignlab::frontier::{self, report, FrontierConfig, FrontierReport};
 use burn::backend::Autodiff;
-use common::{temp_path, Cpu};
 
 const SMALL: &str = r#"
 seed = 4

@@ -2,7 +2,7 @@
 //! step on labels, runs of an online method and of DPO measured against the base, best-of-n,
 //! and the errors a user can cause.
 
-mod common;
+use crate::common;
 
 use alignlab::lab::{labels, Choice, Lab, LabConfig, Label, RewardSettings, RunSettings, PROXY};
 use alignlab::policy::builtin_checkpoint;

@@ -2,8 +2,7 @@
 //! disagree and aggregate as configured; a multi-attribute model learns both attributes and its
 //! direction vector trades them; checkpoints round-trip; HH-RLHF trains on the stories260K trunk.
 
-mod common;
-
+use crate::common::{data, temp_path, world_samples, Cpu};
 use alignlab::dataset::{self, LengthLimit, PreferenceRows, Sequence};
 use alignlab::io::prefs::{read_pairs, Ranking};
 use alignlab::metrics::{self, Metrics};
@@ -14,7 +13,6 @@ use alignlab::train::OptimConfig;
 use alignlab::{policy, world};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use common::{data, temp_path, world_samples, Cpu};
 
 type Train = Autodiff<Cpu>;
 

@@ -1,7 +1,6 @@
 //! Scalar heads read the right token whatever the padding; a non-finite loss never moves weights.
 
-mod common;
-
+use crate::common::{assert_close, Cpu};
 use alignlab::host::read_scalar_blocking;
 use alignlab::host::read_vec_blocking;
 use alignlab::logprobs::SequenceBatch;
@@ -10,7 +9,6 @@ use alignlab::train::{clip_grad_norm, grad_norm, OptimConfig, Trainer};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
-use common::{assert_close, Cpu};
 
 fn config() -> LlamaConfig {
     LlamaConfig {

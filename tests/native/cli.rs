@@ -2,12 +2,12 @@
 //! override its defaults (and are refused by name where a method has no such setting), the
 //! prompts file the README's RLOO example reads, and eval's JSON for pair files.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::temp_path;
+use crate::common::temp_path;
 
 fn alignlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_alignlab"))

@@ -1,12 +1,10 @@
 //! GGUF written by alignlab and read back: exact in F32, close in F16 and Q8_0, and the Qwen
 //! layouts (biases, NEOX rope order) through the same reader.
 
-mod common;
-
+use crate::common::{data, token_logprobs, Cpu};
 use alignlab::io::gguf_write::{self, GgufStore};
 use alignlab::io::{Checkpoint, Tokenizer};
 use alignlab::model::Llama;
-use common::{data, token_logprobs, Cpu};
 
 fn stories_vocabulary() -> alignlab::io::tokenizer::SentencePieceBpe {
     match Checkpoint::load(&data("stories260K/stories260K.gguf"), None)
