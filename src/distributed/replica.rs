@@ -79,7 +79,9 @@ impl Replica {
         },
     };
 
-    /// The replica in `seat`, its host sums done by `host_sum` (the launcher makes both).
+    /// The replica in `seat`, its host sums done by `host_sum` (the launcher makes both; the
+    /// browser has one device and no launcher).
+    #[cfg(any(test, not(target_arch = "wasm32")))]
     pub(crate) fn new(seat: Seat, host_sum: Arc<HostSum>) -> Self {
         Self {
             rank: seat.rank,
