@@ -6,6 +6,7 @@ pub mod batches;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod dataset;
+pub mod decoding;
 pub mod distributed;
 pub mod error;
 pub mod frontier;

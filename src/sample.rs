@@ -142,82 +142,161 @@ pub async fn generate_rows<B: Backend>(
     config: &SamplingConfig,
     first_row: usize,
 ) -> Result<Vec<Vec<u32>>> {
-    config.validate()?;
-    if prompts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let context = model.config().max_seq_len;
-    let prompt_len = prompts.iter().map(Vec::len).max().expect("non-empty");
-    if prompts.iter().any(Vec::is_empty) {
-        return Err(Error::Input("a prompt is empty: start it with BOS".into()));
-    }
-    if prompt_len + config.max_new_tokens > context {
-        return Err(Error::Input(format!(
-            "a prompt of {prompt_len} tokens plus {} new tokens exceeds the model's context of {context} tokens",
-            config.max_new_tokens
-        )));
-    }
-    let vocab = model.config().vocab_size;
-    if let Some(bad) = prompts.iter().flatten().find(|&&t| t as usize >= vocab) {
-        return Err(Error::Input(format!(
-            "token id {bad} is outside the vocabulary of {vocab}"
-        )));
-    }
-    let batch = prompts.len();
-    let device = model.device();
-    let pad: Vec<usize> = prompts.iter().map(|p| prompt_len - p.len()).collect();
-    let mut sequences: Vec<Vec<u32>> = prompts
-        .iter()
-        .zip(&pad)
-        .map(|(p, &pad)| {
-            std::iter::repeat_n(PAD_ID, pad)
-                .chain(p.iter().copied())
-                .collect()
-        })
-        .collect();
-    let mut rngs: Vec<ChaCha8Rng> = (0..batch)
+    let mut decoding = Decoding::start(model, prompts, eos, config)?;
+    let mut rngs: Vec<ChaCha8Rng> = (0..prompts.len())
         .map(|row| row_rng(config.seed, first_row + row))
         .collect();
-    let mut completions = vec![Vec::new(); batch];
-    let mut finished = vec![false; batch];
-    let capacity = prompt_len + config.max_new_tokens;
-    let mut cache = KvCache::new(model.config(), pad.clone(), capacity, &device);
-    let mut pending = sequences.clone(); // tokens not yet run through the model
-
-    for _ in 0..config.max_new_tokens {
-        if !config.use_cache {
-            cache = KvCache::new(model.config(), pad.clone(), capacity, &device);
-            pending = sequences.clone();
-        }
-        let new = pending[0].len();
-        let ids: Vec<i64> = pending.iter().flatten().map(|&t| t as i64).collect();
-        let tokens: Tensor<B, 2, Int> =
-            Tensor::from_data(TensorData::new(ids, [batch, new]), &device);
-        let hidden = model.forward_cached(tokens, &mut cache); // [B, new, dim]
-        let last = hidden.narrow(1, new - 1, 1); // [B, 1, dim]
-        let logits = read_vec(model.logits(last)).await?; // [B · vocab]
-        for row in 0..batch {
-            let token = if finished[row] {
-                PAD_ID
-            } else {
-                let token = sample_token(
-                    &logits[row * vocab..(row + 1) * vocab],
-                    config,
-                    &mut rngs[row],
-                );
-                if config.stop_at_eos && Some(token) == eos {
-                    finished[row] = true;
-                } else {
-                    completions[row].push(token);
-                }
-                token
-            };
-            sequences[row].push(token);
-            pending[row] = vec![token];
-        }
-        if finished.iter().all(|&f| f) {
-            break;
-        }
+    let vocab = model.config().vocab_size;
+    while let Some(logits) = decoding.next_logits().await? {
+        let tokens = (0..prompts.len())
+            .map(|row| {
+                (!decoding.is_finished(row)).then(|| {
+                    sample_token(
+                        &logits[row * vocab..(row + 1) * vocab],
+                        config,
+                        &mut rngs[row],
+                    )
+                })
+            })
+            .collect();
+        decoding.push(tokens);
     }
-    Ok(completions)
+    Ok(decoding.into_completions())
+}
+
+/// A batch being decoded a token at a time: the left-padded prompts, the KV cache, which rows
+/// have ended. Whoever drives it picks each next token ([`generate_rows`] samples it; a
+/// decoding-time alignment method rescores the candidates first).
+pub struct Decoding<'m, B: Backend> {
+    model: &'m Llama<B>,
+    eos: Option<u32>,
+    config: SamplingConfig,
+    pad: Vec<usize>,
+    capacity: usize,
+    cache: KvCache<B>,
+    /// Each row: padding, prompt and the tokens chosen so far.
+    sequences: Vec<Vec<u32>>,
+    /// Tokens not yet run through the model.
+    pending: Vec<Vec<u32>>,
+    completions: Vec<Vec<u32>>,
+    finished: Vec<bool>,
+    steps: usize,
+}
+
+impl<'m, B: Backend> Decoding<'m, B> {
+    /// Checks the prompts against the model (non-empty, in the vocabulary, room in the context
+    /// for `config.max_new_tokens`) and pads them on the left.
+    pub fn start(
+        model: &'m Llama<B>,
+        prompts: &[Vec<u32>],
+        eos: Option<u32>,
+        config: &SamplingConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        let context = model.config().max_seq_len;
+        let prompt_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if prompts.iter().any(Vec::is_empty) {
+            return Err(Error::Input("a prompt is empty: start it with BOS".into()));
+        }
+        if prompt_len + config.max_new_tokens > context {
+            return Err(Error::Input(format!(
+                "a prompt of {prompt_len} tokens plus {} new tokens exceeds the model's context of {context} tokens",
+                config.max_new_tokens
+            )));
+        }
+        let vocab = model.config().vocab_size;
+        if let Some(bad) = prompts.iter().flatten().find(|&&t| t as usize >= vocab) {
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let pad: Vec<usize> = prompts.iter().map(|p| prompt_len - p.len()).collect();
+        let sequences: Vec<Vec<u32>> = prompts
+            .iter()
+            .zip(&pad)
+            .map(|(p, &pad)| {
+                std::iter::repeat_n(PAD_ID, pad)
+                    .chain(p.iter().copied())
+                    .collect()
+            })
+            .collect();
+        let capacity = prompt_len + config.max_new_tokens;
+        Ok(Self {
+            model,
+            eos,
+            config: config.clone(),
+            cache: KvCache::new(model.config(), pad.clone(), capacity, &model.device()),
+            pad,
+            capacity,
+            pending: sequences.clone(),
+            sequences,
+            completions: vec![Vec::new(); prompts.len()],
+            finished: vec![false; prompts.len()],
+            steps: 0,
+        })
+    }
+
+    /// The next-token logits of every row ([rows · vocab], read to the host), or `None` when
+    /// every row has ended or `max_new_tokens` are chosen.
+    pub async fn next_logits(&mut self) -> Result<Option<Vec<f32>>> {
+        if self.steps == self.config.max_new_tokens || self.finished.iter().all(|&f| f) {
+            return Ok(None);
+        }
+        let device = self.model.device();
+        if !self.config.use_cache {
+            self.cache = KvCache::new(
+                self.model.config(),
+                self.pad.clone(),
+                self.capacity,
+                &device,
+            );
+            self.pending = self.sequences.clone();
+        }
+        let (rows, new) = (self.pending.len(), self.pending[0].len());
+        let ids: Vec<i64> = self.pending.iter().flatten().map(|&t| t as i64).collect();
+        let tokens: Tensor<B, 2, Int> =
+            Tensor::from_data(TensorData::new(ids, [rows, new]), &device);
+        let hidden = self.model.forward_cached(tokens, &mut self.cache); // [B, new, dim]
+        let last = hidden.narrow(1, new - 1, 1); // [B, 1, dim]
+        Ok(Some(read_vec(self.model.logits(last)).await?))
+    }
+
+    pub fn is_finished(&self, row: usize) -> bool {
+        self.finished[row]
+    }
+
+    /// Row `row`'s prompt (without padding) and the tokens chosen so far (without EOS).
+    pub fn row(&self, row: usize) -> (&[u32], &[u32]) {
+        let prompt_end = self.capacity - self.config.max_new_tokens;
+        (
+            &self.sequences[row][self.pad[row]..prompt_end],
+            &self.completions[row],
+        )
+    }
+
+    /// Appends each row's next token (`None` for a row that has ended). A row that draws the
+    /// end-of-sequence token ends there (the token is not part of its completion).
+    pub fn push(&mut self, tokens: Vec<Option<u32>>) {
+        for (row, token) in tokens.into_iter().enumerate() {
+            let token = match token {
+                Some(token) if !self.finished[row] => {
+                    if self.config.stop_at_eos && Some(token) == self.eos {
+                        self.finished[row] = true;
+                    } else {
+                        self.completions[row].push(token);
+                    }
+                    token
+                }
+                _ => PAD_ID,
+            };
+            self.sequences[row].push(token);
+            self.pending[row] = vec![token];
+        }
+        self.steps += 1;
+    }
+
+    /// Each row's new tokens, without the end-of-sequence token.
+    pub fn into_completions(self) -> Vec<Vec<u32>> {
+        self.completions
+    }
 }

@@ -424,3 +424,46 @@ fn lab_serves_the_built_page_and_names_what_is_missing() {
         "{error}"
     );
 }
+
+#[test]
+fn generate_guided_by_args_at_weight_zero_samples_as_top_k_and_reports_its_costs() {
+    let common = [
+        "generate",
+        "--prompt",
+        "Once upon a time",
+        "--seed",
+        "3",
+        "-n",
+        "3",
+        "--max-tokens",
+        "12",
+    ];
+    let with = |extra: &[&str]| alignlab(&[&common[..], extra].concat());
+    let plain = with(&["--top-k", "5"]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let guided = with(&[
+        "--guide",
+        "args",
+        "--guide-weight",
+        "0",
+        "--guide-candidates",
+        "5",
+    ]);
+    assert!(guided.status.success(), "{}", stderr(&guided));
+    assert_eq!(stdout(&guided), stdout(&plain));
+    let report = stderr(&guided);
+    assert!(
+        report.contains("KL to the model") && report.contains("tokens/s"),
+        "{report}"
+    );
+    let steered = with(&["--guide", "args", "--guide-weight", "4"]);
+    assert!(steered.status.success(), "{}", stderr(&steered));
+    assert_ne!(stdout(&steered), stdout(&plain));
+    let refused = with(&["--guide", "args", "--top-k", "5"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--top-k and --top-p do not apply with --guide"),
+        "{}",
+        stderr(&refused)
+    );
+}

@@ -8,6 +8,7 @@ mod common;
 mod bad_input;
 mod builtin_world;
 mod cli;
+mod decoding;
 mod experiment;
 mod frontier;
 mod gguf_export;

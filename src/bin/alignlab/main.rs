@@ -6,6 +6,7 @@ mod eval;
 mod experiment;
 mod export;
 mod frontier;
+mod guide;
 mod lab;
 mod online;
 mod progress;
@@ -93,6 +94,8 @@ enum Command {
         /// Send the prompt as a user message through the model's chat template.
         #[arg(long)]
         chat: bool,
+        #[command(flatten)]
+        guide: guide::GuideArgs,
     },
     /// Per-token log-probs of a text after the BOS token, as JSON.
     Score {
@@ -213,6 +216,7 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device, backend: &str) -
             n,
             no_cache,
             chat,
+            guide,
         } => {
             let (policy, tokenizer) =
                 policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
@@ -239,9 +243,15 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device, backend: &str) -
                 stop_at_eos: true,
                 use_cache: !no_cache,
             };
-            let prompts = vec![ids; n];
-            let completions =
-                pollster::block_on(generate(&policy, &prompts, tokenizer.eos_id(), &config))?;
+            let completions = match guide.guide {
+                None => {
+                    let prompts = vec![ids; n];
+                    pollster::block_on(generate(&policy, &prompts, tokenizer.eos_id(), &config))?
+                }
+                Some(guide::Guide::Args) => {
+                    guide::generate(&policy, &tokenizer, &vec![text; n], &guide, &config)?
+                }
+            };
             for completion in completions {
                 match chat {
                     false => println!("{prompt}{}", tokenizer.decode(&completion)),
