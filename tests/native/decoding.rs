@@ -2,7 +2,9 @@
 //! top-k sampler) and its point (a reward weight raises the reward of what it decodes).
 
 use crate::common::Cpu;
-use alignlab::decoding::args::{self, ArgsConfig};
+use alignlab::decoding::args::{self, ArgsConfig, GuidedSample};
+use alignlab::io::Tokenizer;
+use alignlab::model::Llama;
 use alignlab::reward::source::RewardSource;
 use alignlab::sample::{generate, SamplingConfig};
 use alignlab::{policy, world};
@@ -22,6 +24,22 @@ fn sampling(temperature: f32) -> SamplingConfig {
     }
 }
 
+fn guided_by_gold(
+    model: &Llama<Cpu>,
+    tokenizer: &Tokenizer,
+    prompts: &[String],
+    config: &ArgsConfig,
+) -> Vec<GuidedSample> {
+    block_on(args::generate(
+        model,
+        tokenizer,
+        &RewardSource::Gold,
+        prompts,
+        config,
+    ))
+    .unwrap()
+}
+
 #[test]
 fn args_with_zero_weight_is_the_reference_top_k_sampler() {
     let (model, tokenizer) =
@@ -37,14 +55,7 @@ fn args_with_zero_weight_is_the_reference_top_k_sampler() {
             candidates: 5,
             sampling: sampling(temperature),
         };
-        let guided = block_on(args::generate(
-            &model,
-            &tokenizer,
-            &RewardSource::Gold,
-            &prompts,
-            &config,
-        ))
-        .unwrap();
+        let guided = guided_by_gold(&model, &tokenizer, &prompts, &config);
         let top_k = SamplingConfig {
             top_k: 5,
             ..sampling(temperature)
@@ -71,14 +82,7 @@ fn a_reward_weight_raises_the_reward_of_what_args_decodes() {
             candidates: 8,
             sampling: sampling(1.0),
         };
-        let samples = block_on(args::generate(
-            &model,
-            &tokenizer,
-            &RewardSource::Gold,
-            &prompts,
-            &config,
-        ))
-        .unwrap();
+        let samples = guided_by_gold(&model, &tokenizer, &prompts, &config);
         let n = samples.len() as f64;
         let gold = samples
             .iter()
