@@ -11,6 +11,7 @@ use crate::algo::preference_loss::PREFERENCE_SPECS;
 use crate::algo::reward_model::REWARD_MODEL;
 use crate::algo::sft::SFT;
 use crate::algo::spec::MethodSpec;
+use crate::decoding::{DecodingSpec, DECODING_METHODS};
 use crate::error::{Error, Result};
 use crate::metrics;
 
@@ -102,6 +103,8 @@ pub fn find(name: &str) -> Result<&'static MethodSpec> {
 #[derive(Debug, Clone, Serialize)]
 pub struct Catalogue {
     pub methods: Vec<MethodSpec>,
+    /// The decoding-time methods (`generate --guide`): no training, settings of their own.
+    pub decoding: Vec<DecodingSpec>,
     /// (name, meaning) of every metric a step can report.
     pub metrics: Vec<(&'static str, &'static str)>,
 }
@@ -109,6 +112,7 @@ pub struct Catalogue {
 pub fn catalogue() -> Catalogue {
     Catalogue {
         methods: all().copied().collect(),
+        decoding: DECODING_METHODS.to_vec(),
         metrics: metrics::ALL.to_vec(),
     }
 }
@@ -122,7 +126,7 @@ mod tests {
     #[test]
     fn every_method_is_listed_once_and_found_by_name() {
         let names: Vec<&str> = all().map(|m| m.name).collect();
-        assert_eq!(names.len(), 20, "{names:?}");
+        assert_eq!(names.len(), 21, "{names:?}");
         for (i, name) in names.iter().enumerate() {
             assert!(!names[..i].contains(name), "{name} is listed twice");
             assert_eq!(find(name).unwrap().name, *name);

@@ -261,6 +261,11 @@ impl<'m, B: Backend> Decoding<'m, B> {
         Ok(Some(read_vec(self.model.logits(last)).await?))
     }
 
+    /// How many rows the batch has (ended ones included).
+    pub fn rows(&self) -> usize {
+        self.finished.len()
+    }
+
     pub fn is_finished(&self, row: usize) -> bool {
         self.finished[row]
     }

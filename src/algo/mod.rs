@@ -2,6 +2,7 @@
 //! equation, its registry entry, and its tests. `preference` is the batch objective around the
 //! offline losses, `online_method` what an online method tells the loop in `run/`.
 
+pub mod arm;
 pub mod bco;
 pub mod best_of_n;
 pub mod dpo;

@@ -6,6 +6,7 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::arm::{Arm, ARM};
 use super::bco::{Bco, BCO};
 use super::dpo::{Dpo, RobustDpo, CDPO, DPO, ROBUST_DPO};
 use super::ipo::{Ipo, IPO};
@@ -125,6 +126,7 @@ preference_losses! {
         Orpo(Orpo) = ORPO,
         Pro(Pro) = PRO,
         Lipo(Lipo) = LIPO,
+        Arm(Arm) = ARM,
     }
     unpaired {
         Kto(Kto) = KTO,

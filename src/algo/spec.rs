@@ -80,14 +80,6 @@ impl MethodSpec {
     pub fn setting(&self, name: &str) -> Option<&Setting> {
         self.settings.iter().find(|s| s.name == name)
     }
-
-    fn setting_names(&self) -> String {
-        if self.settings.is_empty() {
-            return "none".into();
-        }
-        let names: Vec<&str> = self.settings.iter().map(|s| s.name).collect();
-        names.join(", ")
-    }
 }
 
 /// β, the strength of the tie to the reference, that most methods share.
@@ -207,19 +199,23 @@ impl Settings {
     }
 
     /// Every name given is one of `spec`'s settings and its value is finite.
-    pub fn check(&self, spec: &MethodSpec) -> Result<()> {
+    pub fn check(&self, spec: &impl DeclaresSettings) -> Result<()> {
         for (name, value) in &self.0 {
-            if spec.setting(name).is_none() {
+            if spec.declared(name).is_none() {
+                let names: Vec<&str> = spec.settings().iter().map(|s| s.name).collect();
+                let names = match names.is_empty() {
+                    true => "none".to_string(),
+                    false => names.join(", "),
+                };
                 return Err(Error::Input(format!(
-                    "{} has no setting `{name}`; its settings: {}",
-                    spec.name,
-                    spec.setting_names()
+                    "{} has no setting `{name}`; its settings: {names}",
+                    spec.name(),
                 )));
             }
             if !value.is_finite() {
                 return Err(Error::Input(format!(
                     "{}: setting `{name}` must be a finite number, got {value}",
-                    spec.name
+                    spec.name()
                 )));
             }
         }
@@ -230,12 +226,32 @@ impl Settings {
     ///
     /// # Panics
     /// When `spec` has no such setting: a method reads only the settings it declares.
-    pub fn value(&self, spec: &MethodSpec, name: &str) -> f64 {
+    pub fn value(&self, spec: &impl DeclaresSettings, name: &str) -> f64 {
         let default = spec
-            .setting(name)
-            .unwrap_or_else(|| panic!("{} declares no setting `{name}`", spec.name))
+            .declared(name)
+            .unwrap_or_else(|| panic!("{} declares no setting `{name}`", spec.name()))
             .default;
         self.0.get(name).copied().unwrap_or(default)
+    }
+}
+
+/// What has named settings with defaults: a training method, or a decoding-time one.
+pub trait DeclaresSettings {
+    fn name(&self) -> &str;
+    fn settings(&self) -> &[Setting];
+
+    fn declared(&self, name: &str) -> Option<&Setting> {
+        self.settings().iter().find(|s| s.name == name)
+    }
+}
+
+impl DeclaresSettings for MethodSpec {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn settings(&self) -> &[Setting] {
+        self.settings
     }
 }
 

@@ -459,11 +459,53 @@ fn generate_guided_by_args_at_weight_zero_samples_as_top_k_and_reports_its_costs
     let steered = with(&["--guide", "args", "--guide-weight", "4"]);
     assert!(steered.status.success(), "{}", stderr(&steered));
     assert_ne!(stdout(&steered), stdout(&plain));
-    let refused = with(&["--guide", "args", "--top-k", "5"]);
-    assert!(!refused.status.success());
-    assert!(
-        stderr(&refused).contains("--top-k and --top-p do not apply with --guide"),
-        "{}",
-        stderr(&refused)
-    );
+    for (flags, why) in [
+        (
+            &["--guide", "args", "--top-k", "5"][..],
+            "--top-k and --top-p do not apply with --guide args",
+        ),
+        (
+            &["--guide", "args", "--guide-horizon", "4"],
+            "args has no setting `horizon`; its settings: weight, candidates",
+        ),
+        (
+            &["--guide", "transfer-q"],
+            "transfer-q decodes with one aligned model(s) besides the reference (--guide-model), got 0",
+        ),
+        (&["--guide", "argz"], "unknown decoding method `argz`"),
+    ] {
+        let refused = with(flags);
+        assert!(!refused.status.success(), "{flags:?}");
+        assert!(stderr(&refused).contains(why), "{}", stderr(&refused));
+    }
+}
+
+#[test]
+fn genarm_with_the_model_as_its_own_reward_model_is_the_model_cooled() {
+    // π_ref · π_ref^(1/β) ∝ π_ref^((β + 1)/β): at 1/β = 1, the model at temperature 1/2.
+    let common = [
+        "generate",
+        "--prompt",
+        "Once upon a time",
+        "--seed",
+        "5",
+        "-n",
+        "3",
+        "--max-tokens",
+        "12",
+    ];
+    let with = |extra: &[&str]| alignlab(&[&common[..], extra].concat());
+    let cooled = with(&["--temperature", "0.5"]);
+    assert!(cooled.status.success(), "{}", stderr(&cooled));
+    let guided = with(&[
+        "--guide",
+        "genarm",
+        "--guide-model",
+        "builtin",
+        "--guide-weight",
+        "1",
+    ]);
+    assert!(guided.status.success(), "{}", stderr(&guided));
+    assert_eq!(stdout(&guided), stdout(&cooled));
+    assert!(stderr(&guided).contains("tokens/s"), "{}", stderr(&guided));
 }

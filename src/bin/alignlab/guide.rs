@@ -1,37 +1,69 @@
 //! `alignlab generate --guide …`: decoding-time alignment, the reference steered by a reward
-//! as it decodes (no weights change).
+//! as it decodes (no weights change). The methods and their settings are the core's
+//! (`alignlab::decoding`); this reads the flags into them.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use alignlab::decoding::args::{self, ArgsConfig};
+use alignlab::algo::spec::Settings;
+use alignlab::decoding::{self, Guide, GuideInputs};
 use alignlab::io::Tokenizer;
 use alignlab::model::Llama;
 use alignlab::sample::SamplingConfig;
-use alignlab::{Error, Result};
+use alignlab::{policy, Error, Result};
 use burn::tensor::backend::Backend;
-use clap::{Args, ValueEnum};
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Guide {
-    /// ARGS (Khanov et al. 2024): the top-k next tokens rescored by log π + w·reward(prefix).
-    Args,
-}
+use clap::Args;
 
 #[derive(Args, Clone)]
 pub struct GuideArgs {
-    /// Steer decoding with a reward instead of sampling plainly.
-    #[arg(long, value_enum)]
-    pub guide: Option<Guide>,
-    /// The reward that steers: `gold`, `lexicon:PATH`, `rm:PATH`, or a weighted sum.
+    /// Steer decoding instead of sampling plainly: args, cd, transfer-q, deal or genarm
+    /// (`alignlab methods` describes each).
+    #[arg(long)]
+    pub guide: Option<String>,
+    /// The reward that steers args, cd, transfer-q and deal: `gold`, `lexicon:PATH`,
+    /// `rm:PATH`, or a weighted sum.
     #[arg(long, default_value = "gold")]
     pub guide_reward: String,
-    /// ARGS's w: the reward's weight against the model's log-probability.
-    #[arg(long, default_value_t = 1.0)]
-    pub guide_weight: f32,
-    /// ARGS's k: how many of the model's most likely next tokens are rescored.
-    #[arg(long, default_value_t = 10)]
-    pub guide_candidates: usize,
+    /// Transfer Q*'s aligned baseline, or GenARM's autoregressive reward model (twice to mix
+    /// two).
+    #[arg(long)]
+    pub guide_model: Vec<String>,
+    /// w: the reward's weight against the model's log-probability (1/β) [default: 1].
+    #[arg(long)]
+    pub guide_weight: Option<f64>,
+    /// k: how many of the model's most likely next tokens are rescored [default: the method's].
+    #[arg(long)]
+    pub guide_candidates: Option<usize>,
+    /// cd, transfer-q: continuations per candidate [default: 4].
+    #[arg(long)]
+    pub guide_rollouts: Option<usize>,
+    /// cd, transfer-q, deal: tokens each continuation looks ahead [default: the method's].
+    #[arg(long)]
+    pub guide_horizon: Option<usize>,
+    /// genarm: α, the first reward model's share when two mix [default: 1].
+    #[arg(long)]
+    pub guide_mix: Option<f64>,
+}
+
+impl GuideArgs {
+    /// The method's settings as the flags give them (a flag it has no setting for is refused
+    /// by name).
+    fn settings(&self) -> Settings {
+        let mut settings = Settings::new();
+        let given = [
+            ("weight", self.guide_weight),
+            ("candidates", self.guide_candidates.map(|k| k as f64)),
+            ("rollouts", self.guide_rollouts.map(|r| r as f64)),
+            ("horizon", self.guide_horizon.map(|h| h as f64)),
+            ("mix", self.guide_mix),
+        ];
+        for (name, value) in given {
+            if let Some(value) = value {
+                settings.insert(name, value);
+            }
+        }
+        settings
+    }
 }
 
 /// Guided completions of `prompts` (texts, through any chat template already); prints on
@@ -40,34 +72,43 @@ pub fn generate<B: Backend>(
     model: &Llama<B>,
     tokenizer: &Tokenizer,
     prompts: &[String],
-    guide: &GuideArgs,
+    args: &GuideArgs,
     sampling: &SamplingConfig,
 ) -> Result<Vec<Vec<u32>>> {
+    let name = args.guide.as_deref().unwrap_or_default();
+    let spec = decoding::find(name)?;
     if sampling.top_k != 0 || sampling.top_p < 1.0 {
-        return Err(Error::Input(
-            "--top-k and --top-p do not apply with --guide: it chooses among the \
-             --guide-candidates most likely tokens"
-                .into(),
-        ));
+        return Err(Error::Input(format!(
+            "--top-k and --top-p do not apply with --guide {name}: it chooses among the \
+             candidates it rescores (--guide-candidates)"
+        )));
     }
-    let reward =
-        alignlab::reward::spec::parse::<B>(&guide.guide_reward, &HashMap::new(), &model.device())?;
-    let config = ArgsConfig {
-        weight: guide.guide_weight,
-        candidates: guide.guide_candidates,
-        sampling: sampling.clone(),
+    let guide = Guide::new(spec, &args.settings())?;
+    let device = model.device();
+    let reward = alignlab::reward::spec::parse::<B>(&args.guide_reward, &HashMap::new(), &device)?;
+    let models = args
+        .guide_model
+        .iter()
+        .map(|path| policy::load::<B>(path, None, &device).map(|(m, _)| m))
+        .collect::<Result<Vec<_>>>()?;
+    let inputs = GuideInputs {
+        reference: model,
+        tokenizer,
+        reward: &reward,
+        models: &models,
     };
     let started = Instant::now();
-    let samples = pollster::block_on(args::generate(model, tokenizer, &reward, prompts, &config))?;
+    let samples = pollster::block_on(decoding::generate(spec, &guide, &inputs, prompts, sampling))?;
     let seconds = started.elapsed().as_secs_f64();
     let tokens: usize = samples.iter().map(|s| s.tokens.len()).sum();
     let kl = samples.iter().map(|s| s.log_ratio).sum::<f64>() / samples.len().max(1) as f64;
+    let steered_by = match spec.models {
+        decoding::ExtraModels::RewardModels => args.guide_model.join(" + "),
+        _ => args.guide_reward.clone(),
+    };
     eprintln!(
-        "ARGS (w = {}, k = {}, reward {}): KL to the model {kl:.3} nats per sample (mean of {}), \
-         {:.1} tokens/s",
-        config.weight,
-        config.candidates,
-        guide.guide_reward,
+        "{name} ({guide:?}, reward {steered_by}): KL to the model {kl:.3} nats per sample \
+         (mean of {}), {:.1} tokens/s",
         samples.len(),
         tokens as f64 / seconds.max(1e-9)
     );

@@ -248,9 +248,7 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device, backend: &str) -
                     let prompts = vec![ids; n];
                     pollster::block_on(generate(&policy, &prompts, tokenizer.eos_id(), &config))?
                 }
-                Some(guide::Guide::Args) => {
-                    guide::generate(&policy, &tokenizer, &vec![text; n], &guide, &config)?
-                }
+                Some(_) => guide::generate(&policy, &tokenizer, &vec![text; n], &guide, &config)?,
             };
             for completion in completions {
                 match chat {
@@ -416,6 +414,13 @@ fn print_methods(json: bool) {
         for s in m.settings {
             let flag = s.name.replace('_', "-");
             println!("{:<13}   --{flag} {} — {}", "", s.default, s.help);
+        }
+    }
+    println!("\ndecoding-time methods (generate --guide NAME; no weights change):");
+    for m in &catalogue.decoding {
+        println!("{:<13} {}", m.name, m.summary);
+        for s in m.settings {
+            println!("{:<13}   --guide-{} {} — {}", "", s.name, s.default, s.help);
         }
     }
 }
