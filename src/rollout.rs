@@ -15,7 +15,7 @@ use crate::model::Llama;
 use crate::reward::source::{RewardSource, Scored};
 use crate::sample::{generate_rows, SamplingConfig};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Rollout {
     /// Prompt text of each sample (samples of one prompt are consecutive).
     pub prompts: Vec<String>,

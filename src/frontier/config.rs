@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::spec::{Settings, TrainingOverrides, BETA};
+use crate::algo::spec::{DeclaresSettings, Settings, TrainingOverrides, BETA};
+use crate::decoding::{self, DecodingSpec, ExtraModels, Guide};
 use crate::error::{Error, Result};
 use crate::reward::Aggregation;
 
@@ -36,6 +37,7 @@ pub struct FrontierConfig {
     pub ppo: Option<RlSettings>,
     pub grpo: Option<RlSettings>,
     pub dpo: Option<DpoSettings>,
+    pub decoding: Option<DecodingSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -192,6 +194,42 @@ pub struct DpoSettings {
     pub warmup: Option<usize>,
 }
 
+/// Decoding-time methods on the same frontier: the base steered as it decodes, no training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecodingSettings {
+    /// Methods by their registry names (`alignlab methods`): one run each through the weights.
+    pub methods: Vec<String>,
+    /// The reward weights w = 1/β each method decodes at, a point each.
+    pub weights: Vec<f64>,
+    /// The proxy that steers (default: the first). GenARM steers with its own reward model,
+    /// trained here on the same pairs; Transfer Q* rolls out the first DPO policy.
+    pub proxy: Option<String>,
+    /// Over each method's registry defaults, where the method has the setting.
+    pub candidates: Option<usize>,
+    pub rollouts: Option<usize>,
+    pub horizon: Option<usize>,
+    /// GenARM's reward model: steps of `arm` on the training pairs (default: the registry's).
+    pub arm_steps: Option<usize>,
+}
+
+impl DecodingSettings {
+    /// The settings of `spec` at `weight`: those given that it declares.
+    pub fn settings(&self, spec: &DecodingSpec, weight: f64) -> Settings {
+        let mut settings = Settings::new().with("weight", weight);
+        for (name, value) in [
+            ("candidates", self.candidates),
+            ("rollouts", self.rollouts),
+            ("horizon", self.horizon),
+        ] {
+            if let (Some(value), Some(_)) = (value, spec.declared(name)) {
+                settings.insert(name, value as f64);
+            }
+        }
+        settings
+    }
+}
+
 fn builtin() -> String {
     crate::policy::BUILTIN.into()
 }
@@ -270,7 +308,8 @@ impl FrontierConfig {
         let wants_proxy = self.best_of_n.is_some()
             || self.ppo.is_some()
             || self.grpo.is_some()
-            || self.dpo.is_some();
+            || self.dpo.is_some()
+            || self.decoding.is_some();
         if wants_proxy && names.is_empty() {
             return Err(Error::Input(format!(
                 "{source}: the sweep needs at least one [[proxy]]"
@@ -310,6 +349,9 @@ impl FrontierConfig {
                 }
             }
         }
+        if let Some(steer) = &self.decoding {
+            self.check_decoding(steer, source, &known)?;
+        }
         if let Some(dpo) = &self.dpo {
             if let Some(p) = &dpo.proxy {
                 known(p, "dpo.proxy")?;
@@ -323,6 +365,42 @@ impl FrontierConfig {
                 return Err(Error::Input(format!(
                     "{source}: dpo.steps and dpo.eval_every must be positive"
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_decoding(
+        &self,
+        steer: &DecodingSettings,
+        source: &str,
+        known: &dyn Fn(&str, &str) -> Result<()>,
+    ) -> Result<()> {
+        if let Some(p) = &steer.proxy {
+            known(p, "decoding.proxy")?;
+        }
+        if steer.methods.is_empty() || steer.weights.is_empty() {
+            return Err(Error::Input(format!(
+                "{source}: decoding.methods and decoding.weights must be non-empty lists"
+            )));
+        }
+        if let Some(w) = steer.weights.iter().find(|w| !w.is_finite() || **w < 0.0) {
+            return Err(Error::Input(format!(
+                "{source}: decoding.weights must be finite numbers ≥ 0, got {w}"
+            )));
+        }
+        for name in &steer.methods {
+            let spec = decoding::find(name)
+                .map_err(|e| Error::Input(format!("{source}: decoding.methods: {e}")))?;
+            if spec.models == ExtraModels::Baseline && self.dpo.is_none() {
+                return Err(Error::Input(format!(
+                    "{source}: decoding.methods: {name} rolls out the sweep's first DPO policy; \
+                     add a [dpo] section"
+                )));
+            }
+            for &weight in &steer.weights {
+                Guide::new(spec, &steer.settings(spec, weight))
+                    .map_err(|e| Error::Input(format!("{source}: decoding: {e}")))?;
             }
         }
         Ok(())
@@ -361,5 +439,40 @@ mod tests {
         assert!(e.to_string().contains("ppo.proxies names proxy `b`"), "{e}");
         let e = FrontierConfig::parse("[dpo]\nbetas = [0.1]\n", "f.toml").unwrap_err();
         assert!(e.to_string().contains("at least one [[proxy]]"), "{e}");
+    }
+
+    #[test]
+    fn the_decoding_config_parses_and_its_mistakes_are_named() {
+        let text = include_str!("../../configs/frontier-decoding.toml");
+        let c = FrontierConfig::parse(text, "decoding").unwrap();
+        let steer = c.decoding.as_ref().unwrap();
+        // Each method gets the settings it declares: ARGS has no horizon.
+        let args = steer.settings(&decoding::ARGS, 2.0);
+        assert_eq!(
+            args,
+            Settings::new().with("weight", 2.0).with("candidates", 6.0)
+        );
+        let proxy = "[[proxy]]\nname = \"rm\"\n";
+        for (section, why) in [
+            (
+                "[decoding]\nmethods = [\"argz\"]\nweights = [1]\n",
+                "f.toml: decoding.methods: unknown decoding method `argz`",
+            ),
+            (
+                "[decoding]\nmethods = [\"transfer-q\"]\nweights = [1]\n",
+                "transfer-q rolls out the sweep's first DPO policy; add a [dpo] section",
+            ),
+            (
+                "[decoding]\nmethods = [\"cd\"]\nweights = [-1]\n",
+                "decoding.weights must be finite numbers ≥ 0, got -1",
+            ),
+            (
+                "[decoding]\nmethods = [\"args\"]\nweights = [1]\ncandidates = 0\n",
+                "args: setting `candidates` must be at least 1",
+            ),
+        ] {
+            let e = FrontierConfig::parse(&format!("{proxy}{section}"), "f.toml").unwrap_err();
+            assert!(e.to_string().contains(why), "{e}");
+        }
     }
 }

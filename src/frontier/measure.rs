@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
+use web_time::Instant;
 
+use crate::decoding::{self, DecodingSpec, Guide, GuideInputs};
 use crate::error::Result;
 use crate::io::Tokenizer;
 use crate::metrics::MeanCi;
 use crate::model::Llama;
 use crate::reward::source::RewardSource;
-use crate::rollout::{collect, sequence_kl};
+use crate::rollout::{collect, sequence_kl, Rollout};
 use crate::sample::SamplingConfig;
 
 /// One policy measured on the evaluation prompts.
@@ -28,6 +30,13 @@ pub struct FrontierPoint {
     /// The first few samples, to read what the rewards reward.
     #[serde(default)]
     pub examples: Vec<Example>,
+    /// Decoding-time methods: what steering costs at every request, in new tokens per second
+    /// of the whole measurement (the reference's own sampling speed is the base point's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_second: Option<f64>,
+    /// Decoding-time methods: the reward weight w = 1/β it decoded at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,7 +73,68 @@ impl<B: Backend> Evaluation<'_, B> {
             self.gold,
         )
         .await?;
-        let kl = MeanCi::of(&sequence_kl(&rollout));
+        self.point(&rollout, &sequence_kl(&rollout), step).await
+    }
+
+    /// A decoding-time method steering the base with `steer_by` (and `models`, where it decodes
+    /// with more), measured like a policy: its KL is each sample's exact log-ratio sum, and its
+    /// cost the new tokens per second of decoding.
+    pub async fn measure_guided(
+        &self,
+        spec: &DecodingSpec,
+        guide: &Guide,
+        steer_by: &RewardSource<B>,
+        models: &[Llama<B>],
+    ) -> Result<FrontierPoint> {
+        let group_size = self.samples_per_prompt.max(1);
+        let group: Vec<usize> = (0..self.eval_prompts.len())
+            .flat_map(|i| std::iter::repeat_n(i, group_size))
+            .collect();
+        let prompts: Vec<String> = group
+            .iter()
+            .map(|&g| self.eval_prompts[g].clone())
+            .collect();
+        let inputs = GuideInputs {
+            reference: self.base,
+            tokenizer: self.tokenizer,
+            reward: steer_by,
+            models,
+        };
+        let started = Instant::now();
+        let samples =
+            decoding::generate(spec, guide, &inputs, &prompts, &self.eval_sampling).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let new_tokens: usize = samples.iter().map(|s| s.tokens.len()).sum();
+        let mut rollout = Rollout {
+            group,
+            group_size,
+            ..Rollout::default()
+        };
+        let mut kls = Vec::with_capacity(samples.len());
+        for (prompt, sample) in prompts.into_iter().zip(samples) {
+            rollout
+                .completions
+                .push(self.tokenizer.decode(&sample.tokens));
+            let mut completion = sample.tokens;
+            // Stopped early: at EOS, which the sequence keeps (as a rollout's does).
+            if completion.len() < self.eval_sampling.max_new_tokens || completion.is_empty() {
+                completion.extend(self.tokenizer.eos_id());
+            }
+            rollout
+                .sequences
+                .push((self.tokenizer.encode_with_bos(&prompt)?, completion));
+            rollout.prompts.push(prompt);
+            kls.push(sample.log_ratio);
+        }
+        rollout.rewards = rollout.score_with(self.gold).await?;
+        let mut point = self.point(&rollout, &kls, 0).await?;
+        point.tokens_per_second = Some(new_tokens as f64 / seconds.max(1e-9));
+        Ok(point)
+    }
+
+    /// The point of a rollout whose rewards are the gold's, with each sample's KL.
+    async fn point(&self, rollout: &Rollout, kls: &[f64], step: usize) -> Result<FrontierPoint> {
+        let kl = MeanCi::of(kls);
         let mut proxies = BTreeMap::new();
         for (name, proxy) in self.proxies {
             let values: Vec<f64> = rollout
@@ -93,6 +163,8 @@ impl<B: Backend> Evaluation<'_, B> {
             proxies,
             gold: MeanCi::of(&gold),
             examples,
+            tokens_per_second: None,
+            weight: None,
         })
     }
 

@@ -143,6 +143,77 @@ impl FrontierReport {
     }
 }
 
+/// The cheapest way to a gold reward: for one method (a run, or best-of-n), the lowest measured
+/// KL among its points whose mean gold reward reaches the target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cheapest {
+    pub name: String,
+    pub kl: f64,
+    pub gold: f64,
+}
+
+impl FrontierReport {
+    /// Every run (and best-of-n) that reaches a mean gold reward of `target`, the lowest KL at
+    /// which it does, cheapest first.
+    pub fn cheapest_to(&self, target: f64) -> Vec<Cheapest> {
+        let mut reached: Vec<Cheapest> = Vec::new();
+        let mut consider = |name: &str, kl: f64, gold: f64| {
+            if gold < target {
+                return;
+            }
+            match reached.iter_mut().find(|c| c.name == name) {
+                Some(c) if kl < c.kl => {
+                    *c = Cheapest {
+                        name: name.into(),
+                        kl,
+                        gold,
+                    }
+                }
+                Some(_) => {}
+                None => reached.push(Cheapest {
+                    name: name.into(),
+                    kl,
+                    gold,
+                }),
+            }
+        };
+        if let Some(bon) = &self.best_of_n {
+            for p in &bon.points {
+                if let Some(gold) = p.monitor_reward {
+                    consider("best-of-n", p.kl.mean, gold.mean);
+                }
+            }
+        }
+        for run in &self.runs {
+            for p in &run.points {
+                consider(&run.name, p.kl.mean, p.gold.mean);
+            }
+        }
+        reached.sort_by(|a, b| a.kl.total_cmp(&b.kl));
+        reached
+    }
+
+    /// Gold-reward targets worth asking `cheapest_to` about: the base's mean gold plus a
+    /// quarter, a half and three quarters of the way to the best mean gold any point reached.
+    pub fn gold_targets(&self) -> Vec<f64> {
+        let base = self.base.gold.mean;
+        let best = self
+            .runs
+            .iter()
+            .flat_map(|r| r.points.iter().map(|p| p.gold.mean))
+            .chain(self.best_of_n.iter().flat_map(|b| {
+                b.points
+                    .iter()
+                    .filter_map(|p| p.monitor_reward.map(|m| m.mean))
+            }))
+            .fold(base, f64::max);
+        [0.25, 0.5, 0.75]
+            .iter()
+            .map(|f| base + f * (best - base))
+            .collect()
+    }
+}
+
 /// What the sweep reports as it goes.
 pub trait Log {
     fn line(&mut self, text: &str);

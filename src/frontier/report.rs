@@ -23,14 +23,14 @@ const HEIGHT: u32 = 460;
 /// give the analytic bound log n − (n−1)/n in `analytic_kl`.
 pub fn to_csv(report: &FrontierReport) -> String {
     let mut out = String::from(
-        "run,method,coef,proxy,step_or_n,kl,kl_ci95,sqrt_kl,analytic_kl,proxy_reward,proxy_ci95,gold_reward,gold_ci95\n",
+        "run,method,coef,proxy,step_or_n,kl,kl_ci95,sqrt_kl,analytic_kl,proxy_reward,proxy_ci95,gold_reward,gold_ci95,tokens_per_second\n",
     );
     if let Some(bon) = &report.best_of_n {
         for p in &bon.points {
             let gold = p.monitor_reward.unwrap_or(p.reward);
             let _ = writeln!(
                 out,
-                "best-of-n,best_of_n,,{},{},{},{},{},{},{},{},{},{}",
+                "best-of-n,best_of_n,,{},{},{},{},{},{},{},{},{},{},",
                 bon.proxy,
                 p.n,
                 p.kl.mean,
@@ -49,10 +49,13 @@ pub fn to_csv(report: &FrontierReport) -> String {
             let proxy = p.proxies.get(&run.proxy);
             let _ = writeln!(
                 out,
-                "\"{}\",{},{},{},{},{},{},{},,{},{},{},{}",
+                "\"{}\",{},{},{},{},{},{},{},,{},{},{},{},{}",
                 run.name,
                 run.method,
-                run.coef.map(|c| c.to_string()).unwrap_or_default(),
+                run.coef
+                    .or(p.weight)
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
                 run.proxy,
                 p.step,
                 p.kl.mean,
@@ -61,7 +64,10 @@ pub fn to_csv(report: &FrontierReport) -> String {
                 proxy.map(|m| m.mean).unwrap_or(f64::NAN),
                 proxy.map(|m| m.ci95).unwrap_or(f64::NAN),
                 p.gold.mean,
-                p.gold.ci95
+                p.gold.ci95,
+                p.tokens_per_second
+                    .map(|t| format!("{t:.1}"))
+                    .unwrap_or_default()
             );
         }
     }
@@ -404,10 +410,57 @@ fn run_series(
     series
 }
 
+/// A point's mean reward under proxy `name` (NaN when it was not measured with it).
+fn proxy_of(point: &FrontierPoint, name: &str) -> f64 {
+    point.proxies.get(name).map_or(f64::NAN, |m| m.mean)
+}
+
+/// The decoding-time methods' points with what each costs per request, and which method
+/// reaches a gold reward at the lowest KL.
+fn decoding_tables(report: &FrontierReport, page: &mut String) {
+    let steered: Vec<_> = report
+        .runs
+        .iter()
+        .filter(|r| r.points.iter().any(|p| p.tokens_per_second.is_some()))
+        .collect();
+    if !steered.is_empty() {
+        page.push_str("<h2>Decoding-time methods</h2><p>The base steered as it decodes, no weights changed; KL is exact per token. Tokens/s is what steering costs at every request (new tokens per second of decoding).</p><table><tr><th>run</th><th>w = 1/β</th><th>KL</th><th>proxy</th><th>gold</th><th>tokens/s</th></tr>");
+        for run in steered {
+            for p in &run.points {
+                let _ = write!(
+                    page,
+                    "<tr><td>{}</td><td>{}</td><td>{:.3} ± {:.3}</td><td>{:.3}</td><td>{:.3} ± {:.3}</td><td>{:.0}</td></tr>",
+                    escape(&run.name),
+                    p.weight.map(|w| w.to_string()).unwrap_or_default(),
+                    p.kl.mean,
+                    p.kl.ci95,
+                    proxy_of(p, &run.proxy),
+                    p.gold.mean,
+                    p.gold.ci95,
+                    p.tokens_per_second.unwrap_or(f64::NAN)
+                );
+            }
+        }
+        page.push_str("</table>");
+    }
+    page.push_str("<h2>Lowest KL to a gold reward</h2><p>For each target, every method that reaches that mean gold reward at some measured point, with the lowest KL at which it does, cheapest first.</p><table><tr><th>gold target</th><th>cheapest methods (KL, gold)</th></tr>");
+    for target in report.gold_targets() {
+        let cheapest: Vec<String> = report
+            .cheapest_to(target)
+            .iter()
+            .map(|c| format!("{} ({:.2}, {:.2})", escape(&c.name), c.kl, c.gold))
+            .collect();
+        let _ = write!(
+            page,
+            "<tr><td>{target:.2}</td><td style=\"text-align:left\">{}</td></tr>",
+            cheapest.join("; ")
+        );
+    }
+    page.push_str("</table>");
+}
+
 /// The report page: charts, the fitted parameters, and tables of every measured point.
 pub fn html(report: &FrontierReport) -> Result<String> {
-    let proxy_of =
-        |p: &FrontierPoint, name: &str| p.proxies.get(name).map(|m| m.mean).unwrap_or(f64::NAN);
     let gold_chart = chart(
         "Gold reward against √KL(π‖π_ref)",
         "√KL (nats^½)",
@@ -573,6 +626,7 @@ R² ≥ {}, and β > 0; otherwise the table says why not. {} gold-labelled pairs
         }
         page.push_str("</table>");
     }
+    decoding_tables(report, &mut page);
     page.push_str("<h2>Samples</h2><p>The first samples of the base policy and of each run's last policy, with their gold reward.</p><table><tr><th>policy</th><th>prompt</th><th>completion</th><th>gold</th></tr>");
     for (name, point) in report.final_points() {
         for e in &point.examples {

@@ -1,6 +1,7 @@
 //! The sweep, stage by stage: load the base policy and the prompts; label pairs of base samples
 //! with the gold reward; train (or load) the proxies; measure the base; best-of-n; the RL runs;
-//! the DPO runs. Every policy is measured by one [`Evaluation`].
+//! the DPO runs; the decoding-time methods. Every policy (and every steered decoding of the
+//! base) is measured by one [`Evaluation`].
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -10,7 +11,9 @@ use super::{BestOfNResult, FrontierConfig, FrontierReport, FrontierRun, Log, Pro
 use crate::algo::best_of_n::BestOfNPoint;
 use crate::algo::preference::{PreferenceConfig, PreferenceData, PreferenceLoss};
 use crate::algo::reward_model::REWARD_MODEL;
+use crate::algo::spec::{Settings, TrainingOverrides, BETA};
 use crate::dataset::RankedSequences;
+use crate::decoding::{self, ExtraModels, Guide};
 use crate::error::{Error, Result};
 use crate::io::Tokenizer;
 use crate::model::{Llama, RewardEnsemble, RewardModel};
@@ -65,7 +68,10 @@ where
     ));
     let best_of_n = sweep.best_of_n(&evaluation, log).await?;
     let mut runs = sweep.rl_runs(&evaluation, &base, log).await?;
-    runs.extend(sweep.dpo_runs(&evaluation, &base, train_pairs, log).await?);
+    let (dpo_runs, dpo_policies) = sweep.dpo_runs(&evaluation, &base, train_pairs, log).await?;
+    runs.extend(dpo_runs);
+    let decoding = sweep.decoding_runs(&evaluation, train_pairs, &dpo_policies, log);
+    runs.extend(decoding.await?);
     Ok(FrontierReport {
         config: config.clone(),
         preference_pairs: pairs.len(),
@@ -366,23 +372,24 @@ where
         Ok(runs)
     }
 
-    /// DPO on the training pairs: one run per β, measured along the way like the RL runs.
+    /// DPO on the training pairs: one run per β, measured along the way like the RL runs; and
+    /// each run's last policy.
     async fn dpo_runs(
         &self,
         evaluation: &Evaluation<'_, B::InnerBackend>,
         base: &FrontierPoint,
         train_pairs: &[RankedSequences],
         log: &mut dyn Log,
-    ) -> Result<Vec<FrontierRun>> {
+    ) -> Result<(Vec<FrontierRun>, Vec<Llama<B::InnerBackend>>)> {
         let config = self.config;
         let Some(dpo) = &config.dpo else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         let proxy_name = config.proxy(dpo.proxy.as_deref()).name.clone();
         let data = PreferenceData::Ranked(train_pairs.to_vec());
         let loss = PreferenceLoss::named("dpo").expect("dpo is listed");
         let (training, steps) = (dpo.training(), dpo.training().steps(loss.spec()));
-        let mut runs = Vec::new();
+        let (mut runs, mut policies) = (Vec::new(), Vec::new());
         for &beta in &dpo.betas {
             let name = format!("dpo β={beta} {proxy_name}");
             log.line(&format!(
@@ -410,8 +417,91 @@ where
                 }
             }
             runs.push(fitted_run(name, "dpo", Some(beta), &proxy_name, points));
+            policies.push(policy.valid());
+        }
+        Ok((runs, policies))
+    }
+
+    /// Each decoding-time method steering the base, one run through the weights (a point per
+    /// weight, with its tokens/s). Transfer Q* rolls out the first DPO policy; GenARM's reward
+    /// model is trained here on the same pairs.
+    async fn decoding_runs(
+        &self,
+        evaluation: &Evaluation<'_, B::InnerBackend>,
+        train_pairs: &[RankedSequences],
+        dpo_policies: &[Llama<B::InnerBackend>],
+        log: &mut dyn Log,
+    ) -> Result<Vec<FrontierRun>> {
+        let config = self.config;
+        let Some(steer) = &config.decoding else {
+            return Ok(Vec::new());
+        };
+        let proxy_name = config.proxy(steer.proxy.as_deref()).name.clone();
+        let mut runs = Vec::new();
+        for name in &steer.methods {
+            let spec = decoding::find(name)?;
+            let (models, steered_by) = match spec.models {
+                ExtraModels::None => (Vec::new(), proxy_name.clone()),
+                ExtraModels::Baseline => (dpo_policies[..1].to_vec(), proxy_name.clone()),
+                ExtraModels::RewardModels => {
+                    let arm = self.train_arm(train_pairs, steer.arm_steps, log).await?;
+                    (vec![arm], "arm".to_string())
+                }
+            };
+            let mut points = Vec::new();
+            for &weight in &steer.weights {
+                let guide = Guide::new(spec, &steer.settings(spec, weight))?;
+                let proxy = evaluation.proxy(&proxy_name);
+                let mut point = evaluation
+                    .measure_guided(spec, &guide, proxy, &models)
+                    .await?;
+                point.weight = Some(weight);
+                log.line(&format!(
+                    "  {name} w={weight}: KL {:.3} proxy {:.3} gold {:.3}, {:.0} tokens/s",
+                    point.kl.mean,
+                    point.proxies.get(&proxy_name).map_or(f64::NAN, |m| m.mean),
+                    point.gold.mean,
+                    point.tokens_per_second.unwrap_or(f64::NAN)
+                ));
+                points.push(point);
+            }
+            let run_name = format!("{name} {steered_by}");
+            runs.push(fitted_run(run_name, name, None, &proxy_name, points));
         }
         Ok(runs)
+    }
+
+    /// GenARM's autoregressive reward model: `arm` on the training pairs from the base.
+    async fn train_arm(
+        &self,
+        train_pairs: &[RankedSequences],
+        steps: Option<usize>,
+        log: &mut dyn Log,
+    ) -> Result<Llama<B::InnerBackend>> {
+        let loss = PreferenceLoss::named("arm").expect("arm is listed");
+        let training = TrainingOverrides {
+            steps,
+            ..Default::default()
+        };
+        let steps = training.steps(loss.spec());
+        log.line(&format!(
+            "genarm: its reward model, {steps} steps of arm on {} pairs",
+            train_pairs.len()
+        ));
+        let preference_config = PreferenceConfig {
+            loss,
+            beta: Settings::new().value(loss.spec(), BETA.name),
+            optim: training.optim(loss.spec()),
+            batch_size: training.batch_size(loss.spec()),
+            seed: self.config.seed,
+        };
+        let data = PreferenceData::Ranked(train_pairs.to_vec());
+        let mut run = PreferenceRun::<B>::new(&self.reference, data, preference_config).await?;
+        let mut model = self.base.clone();
+        while run.steps_done() < steps {
+            model = run.step(model).await?.0;
+        }
+        Ok(model.valid())
     }
 }
 

@@ -45,6 +45,13 @@ betas = [0.1, 1.0]
 steps = 3
 eval_every = 2
 batch_size = 8
+[decoding]
+methods = ["args", "transfer-q", "genarm"]
+weights = [0, 4]
+candidates = 4
+rollouts = 1
+horizon = 2
+arm_steps = 3
 "#;
 
 #[test]
@@ -85,11 +92,25 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
             "ppo β=0.1 rm",
             "grpo β=0.1 ensemble",
             "dpo β=0.1 rm",
-            "dpo β=1 rm"
+            "dpo β=1 rm",
+            "args rm",
+            "transfer-q rm",
+            "genarm arm"
         ]
     );
+    // A decoding method is a run through its weights, each point with what it cost.
+    for run in &report.runs[4..] {
+        assert_eq!(run.coef, None);
+        let weights: Vec<Option<f64>> = run.points.iter().map(|p| p.weight).collect();
+        assert_eq!(weights, [Some(0.0), Some(4.0)], "{}", run.name);
+        assert!(run
+            .points
+            .iter()
+            .all(|p| p.tokens_per_second.unwrap() > 0.0));
+        assert_eq!(run.points[0].gold.n, 16);
+    }
     // Each DPO β is a run of its own, measured in step order from the base.
-    for (run, beta) in report.runs[2..].iter().zip([0.1, 1.0]) {
+    for (run, beta) in report.runs[2..4].iter().zip([0.1, 1.0]) {
         assert_eq!(run.coef, Some(beta));
         assert_eq!(
             run.points.iter().map(|p| p.step).collect::<Vec<_>>(),
@@ -116,7 +137,7 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
     assert_eq!(paths.len(), 3);
     let json = std::fs::read_to_string(dir.join("frontier.json")).unwrap();
     let back: FrontierReport = serde_json::from_str(&json).unwrap();
-    assert_eq!(back.runs.len(), 4);
+    assert_eq!(back.runs.len(), 7);
     let csv = std::fs::read_to_string(dir.join("frontier.csv")).unwrap();
     let rows = 3 + report.runs.iter().map(|r| r.points.len()).sum::<usize>();
     assert_eq!(csv.lines().count(), 1 + rows, "{csv}");
@@ -133,4 +154,10 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
     let html = std::fs::read_to_string(dir.join("frontier.html")).unwrap();
     assert_eq!(html.matches("<svg").count(), 4);
     assert!(html.contains("Gold reward against √KL") && html.contains("ppo β=0.1 rm"));
+    assert!(html.contains("Decoding-time methods") && html.contains("Lowest KL to a gold reward"));
+    // The base's own gold reward is reached at no KL (by best-of-n's n = 1 and each trained
+    // run's step 0, which are the base); the list is cheapest first.
+    let cheapest = report.cheapest_to(report.base.gold.mean);
+    assert_eq!(cheapest[0].kl, 0.0, "{cheapest:?}");
+    assert!(cheapest.windows(2).all(|w| w[0].kl <= w[1].kl));
 }

@@ -91,6 +91,16 @@ fn summarise(report: &FrontierReport, paths: &[PathBuf], out: &Path, seconds: f6
             report::fit_text(&run.gold_fit)
         );
     }
+    println!("\nlowest KL to a gold reward (method: KL at the first point reaching it):");
+    for target in report.gold_targets() {
+        let cheapest: Vec<String> = report
+            .cheapest_to(target)
+            .iter()
+            .take(4)
+            .map(|c| format!("{} {:.2}", c.name, c.kl))
+            .collect();
+        println!("  gold ≥ {target:.2}: {}", cheapest.join(", "));
+    }
     println!("\nsamples (gold reward):");
     for (name, point) in report.final_points() {
         if let Some(e) = point.examples.first() {
