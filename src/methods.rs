@@ -51,6 +51,7 @@ online_methods! {
     Rloo => crate::algo::rloo::RLOO_METHOD,
     ReinforcePp => crate::algo::reinforce_pp::REINFORCE_PP_METHOD,
     Ppo => crate::algo::ppo::PPO_METHOD,
+    Rto => crate::algo::rto::RTO_METHOD,
     Raft => crate::algo::raft::RAFT_METHOD,
 }
 
@@ -126,7 +127,7 @@ mod tests {
     #[test]
     fn every_method_is_listed_once_and_found_by_name() {
         let names: Vec<&str> = all().map(|m| m.name).collect();
-        assert_eq!(names.len(), 21, "{names:?}");
+        assert_eq!(names.len(), 22, "{names:?}");
         for (i, name) in names.iter().enumerate() {
             assert!(!names[..i].contains(name), "{name} is listed twice");
             assert_eq!(find(name).unwrap().name, *name);

@@ -25,6 +25,7 @@ pub mod reinforce_pp;
 pub mod reward_model;
 pub mod rloo;
 pub mod rpo;
+pub mod rto;
 pub mod salsa;
 pub mod sft;
 pub mod simpo;

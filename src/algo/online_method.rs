@@ -37,8 +37,9 @@ pub enum OnlineUpdate {
     /// Sample groups, score them, per-token advantages from this function, then the shared
     /// clipped policy-gradient update.
     Group(fn(&GroupRollout) -> Vec<Vec<f32>>),
-    /// PPO: a value model, GAE, an adaptive β (`run/ppo.rs`).
-    Ppo,
+    /// PPO: a value model, GAE, an adaptive β (`run/ppo.rs`); with `token_rewards`, the
+    /// reward's own per-token split in place of one score at the end (RTO).
+    Ppo { token_rewards: bool },
     /// RAFT: the best of each group, then supervised updates on those (`run/raft.rs`).
     Raft,
 }

@@ -32,6 +32,9 @@ pub struct PpoConfig {
     /// Standardise the batch's scores before adding them to the per-token rewards, so a fresh
     /// value head starts on their scale (OpenRLHF's reward normalisation, per batch).
     pub normalize_scores: bool,
+    /// Each token's own reward from the reward's per-token split (RTO) in place of one score at
+    /// the last token.
+    pub token_rewards: bool,
     pub policy_gradient: PolicyGradientConfig,
 }
 
@@ -45,6 +48,7 @@ impl Default for PpoConfig {
             value_clip: 0.2,
             whiten_advantages: true,
             normalize_scores: true,
+            token_rewards: false,
             policy_gradient: PolicyGradientConfig {
                 epochs: 4,
                 aggregation: policy_gradient::LossAggregation::TokenMean,
@@ -102,7 +106,9 @@ pub const PPO_METHOD: OnlineMethod = OnlineMethod {
     spec: PPO,
     aggregation: LossAggregation::TokenMean,
     kl: KlPlacement::Reward,
-    update: OnlineUpdate::Ppo,
+    update: OnlineUpdate::Ppo {
+        token_rewards: false,
+    },
 };
 
 #[cfg(test)]

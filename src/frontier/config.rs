@@ -37,6 +37,8 @@ pub struct FrontierConfig {
     pub ppo: Option<RlSettings>,
     pub grpo: Option<RlSettings>,
     pub dpo: Option<DpoSettings>,
+    /// RTO: PPO on the first DPO policy's token rewards plus the proxy's score.
+    pub rto: Option<RlSettings>,
     pub decoding: Option<DecodingSettings>,
 }
 
@@ -309,6 +311,7 @@ impl FrontierConfig {
             || self.ppo.is_some()
             || self.grpo.is_some()
             || self.dpo.is_some()
+            || self.rto.is_some()
             || self.decoding.is_some();
         if wants_proxy && names.is_empty() {
             return Err(Error::Input(format!(
@@ -332,7 +335,13 @@ impl FrontierConfig {
                 )));
             }
         }
-        for (section, rl) in [("ppo", &self.ppo), ("grpo", &self.grpo)] {
+        if self.rto.is_some() && self.dpo.is_none() {
+            return Err(Error::Input(format!(
+                "{source}: [rto] rewards tokens with the first DPO policy's implicit reward; \
+                 add a [dpo] section"
+            )));
+        }
+        for (section, rl) in [("ppo", &self.ppo), ("grpo", &self.grpo), ("rto", &self.rto)] {
             if let Some(rl) = rl {
                 for p in &rl.proxies {
                     known(p, &format!("{section}.proxies"))?;

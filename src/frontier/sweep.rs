@@ -6,6 +6,7 @@
 use burn::module::AutodiffModule;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
+use super::config::RlSettings;
 use super::measure::{Evaluation, FrontierPoint};
 use super::{BestOfNResult, FrontierConfig, FrontierReport, FrontierRun, Log, ProxySummary};
 use crate::algo::best_of_n::BestOfNPoint;
@@ -19,6 +20,7 @@ use crate::io::Tokenizer;
 use crate::model::{Llama, RewardEnsemble, RewardModel};
 use crate::policy;
 use crate::prompts::{self, PromptSet};
+use crate::reward::implicit::ImplicitReward;
 use crate::reward::objective::{evaluate_rankings, RewardData};
 use crate::reward::source::RewardSource;
 use crate::reward::{spec, LearnedReward, RewardHeads};
@@ -67,9 +69,29 @@ where
         base.gold, base.kl.mean
     ));
     let best_of_n = sweep.best_of_n(&evaluation, log).await?;
-    let mut runs = sweep.rl_runs(&evaluation, &base, log).await?;
+    let trained = [
+        (OnlineAlgorithm::Ppo, &config.ppo),
+        (OnlineAlgorithm::Grpo, &config.grpo),
+    ];
+    let mut runs = sweep
+        .rl_runs(&evaluation, &base, &trained, None, log)
+        .await?;
     let (dpo_runs, dpo_policies) = sweep.dpo_runs(&evaluation, &base, train_pairs, log).await?;
     runs.extend(dpo_runs);
+    if let (Some(policy), Some(dpo)) = (dpo_policies.first(), &config.dpo) {
+        // RTO's token rewards: the first DPO policy's implicit reward, with its β.
+        let implicit = RewardSource::Implicit(Box::new(ImplicitReward {
+            policy: policy.clone(),
+            reference: sweep.reference.clone(),
+            beta: dpo.betas[0] as f32,
+        }));
+        let rto = [(OnlineAlgorithm::Rto, &config.rto)];
+        runs.extend(
+            sweep
+                .rl_runs(&evaluation, &base, &rto, Some(&implicit), log)
+                .await?,
+        );
+    }
     let decoding = sweep.decoding_runs(&evaluation, train_pairs, &dpo_policies, log);
     runs.extend(decoding.await?);
     Ok(FrontierReport {
@@ -302,19 +324,19 @@ where
         Ok(Some(result))
     }
 
-    /// PPO and GRPO: one run per KL coefficient and proxy, measured every `eval_every` steps.
+    /// PPO, GRPO or RTO: one run per KL coefficient and proxy, measured every `eval_every`
+    /// steps. RTO's reward is `token_reward` (the DPO policy's, per token) plus the proxy's.
     async fn rl_runs(
         &self,
         evaluation: &Evaluation<'_, B::InnerBackend>,
         base: &FrontierPoint,
+        sections: &[(OnlineAlgorithm, &Option<RlSettings>)],
+        token_reward: Option<&RewardSource<B::InnerBackend>>,
         log: &mut dyn Log,
     ) -> Result<Vec<FrontierRun>> {
         let config = self.config;
         let mut runs = Vec::new();
-        for (algorithm, settings) in [
-            (OnlineAlgorithm::Ppo, &config.ppo),
-            (OnlineAlgorithm::Grpo, &config.grpo),
-        ] {
+        for &(algorithm, settings) in sections {
             let Some(rl) = settings else { continue };
             let proxy_names: Vec<String> = if rl.proxies.is_empty() {
                 vec![config.proxies[0].name.clone()]
@@ -322,6 +344,13 @@ where
                 rl.proxies.clone()
             };
             for proxy_name in &proxy_names {
+                let proxy = evaluation.proxy(proxy_name);
+                let reward = match token_reward {
+                    Some(tokens) => {
+                        RewardSource::Weighted(vec![(1.0, tokens.clone()), (1.0, proxy.clone())])
+                    }
+                    None => proxy.clone(),
+                };
                 for &kl_coef in &rl.kl_coefs {
                     let name = format!("{} β={kl_coef} {proxy_name}", algorithm.name());
                     let steps = rl.training().steps(algorithm.spec());
@@ -347,7 +376,7 @@ where
                                 &self.reference,
                                 &self.tokenizer,
                                 &self.train_set,
-                                evaluation.proxy(proxy_name),
+                                &reward,
                                 None,
                             )
                             .await?;

@@ -2,6 +2,7 @@
 //! outputs become one reward, and their checkpoints.
 
 pub mod ensemble;
+pub mod implicit;
 pub mod lexicon;
 pub mod objective;
 pub mod source;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
 
+use super::implicit::ImplicitReward;
 use super::lexicon::Lexicon;
 use super::objective::score_sequences;
 use super::LearnedReward;
@@ -14,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::io::Tokenizer;
 use crate::world;
 
+#[derive(Clone)]
 pub enum RewardSource<B: Backend> {
     Learned(Box<LearnedReward<B>>),
     /// A reward model with a vocabulary of its own (a Hugging Face folder): it reads the
@@ -34,8 +36,13 @@ pub enum RewardSource<B: Backend> {
     Verifier {
         answers: HashMap<String, String>,
     },
+    /// A DPO policy's implicit reward β·Σ log π_dpo/π_ref, known token by token.
+    Implicit(Box<ImplicitReward<B>>),
     Weighted(Vec<(f32, RewardSource<B>)>),
 }
+
+/// A boxed future (the sources nest, so their scoring recurses).
+type Pending<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + 'a>>;
 
 /// One rollout to score: the prompt and completion as text, and as the policy's token ids.
 pub struct Scored<'a> {
@@ -56,10 +63,7 @@ pub fn sentence_bleu(completion: &str, references: &[String]) -> f32 {
 
 impl<B: Backend> RewardSource<B> {
     /// One reward per rollout.
-    pub fn score<'a>(
-        &'a self,
-        rollouts: &'a [Scored<'a>],
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<f32>>> + 'a>> {
+    pub fn score<'a>(&'a self, rollouts: &'a [Scored<'a>]) -> Pending<'a, Vec<f32>> {
         Box::pin(async move {
             Ok(match self {
                 Self::Learned(reward) => {
@@ -108,6 +112,12 @@ impl<B: Backend> RewardSource<B> {
                         )))
                     })
                     .collect::<Result<Vec<f32>>>()?,
+                Self::Implicit(implicit) => {
+                    let sequences: Vec<Sequence> =
+                        rollouts.iter().map(|r| r.sequence.clone()).collect();
+                    let tokens = implicit.per_token(&sequences).await?;
+                    tokens.iter().map(|t| t.iter().sum()).collect()
+                }
                 Self::Weighted(parts) => {
                     let mut total = vec![0.0f32; rollouts.len()];
                     for (weight, source) in parts {
@@ -118,6 +128,56 @@ impl<B: Backend> RewardSource<B> {
                     total
                 }
             })
+        })
+    }
+
+    /// Whether any part of it rewards token by token.
+    pub fn is_token_level(&self) -> bool {
+        match self {
+            Self::Implicit(_) => true,
+            Self::Weighted(parts) => parts.iter().any(|(_, source)| source.is_token_level()),
+            _ => false,
+        }
+    }
+
+    /// The rewards spread over each rollout's completion tokens, summing to [`Self::score`]'s: a
+    /// token-level source gives each token its own, any other its score at the last token (RTO's
+    /// dense reward plus the sequence reward at the end).
+    pub fn per_token<'a>(&'a self, rollouts: &'a [Scored<'a>]) -> Pending<'a, Vec<Vec<f32>>> {
+        Box::pin(async move {
+            match self {
+                Self::Implicit(implicit) => {
+                    let sequences: Vec<Sequence> =
+                        rollouts.iter().map(|r| r.sequence.clone()).collect();
+                    implicit.per_token(&sequences).await
+                }
+                Self::Weighted(parts) => {
+                    let mut total: Vec<Vec<f32>> = rollouts
+                        .iter()
+                        .map(|r| vec![0.0; r.sequence.1.len()])
+                        .collect();
+                    for (weight, source) in parts {
+                        for (t, r) in total.iter_mut().zip(source.per_token(rollouts).await?) {
+                            t.iter_mut().zip(r).for_each(|(t, r)| *t += weight * r);
+                        }
+                    }
+                    Ok(total)
+                }
+                _ => {
+                    let scores = self.score(rollouts).await?;
+                    Ok(rollouts
+                        .iter()
+                        .zip(scores)
+                        .map(|(r, score)| {
+                            let mut tokens = vec![0.0; r.sequence.1.len()];
+                            if let Some(last) = tokens.last_mut() {
+                                *last = score;
+                            }
+                            tokens
+                        })
+                        .collect())
+                }
+            }
         })
     }
 }

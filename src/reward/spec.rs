@@ -1,12 +1,14 @@
 //! Rewards named in one line, as the CLI, frontier configs and the page give them:
 //! `gold`, `verifier`, `lexicon:PATH`, `rm:PATH` (an alignlab reward model, or a Hugging
-//! Face sequence-classification folder), or weighted sums `0.5*gold+1*lexicon:PATH`.
+//! Face sequence-classification folder), `implicit:POLICY,REFERENCE,BETA` (a DPO policy's
+//! token-level implicit reward), or weighted sums `0.5*gold+1*lexicon:PATH`.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
 
+use super::implicit::ImplicitReward;
 use super::lexicon::Lexicon;
 use super::source::RewardSource;
 use super::LearnedReward;
@@ -56,10 +58,41 @@ pub fn parse<B: Backend>(
                 false => RewardSource::Learned(Box::new(reward)),
             })
         }
+        Some(("implicit", args)) => implicit(spec, args, device),
         _ => Err(Error::Input(format!(
-            "reward `{spec}`: expected gold, verifier, lexicon:PATH, rm:PATH or WEIGHT*SPEC+…"
+            "reward `{spec}`: expected gold, verifier, lexicon:PATH, rm:PATH, \
+             implicit:POLICY,REFERENCE,BETA or WEIGHT*SPEC+…"
         ))),
     }
+}
+
+/// `implicit:POLICY,REFERENCE,BETA`: a DPO policy's implicit reward against the reference it
+/// was trained from, with its β.
+fn implicit<B: Backend>(spec: &str, args: &str, device: &B::Device) -> Result<RewardSource<B>> {
+    let parts: Vec<&str> = args.split(',').map(str::trim).collect();
+    let [policy, reference, beta] = parts[..] else {
+        return Err(Error::Input(format!(
+            "reward `{spec}`: expected implicit:POLICY,REFERENCE,BETA (a DPO policy, the model it \
+             was trained from, its β)"
+        )));
+    };
+    let beta: f32 = beta
+        .parse()
+        .ok()
+        .filter(|b: &f32| b.is_finite() && *b > 0.0)
+        .ok_or_else(|| Error::Input(format!("reward `{spec}`: β `{beta}` is not a number > 0")))?;
+    let (policy_model, _) = crate::policy::load::<B>(policy, None, device)?;
+    let (reference_model, _) = crate::policy::load::<B>(reference, None, device)?;
+    if policy_model.config().vocab_size != reference_model.config().vocab_size {
+        return Err(Error::Input(format!(
+            "reward `{spec}`: {policy} and {reference} have different vocabularies"
+        )));
+    }
+    Ok(RewardSource::Implicit(Box::new(ImplicitReward {
+        policy: policy_model,
+        reference: reference_model,
+        beta,
+    })))
 }
 
 #[cfg(test)]

@@ -166,7 +166,7 @@ where
     /// A run from `policy`; PPO's value model starts as a copy of it with a fresh head.
     pub fn new(policy: Llama<B>, config: OnlineRunConfig) -> Self {
         let critic =
-            matches!(config.algorithm.method().update, OnlineUpdate::Ppo).then(|| Critic {
+            matches!(config.algorithm.method().update, OnlineUpdate::Ppo { .. }).then(|| Critic {
                 value_model: RewardModel::from_policy(policy.clone(), 1, config.seed + 1),
                 trainer: Trainer::new(config.optim.clone()),
             });
@@ -242,7 +242,7 @@ where
         };
         let trainer = &mut self.trainer;
         let (policy, metrics) = match config.algorithm.method().update {
-            OnlineUpdate::Ppo => {
+            OnlineUpdate::Ppo { token_rewards } => {
                 let Critic {
                     value_model,
                     trainer: mut value_trainer,
@@ -254,6 +254,8 @@ where
                 };
                 let ppo = PpoConfig {
                     samples_per_prompt: 1,
+                    token_rewards,
+                    normalize_scores: !token_rewards,
                     policy_gradient: config.policy_gradient(),
                     ..Default::default()
                 };

@@ -4,7 +4,7 @@
 //! reads are `algo/ppo.rs`.
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
@@ -14,11 +14,12 @@ use crate::algo::kl_controller::KlController;
 use crate::algo::policy_gradient::token_matrix;
 use crate::algo::ppo::{clipped_value_loss, completion_values, PpoConfig};
 use crate::dataset::Sequence;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::logprobs::SequenceBatch;
 use crate::metrics::{self, Metrics};
 use crate::model::{Llama, RewardModel};
-use crate::rollout::{insert_rollout_metrics, RolloutContext};
+use crate::reward::source::{RewardSource, Scored};
+use crate::rollout::{insert_rollout_metrics, Rollout, RolloutContext};
 use crate::train::Trainer;
 
 /// What a PPO run carries between steps and a step updates: both optimisers and the KL
@@ -57,6 +58,10 @@ where
         whiten(&mut scores, true);
     }
     let scores = &scores[0];
+    let dense = match config.token_rewards {
+        true => Some(dense_rewards(&rollout, context.reward).await?),
+        false => None,
+    };
     let mut advantages = Vec::with_capacity(rollout.len());
     let mut returns = Vec::with_capacity(rollout.len());
     for i in 0..rollout.len() {
@@ -70,7 +75,13 @@ where
         } else {
             vec![0.0; n]
         };
-        token_rewards[n - 1] += scores[i];
+        match &dense {
+            Some(dense) => token_rewards
+                .iter_mut()
+                .zip(&dense[i])
+                .for_each(|(t, d)| *t += d),
+            None => token_rewards[n - 1] += scores[i],
+        }
         let (a, r) = gae(&token_rewards, &old_values[i], config.gamma, config.lambda);
         advantages.push(a);
         returns.push(r);
@@ -144,4 +155,31 @@ where
     let mean_kl = insert_rollout_metrics(&mut m, &rollout, beta, context.monitor).await?;
     learner.kl.update(mean_kl, rollout.len());
     Ok((policy, value_model, m))
+}
+
+/// Each sample's rewards token by token (RTO): a token-level reward's own split, any other
+/// part's score at the last token.
+async fn dense_rewards<B: Backend>(
+    rollout: &Rollout,
+    reward: &RewardSource<B>,
+) -> Result<Vec<Vec<f32>>> {
+    if !reward.is_token_level() {
+        return Err(Error::Input(
+            "rto needs a token-level reward: implicit:DPO,REFERENCE,BETA (alone or in a \
+             weighted sum); with only sequence rewards it is ppo"
+                .into(),
+        ));
+    }
+    let scored: Vec<Scored> = rollout
+        .prompts
+        .iter()
+        .zip(&rollout.completions)
+        .zip(&rollout.sequences)
+        .map(|((prompt, completion), sequence)| Scored {
+            prompt,
+            completion,
+            sequence,
+        })
+        .collect();
+    reward.per_token(&scored).await
 }

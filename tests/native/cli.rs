@@ -39,7 +39,7 @@ fn methods_lists_the_registry_that_train_reads() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 20);
+    assert_eq!(names.len(), 22);
     for name in ["sft", "rm", "dpo", "kto", "lipo", "grpo", "ppo", "raft"] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }
@@ -508,4 +508,76 @@ fn genarm_with_the_model_as_its_own_reward_model_is_the_model_cooled() {
     assert!(guided.status.success(), "{}", stderr(&guided));
     assert_eq!(stdout(&guided), stdout(&cooled));
     assert!(stderr(&guided).contains("tokens/s"), "{}", stderr(&guided));
+}
+
+/// RTO as the paper runs it: DPO on preference pairs, then PPO whose reward is the DPO policy's
+/// implicit reward token by token plus the sequence reward at the end.
+#[test]
+fn rto_trains_on_a_dpo_policys_token_rewards_and_refuses_a_sequence_reward_alone() {
+    let pairs = temp_path("rto-pairs.jsonl");
+    let dpo = temp_path("rto-dpo.safetensors");
+    let rto = temp_path("rto-policy.safetensors");
+    let metrics = temp_path("rto-metrics.jsonl");
+    let out = alignlab(&[
+        "data",
+        "--kind",
+        "pairs",
+        "--prompts",
+        "24",
+        "--seed",
+        "3",
+        "--out",
+        path_arg(&pairs),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = alignlab(&[
+        "train",
+        "--method",
+        "dpo",
+        "--data",
+        path_arg(&pairs),
+        "--steps",
+        "3",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+        "--out",
+        path_arg(&dpo),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let reward = format!("implicit:{},builtin,0.1+1*gold", path_arg(&dpo));
+    let train = |reward: &str| {
+        alignlab(&[
+            "train",
+            "--method",
+            "rto",
+            "--reward",
+            reward,
+            "--steps",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--out",
+            path_arg(&rto),
+            "--metrics",
+            path_arg(&metrics),
+        ])
+    };
+    let out = train(&reward);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let steps: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(steps.len(), 2);
+    assert!(Path::new(&rto).is_file());
+    let refused = train("gold");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("rto needs a token-level reward: implicit:DPO,REFERENCE,BETA"),
+        "{}",
+        stderr(&refused)
+    );
 }

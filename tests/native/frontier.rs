@@ -45,6 +45,11 @@ betas = [0.1, 1.0]
 steps = 3
 eval_every = 2
 batch_size = 8
+[rto]
+kl_coefs = [0.1]
+steps = 2
+eval_every = 2
+prompts_per_step = 4
 [decoding]
 methods = ["args", "transfer-q", "genarm"]
 weights = [0, 4]
@@ -93,13 +98,18 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
             "grpo β=0.1 ensemble",
             "dpo β=0.1 rm",
             "dpo β=1 rm",
+            "rto β=0.1 rm",
             "args rm",
             "transfer-q rm",
             "genarm arm"
         ]
     );
     // A decoding method is a run through its weights, each point with what it cost.
-    for run in &report.runs[4..] {
+    assert_eq!(
+        report.runs[4].points.iter().map(|p| p.step).collect::<Vec<_>>(),
+        [0, 2]
+    );
+    for run in &report.runs[5..] {
         assert_eq!(run.coef, None);
         let weights: Vec<Option<f64>> = run.points.iter().map(|p| p.weight).collect();
         assert_eq!(weights, [Some(0.0), Some(4.0)], "{}", run.name);
@@ -137,7 +147,7 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
     assert_eq!(paths.len(), 3);
     let json = std::fs::read_to_string(dir.join("frontier.json")).unwrap();
     let back: FrontierReport = serde_json::from_str(&json).unwrap();
-    assert_eq!(back.runs.len(), 7);
+    assert_eq!(back.runs.len(), 8);
     let csv = std::fs::read_to_string(dir.join("frontier.csv")).unwrap();
     let rows = 3 + report.runs.iter().map(|r| r.points.len()).sum::<usize>();
     assert_eq!(csv.lines().count(), 1 + rows, "{csv}");

@@ -22,4 +22,5 @@ mod resume;
 mod reward_model_training;
 mod reward_models;
 mod stories260k;
+mod token_level;
 mod tokenizers_hf;
