@@ -1,6 +1,7 @@
 //! Learned rewards: a reward model or an ensemble of them, what their outputs mean, how the
 //! outputs become one reward, and their checkpoints.
 
+pub mod calibrated;
 pub mod ensemble;
 pub mod implicit;
 pub mod lexicon;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use burn::tensor::backend::Backend;
 
+use super::calibrated::Calibrated;
 use super::implicit::ImplicitReward;
 use super::lexicon::Lexicon;
 use super::objective::score_sequences;
@@ -36,6 +37,9 @@ pub enum RewardSource<B: Backend> {
     Verifier {
         answers: HashMap<String, String>,
     },
+    /// InfAlign: another reward calibrated to its quantile under the reference's samples, then
+    /// transformed for best-of-n or worst-of-n.
+    Calibrated(Box<Calibrated<B>>),
     /// A DPO policy's implicit reward β·Σ log π_dpo/π_ref, known token by token.
     Implicit(Box<ImplicitReward<B>>),
     Weighted(Vec<(f32, RewardSource<B>)>),
@@ -112,6 +116,7 @@ impl<B: Backend> RewardSource<B> {
                         )))
                     })
                     .collect::<Result<Vec<f32>>>()?,
+                Self::Calibrated(calibrated) => calibrated.score(rollouts).await?,
                 Self::Implicit(implicit) => {
                     let sequences: Vec<Sequence> =
                         rollouts.iter().map(|r| r.sequence.clone()).collect();

@@ -581,3 +581,37 @@ fn rto_trains_on_a_dpo_policys_token_rewards_and_refuses_a_sequence_reward_alone
         stderr(&refused)
     );
 }
+
+#[test]
+fn ppo_optimises_an_infalign_transformed_reward_and_refuses_a_misspelt_transform() {
+    let out_path = temp_path("infalign-policy.safetensors");
+    let train = |transform: &str| {
+        alignlab(&[
+            "train",
+            "--method",
+            "ppo",
+            "--reward",
+            "gold",
+            "--infalign",
+            transform,
+            "--calibration-samples",
+            "8",
+            "--steps",
+            "1",
+            "--max-new-tokens",
+            "8",
+            "--out",
+            path_arg(&out_path),
+        ])
+    };
+    let out = train("bon:4");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(out_path.is_file());
+    let refused = train("bon:four");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("transform `bon:four`: expected calibrate, bon:T or won:T"),
+        "{}",
+        stderr(&refused)
+    );
+}

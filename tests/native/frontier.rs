@@ -106,7 +106,11 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
     );
     // A decoding method is a run through its weights, each point with what it cost.
     assert_eq!(
-        report.runs[4].points.iter().map(|p| p.step).collect::<Vec<_>>(),
+        report.runs[4]
+            .points
+            .iter()
+            .map(|p| p.step)
+            .collect::<Vec<_>>(),
         [0, 2]
     );
     for run in &report.runs[5..] {

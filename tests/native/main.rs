@@ -14,6 +14,7 @@ mod frontier;
 mod gguf_export;
 mod heads_and_training;
 mod hf_checkpoints;
+mod infalign;
 mod lab;
 mod offline_preference;
 mod online;

@@ -5,6 +5,8 @@
 use alignlab::algo::salsa::soup;
 use alignlab::distributed::Replica;
 use alignlab::model::Llama;
+use alignlab::reward::calibrated::{Calibrated, Transform};
+use alignlab::reward::source::RewardSource;
 use alignlab::reward::spec;
 use alignlab::run::best_of_n::{self, BestOfNPlan};
 use alignlab::run::checkpoint::resume;
@@ -53,7 +55,7 @@ pub fn run<B: AutodiffBackend>(
         algorithm,
         &command.settings(),
         &command.train.overrides(),
-        sampling,
+        sampling.clone(),
         command.train.seed,
     )?;
     config.target_kl = online.target_kl;
@@ -78,6 +80,23 @@ pub fn run<B: AutodiffBackend>(
             let (policy, tokenizer) = start::<B>(command, device)?;
             let reference = policy.valid();
             (OnlineRun::new(policy, config), reference, tokenizer)
+        }
+    };
+    let reward = match &online.infalign {
+        None => reward,
+        Some(transform) => {
+            let calibrated = Calibrated::new(
+                reward,
+                reference.clone(),
+                tokenizer.clone(),
+                online.calibration_samples,
+                SamplingConfig {
+                    seed: command.train.seed.wrapping_add(7_919),
+                    ..sampling.clone()
+                },
+                Transform::parse(transform)?,
+            )?;
+            RewardSource::Calibrated(Box::new(calibrated))
         }
     };
     replica.agree(&[

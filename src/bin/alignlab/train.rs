@@ -39,9 +39,18 @@ pub struct OnlineArgs {
     #[arg(long, default_value_t = 2000)]
     pub prompt_count: usize,
     /// `gold`, `verifier` (with --prompts sums), `lexicon:PATH` (VADER/AFINN format), `rm:PATH`,
-    /// or weighted terms like `1*gold+0.5*lexicon:PATH`.
+    /// `implicit:DPO,REFERENCE,BETA` (token-level, for rto), or weighted terms like
+    /// `1*gold+0.5*lexicon:PATH`.
     #[arg(long, default_value = "gold")]
     pub reward: String,
+    /// InfAlign (Balashankar et al. 2024): optimise the reward calibrated to its quantile under
+    /// the reference's samples of each prompt (`calibrate`), then transformed for best-of-n
+    /// (`bon:T`, exp(T·C)) or worst-of-n (`won:T`, −exp(−T·C)).
+    #[arg(long)]
+    pub infalign: Option<String>,
+    /// InfAlign: reference samples per prompt the calibration is measured on.
+    #[arg(long, default_value_t = 16)]
+    pub calibration_samples: usize,
     /// Samples per prompt (GRPO's G, RLOO's k, RAFT's k) [default: the method's, 8].
     #[arg(long)]
     pub group_size: Option<usize>,
