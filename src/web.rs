@@ -193,6 +193,13 @@ pub async fn best_of_n(ns: Vec<u32>, prompts: u32) -> Result<JsValue, JsError> {
     with_lab!(|lab| lab.best_of_n(&ns, prompts as usize))
 }
 
+/// The base steered at decoding time by `method` at reward weight `weight`: a frontier point
+/// with the tokens/s it cost.
+#[wasm_bindgen]
+pub async fn steer(method: String, weight: f64) -> Result<JsValue, JsError> {
+    with_lab!(|lab| lab.steer(&method, weight))
+}
+
 /// Every pair the labels state, as the CLI's preference-pair JSON lines.
 #[wasm_bindgen(js_name = exportLabels)]
 pub fn export_labels(labels: JsValue) -> Result<String, JsError> {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::algo::spec::{DeclaresSettings, Settings, TrainingOverrides, BETA};
 use crate::decoding::{self, DecodingSpec, ExtraModels, Guide};
 use crate::error::{Error, Result};
+use crate::reward::calibrated::Transform;
 use crate::reward::Aggregation;
 
 /// The built-in demo: a proxy reward model and an ensemble trained on 1,000 gold-labelled pairs,
@@ -156,6 +157,12 @@ pub struct RlSettings {
     pub epochs: Option<usize>,
     /// PPO: adapt β towards this KL.
     pub target_kl: Option<f64>,
+    /// InfAlign: beside the runs on the proxy itself, runs on the proxy calibrated under the
+    /// base's samples and transformed, one per entry (`calibrate`, `bon:T`, `won:T`), with
+    /// `calibration_samples` base samples per prompt (default 16).
+    #[serde(default)]
+    pub infalign: Vec<String>,
+    pub calibration_samples: Option<usize>,
     /// Overrides of the registry's defaults (steps, lr, samples per minibatch, warmup).
     pub steps: Option<usize>,
     pub lr: Option<f64>,
@@ -350,6 +357,10 @@ impl FrontierConfig {
                     return Err(Error::Input(format!(
                         "{source}: {section}.kl_coefs must be a non-empty list of numbers ≥ 0"
                     )));
+                }
+                for transform in &rl.infalign {
+                    Transform::parse(transform)
+                        .map_err(|e| Error::Input(format!("{source}: {section}.infalign: {e}")))?;
                 }
                 if rl.eval_every == 0 || rl.steps == Some(0) {
                     return Err(Error::Input(format!(

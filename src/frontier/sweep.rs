@@ -20,6 +20,7 @@ use crate::io::Tokenizer;
 use crate::model::{Llama, RewardEnsemble, RewardModel};
 use crate::policy;
 use crate::prompts::{self, PromptSet};
+use crate::reward::calibrated::{Calibrated, Transform};
 use crate::reward::implicit::ImplicitReward;
 use crate::reward::objective::{evaluate_rankings, RewardData};
 use crate::reward::source::RewardSource;
@@ -30,6 +31,17 @@ use crate::run::preference::PreferenceRun;
 use crate::run::reward_model::{self, RewardTrainConfig};
 use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 use crate::sample::SamplingConfig;
+
+/// One online run of a sweep: the method, its section, β, what it optimises and the proxy it is
+/// reported against.
+struct RlPlan<'a, B: Backend> {
+    name: String,
+    algorithm: OnlineAlgorithm,
+    rl: &'a RlSettings,
+    kl_coef: f64,
+    reward: &'a RewardSource<B>,
+    proxy: &'a str,
+}
 
 /// Named proxy rewards, in the config's order.
 type Proxies<B> = Vec<(String, RewardSource<B>)>;
@@ -324,8 +336,9 @@ where
         Ok(Some(result))
     }
 
-    /// PPO, GRPO or RTO: one run per KL coefficient and proxy, measured every `eval_every`
-    /// steps. RTO's reward is `token_reward` (the DPO policy's, per token) plus the proxy's.
+    /// PPO, GRPO or RTO: one run per KL coefficient and proxy (and per InfAlign transform of
+    /// it), measured every `eval_every` steps. RTO's reward is `token_reward` (the DPO policy's,
+    /// per token) plus the proxy's.
     async fn rl_runs(
         &self,
         evaluation: &Evaluation<'_, B::InnerBackend>,
@@ -334,71 +347,105 @@ where
         token_reward: Option<&RewardSource<B::InnerBackend>>,
         log: &mut dyn Log,
     ) -> Result<Vec<FrontierRun>> {
-        let config = self.config;
         let mut runs = Vec::new();
         for &(algorithm, settings) in sections {
             let Some(rl) = settings else { continue };
             let proxy_names: Vec<String> = if rl.proxies.is_empty() {
-                vec![config.proxies[0].name.clone()]
+                vec![self.config.proxies[0].name.clone()]
             } else {
                 rl.proxies.clone()
             };
-            for proxy_name in &proxy_names {
-                let proxy = evaluation.proxy(proxy_name);
-                let reward = match token_reward {
-                    Some(tokens) => {
-                        RewardSource::Weighted(vec![(1.0, tokens.clone()), (1.0, proxy.clone())])
+            for proxy in &proxy_names {
+                for (reward, label) in
+                    self.rl_rewards(evaluation.proxy(proxy), proxy, rl, token_reward)?
+                {
+                    for &kl_coef in &rl.kl_coefs {
+                        let plan = RlPlan {
+                            name: format!("{} β={kl_coef} {label}", algorithm.name()),
+                            algorithm,
+                            rl,
+                            kl_coef,
+                            reward: &reward,
+                            proxy,
+                        };
+                        runs.push(self.rl_run(evaluation, base, &plan, log).await?);
                     }
-                    None => proxy.clone(),
-                };
-                for &kl_coef in &rl.kl_coefs {
-                    let name = format!("{} β={kl_coef} {proxy_name}", algorithm.name());
-                    let steps = rl.training().steps(algorithm.spec());
-                    log.line(&format!("{name}: {steps} steps"));
-                    let sampling = SamplingConfig {
-                        max_new_tokens: config.eval.max_new_tokens,
-                        ..Default::default()
-                    };
-                    let mut run_config = OnlineRunConfig::new(
-                        algorithm,
-                        &rl.settings(kl_coef),
-                        &rl.training(),
-                        sampling,
-                        config.seed,
-                    )
-                    .map_err(|e| Error::Input(format!("[{}] {e}", algorithm.name())))?;
-                    run_config.target_kl = rl.target_kl;
-                    let mut online = OnlineRun::new(self.base.clone(), run_config);
-                    let mut points = vec![base.clone()];
-                    while online.step < steps {
-                        online
-                            .step(
-                                &self.reference,
-                                &self.tokenizer,
-                                &self.train_set,
-                                &reward,
-                                None,
-                            )
-                            .await?;
-                        if online.step % rl.eval_every == 0 || online.step == steps {
-                            let point = evaluation
-                                .measure(&online.policy().valid(), online.step)
-                                .await?;
-                            log_point(log, &point, proxy_name);
-                            points.push(point);
-                        }
-                    }
-                    runs.push(fitted_run(
-                        name,
-                        algorithm.name(),
-                        Some(kl_coef),
-                        proxy_name,
-                        points,
-                    ));
                 }
             }
         }
         Ok(runs)
+    }
+
+    /// What a section's runs optimise, with its label: the proxy (plus RTO's token reward), then
+    /// each InfAlign transform of it.
+    fn rl_rewards(
+        &self,
+        proxy: &RewardSource<B::InnerBackend>,
+        proxy_name: &str,
+        rl: &RlSettings,
+        token_reward: Option<&RewardSource<B::InnerBackend>>,
+    ) -> Result<Vec<(RewardSource<B::InnerBackend>, String)>> {
+        let reward = match token_reward {
+            Some(tokens) => {
+                RewardSource::Weighted(vec![(1.0, tokens.clone()), (1.0, proxy.clone())])
+            }
+            None => proxy.clone(),
+        };
+        let mut rewards = vec![(reward.clone(), proxy_name.to_string())];
+        for transform in &rl.infalign {
+            let calibrated = self.calibrated(reward.clone(), transform, rl.calibration_samples)?;
+            rewards.push((calibrated, format!("{proxy_name} infalign {transform}")));
+        }
+        Ok(rewards)
+    }
+
+    /// One online run from the base, measured from step 0.
+    async fn rl_run(
+        &self,
+        evaluation: &Evaluation<'_, B::InnerBackend>,
+        base: &FrontierPoint,
+        plan: &RlPlan<'_, B::InnerBackend>,
+        log: &mut dyn Log,
+    ) -> Result<FrontierRun> {
+        let (algorithm, rl) = (plan.algorithm, plan.rl);
+        let steps = rl.training().steps(algorithm.spec());
+        log.line(&format!("{}: {steps} steps", plan.name));
+        let sampling = SamplingConfig {
+            max_new_tokens: self.config.eval.max_new_tokens,
+            ..Default::default()
+        };
+        let mut run_config = OnlineRunConfig::new(
+            algorithm,
+            &rl.settings(plan.kl_coef),
+            &rl.training(),
+            sampling,
+            self.config.seed,
+        )
+        .map_err(|e| Error::Input(format!("[{}] {e}", algorithm.name())))?;
+        run_config.target_kl = rl.target_kl;
+        let mut online = OnlineRun::new(self.base.clone(), run_config);
+        let mut points = vec![base.clone()];
+        while online.step < steps {
+            let (reference, tokenizer) = (&self.reference, &self.tokenizer);
+            online
+                .step(reference, tokenizer, &self.train_set, plan.reward, None)
+                .await?;
+            if online.step % rl.eval_every == 0 || online.step == steps {
+                let point = evaluation
+                    .measure(&online.policy().valid(), online.step)
+                    .await?;
+                log_point(log, &point, plan.proxy);
+                points.push(point);
+            }
+        }
+        let (name, method) = (plan.name.clone(), algorithm.name());
+        Ok(fitted_run(
+            name,
+            method,
+            Some(plan.kl_coef),
+            plan.proxy,
+            points,
+        ))
     }
 
     /// DPO on the training pairs: one run per β, measured along the way like the RL runs; and
@@ -498,6 +545,28 @@ where
             runs.push(fitted_run(run_name, name, None, &proxy_name, points));
         }
         Ok(runs)
+    }
+
+    /// InfAlign's calibrated and transformed `reward`, against the base's samples.
+    fn calibrated(
+        &self,
+        reward: RewardSource<B::InnerBackend>,
+        transform: &str,
+        samples: Option<usize>,
+    ) -> Result<RewardSource<B::InnerBackend>> {
+        let calibrated = Calibrated::new(
+            reward,
+            self.reference.clone(),
+            self.tokenizer.clone(),
+            samples.unwrap_or(16),
+            SamplingConfig {
+                max_new_tokens: self.config.eval.max_new_tokens,
+                seed: self.config.seed.wrapping_add(7_919),
+                ..Default::default()
+            },
+            Transform::parse(transform)?,
+        )?;
+        Ok(RewardSource::Calibrated(Box::new(calibrated)))
     }
 
     /// GenARM's autoregressive reward model: `arm` on the training pairs from the base.

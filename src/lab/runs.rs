@@ -1,5 +1,6 @@
 //! Runs on the policy from the base: an online method optimising the reward model, or a
-//! DPO-family loss on the labels, measured every few steps; and best-of-n from the base.
+//! DPO-family loss on the labels, measured every few steps; best-of-n from the base; and the
+//! base steered at decoding time.
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
@@ -10,6 +11,7 @@ use crate::algo::best_of_n::BestOfNPoint;
 use crate::algo::preference::{DataShape, PreferenceConfig, PreferenceData, PreferenceLoss};
 use crate::algo::spec::{MethodKind, Settings, TrainingOverrides, BETA};
 use crate::dataset::tokenize_unpaired;
+use crate::decoding::{self, ExtraModels, Guide};
 use crate::error::{Error, Result};
 use crate::frontier::measure::FrontierPoint;
 use crate::io::prefs::{PreferencePair, UnpairedExample};
@@ -287,5 +289,25 @@ where
             &plan,
         )
         .await
+    }
+
+    /// The base steered as it decodes by `method` (a decoding-time method needing no model of
+    /// its own: args, cd, deal) at reward weight `weight` = 1/β, with the reward model (the gold
+    /// reward before one is trained); measured like a run's policy, with the tokens/s it costs.
+    pub async fn steer(&self, method: &str, weight: f64) -> Result<FrontierPoint> {
+        let spec = decoding::find(method)?;
+        if spec.models != ExtraModels::None {
+            return Err(Error::Input(format!(
+                "{method} decodes with a model of its own; the page steers with args, cd or deal"
+            )));
+        }
+        let guide = Guide::new(spec, &Settings::new().with("weight", weight))?;
+        let steer_by = self.proxy.first().map_or(&self.gold, |(_, p)| p);
+        let evaluation = self.evaluation();
+        let mut point = evaluation
+            .measure_guided(spec, &guide, steer_by, &[])
+            .await?;
+        point.weight = Some(weight);
+        Ok(point)
     }
 }

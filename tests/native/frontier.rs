@@ -33,6 +33,8 @@ kl_coefs = [0.1]
 steps = 2
 eval_every = 1
 prompts_per_step = 4
+infalign = ["bon:4"]
+calibration_samples = 4
 [grpo]
 kl_coefs = [0.1]
 proxies = ["ensemble"]
@@ -95,6 +97,7 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
         names,
         [
             "ppo β=0.1 rm",
+            "ppo β=0.1 rm infalign bon:4",
             "grpo β=0.1 ensemble",
             "dpo β=0.1 rm",
             "dpo β=1 rm",
@@ -106,14 +109,14 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
     );
     // A decoding method is a run through its weights, each point with what it cost.
     assert_eq!(
-        report.runs[4]
+        report.runs[5]
             .points
             .iter()
             .map(|p| p.step)
             .collect::<Vec<_>>(),
         [0, 2]
     );
-    for run in &report.runs[5..] {
+    for run in &report.runs[6..] {
         assert_eq!(run.coef, None);
         let weights: Vec<Option<f64>> = run.points.iter().map(|p| p.weight).collect();
         assert_eq!(weights, [Some(0.0), Some(4.0)], "{}", run.name);
@@ -124,7 +127,7 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
         assert_eq!(run.points[0].gold.n, 16);
     }
     // Each DPO β is a run of its own, measured in step order from the base.
-    for (run, beta) in report.runs[2..4].iter().zip([0.1, 1.0]) {
+    for (run, beta) in report.runs[3..5].iter().zip([0.1, 1.0]) {
         assert_eq!(run.coef, Some(beta));
         assert_eq!(
             run.points.iter().map(|p| p.step).collect::<Vec<_>>(),
@@ -136,7 +139,10 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
         ppo.points.iter().map(|p| p.step).collect::<Vec<_>>(),
         [0, 1, 2]
     );
-    assert_eq!(report.runs[1].points.len(), 2);
+    assert_eq!(report.runs[2].points.len(), 2);
+    // InfAlign's run is PPO's again on the calibrated, transformed proxy, measured the same way.
+    assert_eq!(report.runs[1].points.len(), report.runs[0].points.len());
+    assert_eq!(report.runs[1].proxy, "rm");
     for run in &report.runs {
         let last = run.points.last().unwrap();
         assert!(last.kl.mean > 0.0, "{} did not move: {last:?}", run.name);
@@ -151,7 +157,7 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
     assert_eq!(paths.len(), 3);
     let json = std::fs::read_to_string(dir.join("frontier.json")).unwrap();
     let back: FrontierReport = serde_json::from_str(&json).unwrap();
-    assert_eq!(back.runs.len(), 8);
+    assert_eq!(back.runs.len(), 9);
     let csv = std::fs::read_to_string(dir.join("frontier.csv")).unwrap();
     let rows = 3 + report.runs.iter().map(|r| r.points.len()).sum::<usize>();
     assert_eq!(csv.lines().count(), 1 + rows, "{csv}");

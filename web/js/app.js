@@ -624,8 +624,23 @@ function pageSettings(method) {
   return settings;
 }
 
+// A decoding-time method (args, cd, deal) steers the base at reward weight w = 1/β: one point on
+// the frontier, with what it costs per request in tokens/s.
+async function steer(method, weight) {
+  const name = `${method} w=${weight}`;
+  $('run-status').textContent = `${name}: steering the base as it decodes…`;
+  const point = await guarded(() => call('steer', [method, weight]), $('start-run'));
+  if (point) {
+    charts.runPoint(name, point);
+    $('run-status').textContent = `${name}: KL ${point.kl.mean.toFixed(2)}, gold ${point.gold.mean.toFixed(2)}, ` +
+      `${Math.round(point.tokens_per_second)} tokens/s — paid on every request, no weights changed.`;
+  }
+  return point;
+}
+
 async function startRun({ method, kl_coef, steps, name: runName, settings, eval_every, lr, ns = [1, 2, 4, 8, 16, 32], prompts = 8 }, labels = plainLabels()) {
   if (state.run.running) return false;
+  if ((state.decoding || []).some((m) => m.name === method)) return !!await steer(method, Number((1 / kl_coef).toPrecision(2)));
   if (method === 'best-of-n') {
     $('run-status').textContent = `Best-of-n for n = ${ns.join(', ')}…`;
     const points = await guarded(() => call('bestOfN', [ns, prompts]), $('start-run'));
@@ -728,6 +743,7 @@ const lab = {
   startRun,
   waitForRun,
   setMethod(method) { $('method').value = method; },
+  steer,
 };
 
 // ---------- wiring ----------
@@ -759,7 +775,9 @@ async function main() {
   };
   group('against the reward model', state.methods.filter((m) => m.kind.kind === 'online'));
   group('on your labels', state.methods.filter((m) => m.kind.kind === 'preference'));
-  group('inference time', [{ name: 'best-of-n', summary: 'best of n samples by the reward model' }]);
+  // Decoding-time methods that need no model of their own; w = 1/β from the β slider.
+  state.decoding = catalogue.decoding.filter((m) => m.models === 'none');
+  group('inference time (w = 1/β)', [{ name: 'best-of-n', summary: 'best of n samples by the reward model' }, ...state.decoding]);
   select.value = 'ppo';
 
   LESSONS.forEach((lesson, i) => {

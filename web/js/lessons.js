@@ -80,4 +80,26 @@ export const LESSONS = [
       }
     },
   },
+  {
+    title: 'Steer without training',
+    text: `<p>Decoding-time alignment changes no weights: it steers the model as it writes. ARGS (Khanov et al.
+      2024) rescores the 10 most likely next tokens by log π(token) + w · reward(story so far + token) and
+      takes the next token from those scores. With w = 0 it is plain top-10 sampling; the larger w, the
+      harder the reward model (the gold reward before one is trained) pulls. Because the sampler knows its
+      own next-token distribution, its KL to the model is exact, and it lands on the same frontier as
+      best-of-n and the trained runs.</p>
+      <p><label for="steer-weight">ARGS reward weight w</label>
+      <input id="steer-weight" type="range" min="0.5" max="8" step="0.5" value="4"> (0.5 to 8; 4 as it opens)</p>
+      <p class="expect"><strong>What you should see:</strong> best-of-n for n = 1 … 8, then ARGS at w = 0 and at
+      your w. A larger w buys more reward for more KL, often more per nat than best-of-n, but every request pays
+      for it: the status line gives the tokens per second, a fraction of plain sampling's, since each token
+      scores 10 candidates.</p>`,
+    action: 'Sample plainly, best-of-n, and ARGS at w = 0 and my w',
+    async run(lab) {
+      const weight = Number(document.getElementById('steer-weight').value);
+      await lab.startRun({ method: 'best-of-n', ns: [1, 2, 4, 8] });
+      await lab.steer('args', 0);
+      await lab.steer('args', weight);
+    },
+  },
 ];

@@ -408,6 +408,15 @@ async function main() {
     `lesson 4: PPO at β 0.001 against one reward model: proxy ${gain(lesson4[0][0]).toFixed(2)}, gold ${gain(lesson4[0][1]).toFixed(2)} ` +
     `from the base; against the ensemble: mean − std ${gain(lesson4[1][0]).toFixed(2)}, gold ${gain(lesson4[1][1]).toFixed(2)}`);
 
+  // Lesson 5: best-of-n, then ARGS at w = 0 and at the slider's 4, each one point on the frontier;
+  // the larger weight moves further from the base, and the status line gives what it cost.
+  await runLesson(5);
+  const [plainArgs, steered] = [await trace('args w=0 · gold'), await trace('args w=4 · gold')];
+  const steerStatus = await cpu.textContent('#run-status');
+  check(plainArgs.length === 1 && steered.length === 1 && steered[0][0] > plainArgs[0][0] && /\d+ tokens\/s/.test(steerStatus),
+    `lesson 5: ARGS at w = 4 √KL ${steered[0]?.[0].toFixed(2)} gold ${steered[0]?.[1].toFixed(2)} against w = 0 ` +
+    `√KL ${plainArgs[0]?.[0].toFixed(2)} gold ${plainArgs[0]?.[1].toFixed(2)}; "${steerStatus}"`);
+
   // Running an experiment file on the page: its gold labels join the store, then its reward
   // model and its DPO run, as `alignlab run` would.
   const smallExperiment = join(out, 'small-experiment.toml');
