@@ -154,8 +154,12 @@ impl Rollout {
     /// The rollout's completions scored by another source (e.g. the gold reward, to watch a
     /// proxy being over-optimised).
     pub async fn score_with<B: Backend>(&self, source: &RewardSource<B>) -> Result<Vec<f32>> {
-        let scored: Vec<Scored> = self
-            .prompts
+        source.score(&self.scored()).await
+    }
+
+    /// Each sample as a reward source reads it.
+    pub fn scored(&self) -> Vec<Scored<'_>> {
+        self.prompts
             .iter()
             .zip(&self.completions)
             .zip(&self.sequences)
@@ -164,8 +168,7 @@ impl Rollout {
                 completion,
                 sequence,
             })
-            .collect();
-        source.score(&scored).await
+            .collect()
     }
 }
 

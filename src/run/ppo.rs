@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::logprobs::SequenceBatch;
 use crate::metrics::{self, Metrics};
 use crate::model::{Llama, RewardModel};
-use crate::reward::source::{RewardSource, Scored};
+use crate::reward::source::RewardSource;
 use crate::rollout::{insert_rollout_metrics, Rollout, RolloutContext};
 use crate::train::Trainer;
 
@@ -170,16 +170,5 @@ async fn dense_rewards<B: Backend>(
                 .into(),
         ));
     }
-    let scored: Vec<Scored> = rollout
-        .prompts
-        .iter()
-        .zip(&rollout.completions)
-        .zip(&rollout.sequences)
-        .map(|((prompt, completion), sequence)| Scored {
-            prompt,
-            completion,
-            sequence,
-        })
-        .collect();
-    reward.per_token(&scored).await
+    reward.per_token(&rollout.scored()).await
 }
