@@ -470,7 +470,7 @@ mod tests {
         let args = steer.settings(&decoding::ARGS, 2.0);
         assert_eq!(
             args,
-            Settings::new().with("weight", 2.0).with("candidates", 6.0)
+            Settings::new().with("weight", 2.0).with("candidates", 4.0)
         );
         let proxy = "[[proxy]]\nname = \"rm\"\n";
         for (section, why) in [
