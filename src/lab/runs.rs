@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Lab;
 use crate::algo::best_of_n::BestOfNPoint;
 use crate::algo::preference::{DataShape, PreferenceConfig, PreferenceData, PreferenceLoss};
-use crate::algo::spec::{MethodKind, Settings, TrainingOverrides, BETA};
+use crate::algo::spec::{DeclaresSettings, MethodKind, Settings, TrainingOverrides, BETA};
 use crate::dataset::tokenize_unpaired;
 use crate::decoding::{self, ExtraModels, Guide};
 use crate::error::{Error, Result};
@@ -301,7 +301,16 @@ where
                 "{method} decodes with a model of its own; the page steers with args, cd or deal"
             )));
         }
-        let guide = Guide::new(spec, &Settings::new().with("weight", weight))?;
+        // Continuations cost a batch of generations per token: the page looks one short
+        // continuation ahead of 4 candidates (the CLI's defaults: 4 of 8 tokens for each of 10).
+        let mut settings = Settings::new().with("weight", weight);
+        let looks_ahead = spec.declared("horizon").is_some();
+        for (name, value) in [("candidates", 4.0), ("rollouts", 1.0), ("horizon", 3.0)] {
+            if looks_ahead && spec.declared(name).is_some() {
+                settings.insert(name, value);
+            }
+        }
+        let guide = Guide::new(spec, &settings)?;
         let steer_by = self.proxy.first().map_or(&self.gold, |(_, p)| p);
         let evaluation = self.evaluation();
         let mut point = evaluation

@@ -301,3 +301,27 @@ fn the_page_defaults_teach_on_three_seeds() {
         );
     }
 }
+
+/// Lesson 5's operation: the base steered at decoding time (by the gold reward before a reward
+/// model is trained), a point per weight with its tokens/s; a method that needs a model of its
+/// own is refused by name.
+#[test]
+fn steering_the_base_gives_frontier_points_with_their_cost() {
+    let lab = lab();
+    let plain = block_on(lab.steer("args", 0.0)).unwrap();
+    let steered = block_on(lab.steer("args", 4.0)).unwrap();
+    assert_eq!((plain.weight, steered.weight), (Some(0.0), Some(4.0)));
+    assert!(
+        steered.kl.mean > plain.kl.mean,
+        "{steered:?} against {plain:?}"
+    );
+    assert!(
+        steered.gold.mean > plain.gold.mean,
+        "{steered:?} against {plain:?}"
+    );
+    assert!(plain.tokens_per_second.unwrap() > 0.0);
+    let deal = block_on(lab.steer("deal", 2.0)).unwrap();
+    assert!(deal.kl.mean.is_finite() && deal.tokens_per_second.is_some());
+    let e = block_on(lab.steer("genarm", 1.0)).unwrap_err().to_string();
+    assert!(e.contains("genarm decodes with a model of its own"), "{e}");
+}
