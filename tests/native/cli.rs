@@ -425,20 +425,25 @@ fn lab_serves_the_built_page_and_names_what_is_missing() {
     );
 }
 
-#[test]
-fn generate_guided_by_args_at_weight_zero_samples_as_top_k_and_reports_its_costs() {
+/// `alignlab generate` of three 12-token completions of one prompt at `seed`, with `extra` flags.
+fn generate_three(seed: &str, extra: &[&str]) -> Output {
     let common = [
         "generate",
         "--prompt",
         "Once upon a time",
         "--seed",
-        "3",
+        seed,
         "-n",
         "3",
         "--max-tokens",
         "12",
     ];
-    let with = |extra: &[&str]| alignlab(&[&common[..], extra].concat());
+    alignlab(&[&common[..], extra].concat())
+}
+
+#[test]
+fn generate_guided_by_args_at_weight_zero_samples_as_top_k_and_reports_its_costs() {
+    let with = |extra: &[&str]| generate_three("3", extra);
     let plain = with(&["--top-k", "5"]);
     assert!(plain.status.success(), "{}", stderr(&plain));
     let guided = with(&[
@@ -483,18 +488,7 @@ fn generate_guided_by_args_at_weight_zero_samples_as_top_k_and_reports_its_costs
 #[test]
 fn genarm_with_the_model_as_its_own_reward_model_is_the_model_cooled() {
     // π_ref · π_ref^(1/β) ∝ π_ref^((β + 1)/β): at 1/β = 1, the model at temperature 1/2.
-    let common = [
-        "generate",
-        "--prompt",
-        "Once upon a time",
-        "--seed",
-        "5",
-        "-n",
-        "3",
-        "--max-tokens",
-        "12",
-    ];
-    let with = |extra: &[&str]| alignlab(&[&common[..], extra].concat());
+    let with = |extra: &[&str]| generate_three("5", extra);
     let cooled = with(&["--temperature", "0.5"]);
     assert!(cooled.status.success(), "{}", stderr(&cooled));
     let guided = with(&[
