@@ -24,6 +24,14 @@ pub const LOGPS_REJECTED: &str = "logps/rejected";
 /// KTO's and BCO's reference point (TRL: `kl`) and BCO's running reward shift δ.
 pub const KL: &str = "kl";
 pub const BCO_DELTA: &str = "delta";
+/// SparsePO: share of completion tokens whose reward mask is exactly 0.
+pub const MASK_SPARSITY: &str = "mask/sparsity";
+/// SparsePO: mean reward-mask value over completion tokens.
+pub const MASK_MEAN: &str = "mask/mean";
+/// AlignDistil: mean per-sequence KL(π* ‖ π) to the teacher.
+pub const DISTIL_TEACHER_KL: &str = "distil/teacher_kl";
+/// AlignDistil: mean extrapolation α_t over completion tokens.
+pub const DISTIL_ALPHA: &str = "distil/alpha";
 // Online methods, with TRL's / OpenRLHF's names.
 pub const OBJECTIVE_SCORES: &str = "objective/scores";
 /// Mean per-sequence k1 estimate of KL(π‖π_ref) on the rollout.
@@ -95,6 +103,19 @@ pub const ALL: &[(&str, &str)] = &[
     ),
     (KL, "KTO's reference point: KL estimate on mismatched pairs"),
     (BCO_DELTA, "BCO's running reward shift δ"),
+    (
+        MASK_SPARSITY,
+        "SparsePO: share of completion tokens whose reward mask is 0",
+    ),
+    (
+        MASK_MEAN,
+        "SparsePO: mean reward mask over completion tokens",
+    ),
+    (
+        DISTIL_TEACHER_KL,
+        "AlignDistil: per-sequence KL from the teacher to the policy",
+    ),
+    (DISTIL_ALPHA, "AlignDistil: mean token extrapolation α_t"),
     (OBJECTIVE_SCORES, "mean reward of the rollout"),
     (
         OBJECTIVE_KL,

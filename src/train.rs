@@ -179,31 +179,49 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
         loss_value: f32,
     ) -> Result<(M, Option<StepOutput<B::InnerBackend>>)> {
         if !loss_value.is_finite() {
-            self.skipped.push(self.step);
-            self.step += 1;
+            self.skip();
             return Ok((model, None));
         }
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let (model, output) = self.apply(model, grads)?;
+        Ok((model, Some(output)))
+    }
+
+    /// Records a step whose loss was not finite, leaving the weights as they are.
+    pub fn skip(&mut self) {
+        self.skipped.push(self.step);
+        self.step += 1;
+    }
+
+    /// Applies one update from gradients already taken (one backward pass over a loss that
+    /// trains several modules, each with its own trainer).
+    pub fn apply(
+        &mut self,
+        model: M,
+        grads: GradientsParams,
+    ) -> Result<(M, StepOutput<B::InnerBackend>)> {
         let grads = self.replica.sum_gradients(&model, grads)?;
         let (grads, grad_norm) = clip_grad_norm(&model, grads, self.config.max_grad_norm);
         let lr = self.config.learning_rate(self.step);
         let model = self.optimizer.step(lr, model, grads);
         self.step += 1;
-        Ok((model, Some(StepOutput { grad_norm, lr })))
+        Ok((model, StepOutput { grad_norm, lr }))
     }
 
-    /// [`Self::step`] with the loss read back asynchronously (browser-safe) and the step's
-    /// loss, learning rate and gradient norm — or the skip — recorded in `metrics`.
-    pub async fn step_logged(
-        &mut self,
-        model: M,
-        loss: Tensor<B, 1>,
-        metrics: &mut Metrics,
-    ) -> Result<M> {
+    /// The loss summed over the replicas, read back asynchronously (browser-safe), and recorded
+    /// in `metrics`.
+    pub async fn read_loss(&self, loss: &Tensor<B, 1>, metrics: &mut Metrics) -> Result<f32> {
         let local = read_scalar(loss.clone()).await?;
         let loss_value = self.replica.sum_values(&[local])?[0];
         metrics.insert(names::TRAIN_LOSS, loss_value as f64);
-        let (model, output) = self.step(model, loss, loss_value)?;
+        Ok(loss_value)
+    }
+
+    /// Records a step's learning rate and gradient norm, or its skip, in `metrics`.
+    pub async fn log_output(
+        output: Option<StepOutput<B::InnerBackend>>,
+        metrics: &mut Metrics,
+    ) -> Result<()> {
         match output {
             Some(output) => {
                 metrics.insert(names::TRAIN_LR, output.lr);
@@ -214,6 +232,20 @@ impl<B: AutodiffBackend, M: AutodiffModule<B>> Trainer<B, M> {
             }
             None => metrics.insert(names::TRAIN_SKIPPED, 1.0),
         }
+        Ok(())
+    }
+
+    /// [`Self::step`] with the loss read back asynchronously (browser-safe) and the step's
+    /// loss, learning rate and gradient norm — or the skip — recorded in `metrics`.
+    pub async fn step_logged(
+        &mut self,
+        model: M,
+        loss: Tensor<B, 1>,
+        metrics: &mut Metrics,
+    ) -> Result<M> {
+        let loss_value = self.read_loss(&loss, metrics).await?;
+        let (model, output) = self.step(model, loss, loss_value)?;
+        Self::log_output(output, metrics).await?;
         Ok(model)
     }
 }

@@ -2,6 +2,7 @@
 //! equation, its registry entry, and its tests. `preference` is the batch objective around the
 //! offline losses, `online_method` what an online method tells the loop in `run/`.
 
+pub mod align_distil;
 pub mod arm;
 pub mod bco;
 pub mod best_of_n;
@@ -30,6 +31,7 @@ pub mod salsa;
 pub mod sft;
 pub mod simpo;
 pub mod slic;
+pub mod sparse_po;
 pub mod spec;
 #[cfg(test)]
 pub(crate) mod testing;

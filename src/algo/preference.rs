@@ -48,6 +48,32 @@ impl PreferenceData {
         self.len() == 0
     }
 
+    /// Every preference turned around: rankings worst first, labels flipped. Trained on this,
+    /// DPO makes the reverse DPO model of AlignDistil's contrastive reward.
+    pub fn reversed(self) -> Self {
+        match self {
+            Self::Ranked(rows) => Self::Ranked(
+                rows.into_iter()
+                    .map(|mut r| {
+                        r.completions.reverse();
+                        if let Some(scores) = &mut r.scores {
+                            scores.reverse();
+                        }
+                        r
+                    })
+                    .collect(),
+            ),
+            Self::Unpaired(rows) => Self::Unpaired(
+                rows.into_iter()
+                    .map(|mut r| {
+                        r.desirable = !r.desirable;
+                        r
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
     /// Checks that `loss` can train on this data.
     pub fn check(&self, loss: &PreferenceLoss) -> Result<()> {
         match (self, loss.data_shape()) {

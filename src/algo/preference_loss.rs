@@ -1,11 +1,13 @@
 //! The offline preference methods, one line each: the list below makes [`PreferenceLoss`] (one
 //! variant per method, matched exhaustively) and [`PREFERENCE_SPECS`] (what the registry lists).
 //! Adding a method is its own file (spec, settings, loss through [`RankedMethod`] or
-//! [`UnpairedMethod`]) and one line here.
+//! [`UnpairedMethod`], or for the token-level methods a `from_settings` and their terms in
+//! `run::token_level`) and one line here.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::align_distil::{AlignDistil, ALIGNDISTIL};
 use super::arm::{Arm, ARM};
 use super::bco::{Bco, BCO};
 use super::dpo::{Dpo, RobustDpo, CDPO, DPO, ROBUST_DPO};
@@ -18,6 +20,7 @@ use super::pro::{Pro, PRO};
 use super::rpo::{Rpo, RPO};
 use super::simpo::{Simpo, SIMPO};
 use super::slic::{Hinge, HINGE};
+use super::sparse_po::{SparsePo, SPARSEPO, SPARSEPO_REF};
 use super::spec::{DataShape, MethodKind, MethodSpec, Settings};
 use crate::error::Result;
 
@@ -25,16 +28,19 @@ macro_rules! preference_losses {
     (
         ranked { $($ranked:ident($ranked_type:ty) = $ranked_spec:expr,)* }
         unpaired { $($unpaired:ident($unpaired_type:ty) = $unpaired_spec:expr,)* }
+        token_level { $($token:ident($token_type:ty) = $token_spec:expr,)* }
     ) => {
         /// An offline preference method with its settings.
         #[derive(Debug, Clone, Copy, PartialEq)]
         pub enum PreferenceLoss {
             $($ranked($ranked_type),)*
             $($unpaired($unpaired_type),)*
+            $($token($token_type),)*
         }
 
         /// Every offline preference method's spec, in the registry's order.
-        pub const PREFERENCE_SPECS: &[MethodSpec] = &[$($ranked_spec,)* $($unpaired_spec,)*];
+        pub const PREFERENCE_SPECS: &[MethodSpec] =
+            &[$($ranked_spec,)* $($unpaired_spec,)* $($token_spec,)*];
 
         impl PreferenceLoss {
             /// The method named `spec.name`, its settings read from `settings` over the spec's
@@ -52,6 +58,11 @@ macro_rules! preference_losses {
                         ))
                     }));
                 })*
+                $(if spec.name == $token_spec.name {
+                    return Some(settings.check(spec).map(|()| {
+                        Self::$token(<$token_type>::from_settings(spec, settings))
+                    }));
+                })*
                 None
             }
 
@@ -60,6 +71,16 @@ macro_rules! preference_losses {
                 match self {
                     $(Self::$ranked(_) => &$ranked_spec,)*
                     $(Self::$unpaired(_) => &$unpaired_spec,)*
+                    $(Self::$token(_) => &$token_spec,)*
+                }
+            }
+
+            /// Trained on per-token terms, with the reference (and any teacher) run at every
+            /// step, by `run::token_level`; its loss is none of the two below.
+            pub fn is_token_level(&self) -> bool {
+                match self {
+                    $(Self::$token(_) => true,)*
+                    _ => false,
                 }
             }
 
@@ -67,6 +88,7 @@ macro_rules! preference_losses {
                 match self {
                     $(Self::$ranked(_) => <$ranked_type as RankedMethod>::USES_REFERENCE,)*
                     $(Self::$unpaired(_) => true,)*
+                    $(Self::$token(_) => true,)*
                 }
             }
 
@@ -75,6 +97,7 @@ macro_rules! preference_losses {
                 match self {
                     $(Self::$ranked(_) => <$ranked_type as RankedMethod>::LENGTH_AVERAGED,)*
                     $(Self::$unpaired(_) => false,)*
+                    $(Self::$token(_) => false,)*
                 }
             }
 
@@ -82,6 +105,7 @@ macro_rules! preference_losses {
                 match self {
                     $(Self::$ranked(_) => false,)*
                     $(Self::$unpaired(_) => <$unpaired_type as UnpairedMethod>::NEEDS_KL_REFERENCE,)*
+                    $(Self::$token(_) => false,)*
                 }
             }
 
@@ -89,6 +113,7 @@ macro_rules! preference_losses {
                 match self {
                     $(Self::$ranked(_) => false,)*
                     $(Self::$unpaired(_) => <$unpaired_type as UnpairedMethod>::NEEDS_REWARD_SHIFT,)*
+                    $(Self::$token(_) => false,)*
                 }
             }
 
@@ -97,6 +122,7 @@ macro_rules! preference_losses {
                 match self {
                     $(Self::$ranked(method) => Some(method.losses(inputs)),)*
                     $(Self::$unpaired(_) => None,)*
+                    $(Self::$token(_) => None,)*
                 }
             }
 
@@ -108,6 +134,7 @@ macro_rules! preference_losses {
                 match self {
                     $(Self::$ranked(_) => None,)*
                     $(Self::$unpaired(method) => Some(method.losses(inputs)),)*
+                    $(Self::$token(_) => None,)*
                 }
             }
         }
@@ -131,6 +158,11 @@ preference_losses! {
     unpaired {
         Kto(Kto) = KTO,
         Bco(Bco) = BCO,
+    }
+    token_level {
+        SparsePo(SparsePo) = SPARSEPO,
+        SparsePoRef(SparsePo) = SPARSEPO_REF,
+        AlignDistil(AlignDistil) = ALIGNDISTIL,
     }
 }
 

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::algo::spec::{DeclaresSettings, Settings, TrainingOverrides, BETA};
+use crate::algo::preference::PreferenceLoss;
+use crate::algo::spec::{DataShape, DeclaresSettings, Settings, TrainingOverrides, BETA};
 use crate::decoding::{self, DecodingSpec, ExtraModels, Guide};
 use crate::error::{Error, Result};
 use crate::reward::calibrated::Transform;
@@ -191,6 +192,11 @@ impl RlSettings {
 #[serde(deny_unknown_fields)]
 pub struct DpoSettings {
     pub betas: Vec<f64>,
+    /// Offline methods on pairs, one run per β each (default: dpo alone). `dpo` comes first:
+    /// the first DPO policy is AlignDistil's teacher (at its β), RTO's reward and Transfer Q*'s
+    /// baseline.
+    #[serde(default = "dpo_methods")]
+    pub methods: Vec<String>,
     /// The proxy the trained policies are measured with (default: the first).
     pub proxy: Option<String>,
     /// Measure KL, proxy and gold on the evaluation prompts every this many steps.
@@ -268,6 +274,9 @@ fn bon_pool() -> usize {
 }
 fn bon_groups() -> usize {
     8
+}
+fn dpo_methods() -> Vec<String> {
+    vec!["dpo".into()]
 }
 fn rl_eval_every() -> usize {
     5
@@ -380,6 +389,26 @@ impl FrontierConfig {
                 return Err(Error::Input(format!(
                     "{source}: dpo.betas must be a non-empty list of numbers > 0"
                 )));
+            }
+            if dpo.methods.first().map(String::as_str) != Some("dpo") {
+                return Err(Error::Input(format!(
+                    "{source}: dpo.methods must start with \"dpo\" (the first DPO policy is \
+                     AlignDistil's teacher, RTO's reward and Transfer Q*'s baseline), got {:?}",
+                    dpo.methods
+                )));
+            }
+            for name in &dpo.methods {
+                let pairs = crate::methods::find(name)
+                    .ok()
+                    .and_then(|spec| PreferenceLoss::from_spec(spec, &Settings::new()))
+                    .and_then(Result::ok)
+                    .is_some_and(|loss| loss.data_shape() == DataShape::Pairs);
+                if !pairs {
+                    return Err(Error::Input(format!(
+                        "{source}: dpo.methods: `{name}` is no offline method on pairs \
+                         (`alignlab methods` lists them)"
+                    )));
+                }
             }
             if dpo.eval_every == 0 || dpo.steps == Some(0) {
                 return Err(Error::Input(format!(

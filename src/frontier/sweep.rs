@@ -17,6 +17,7 @@ use crate::dataset::RankedSequences;
 use crate::decoding::{self, ExtraModels, Guide};
 use crate::error::{Error, Result};
 use crate::io::Tokenizer;
+use crate::metrics;
 use crate::model::{Llama, RewardEnsemble, RewardModel};
 use crate::policy;
 use crate::prompts::{self, PromptSet};
@@ -448,8 +449,8 @@ where
         ))
     }
 
-    /// DPO on the training pairs: one run per β, measured along the way like the RL runs; and
-    /// each run's last policy.
+    /// The offline methods on the training pairs (DPO first): one run per method and β,
+    /// measured along the way like the RL runs; and the DPO runs' last policies.
     async fn dpo_runs(
         &self,
         evaluation: &Evaluation<'_, B::InnerBackend>,
@@ -463,37 +464,55 @@ where
         };
         let proxy_name = config.proxy(dpo.proxy.as_deref()).name.clone();
         let data = PreferenceData::Ranked(train_pairs.to_vec());
-        let loss = PreferenceLoss::named("dpo").expect("dpo is listed");
-        let (training, steps) = (dpo.training(), dpo.training().steps(loss.spec()));
         let (mut runs, mut policies) = (Vec::new(), Vec::new());
-        for &beta in &dpo.betas {
-            let name = format!("dpo β={beta} {proxy_name}");
-            log.line(&format!(
-                "{name}: {steps} steps on {} pairs",
-                train_pairs.len()
-            ));
-            let preference_config = PreferenceConfig {
-                loss,
-                beta,
-                optim: training.optim(loss.spec()),
-                batch_size: training.batch_size(loss.spec()),
-                seed: config.seed,
-            };
-            let mut run =
-                PreferenceRun::<B>::new(&self.reference, data.clone(), preference_config).await?;
-            let mut policy = self.base.clone();
-            let mut points = vec![base.clone()];
-            while run.steps_done() < steps {
-                policy = run.step(policy).await?.0;
-                let step = run.steps_done();
-                if step % dpo.eval_every == 0 || step == steps {
-                    let point = evaluation.measure(&policy.valid(), step).await?;
-                    log_point(log, &point, &proxy_name);
-                    points.push(point);
+        for method in &dpo.methods {
+            for &beta in &dpo.betas {
+                let mut settings = Settings::new().with(BETA.name, beta);
+                if method == "aligndistil" {
+                    settings.insert("teacher_beta", dpo.betas[0]);
+                }
+                let spec = crate::methods::find(method)?;
+                let loss = PreferenceLoss::from_spec(spec, &settings)
+                    .expect("the config check found an offline method")?;
+                let (training, steps) = (dpo.training(), dpo.training().steps(spec));
+                let name = format!("{method} β={beta} {proxy_name}");
+                log.line(&format!(
+                    "{name}: {steps} steps on {} pairs",
+                    train_pairs.len()
+                ));
+                let preference_config = PreferenceConfig {
+                    loss,
+                    beta,
+                    optim: training.optim(spec),
+                    batch_size: training.batch_size(spec),
+                    seed: config.seed,
+                };
+                let mut run =
+                    PreferenceRun::<B>::new(&self.reference, data.clone(), preference_config)
+                        .await?;
+                if method == "aligndistil" {
+                    run = run.with_teachers(policies[..1].to_vec())?;
+                }
+                let mut policy = self.base.clone();
+                let mut points = vec![base.clone()];
+                while run.steps_done() < steps {
+                    let (next, metrics) = run.step(policy).await?;
+                    policy = next;
+                    let step = run.steps_done();
+                    if step % dpo.eval_every == 0 || step == steps {
+                        let point = evaluation.measure(&policy.valid(), step).await?;
+                        log_point(log, &point, &proxy_name);
+                        if let Some(sparsity) = metrics.get(metrics::MASK_SPARSITY) {
+                            log.line(&format!("    mask sparsity {sparsity:.3}"));
+                        }
+                        points.push(point);
+                    }
+                }
+                runs.push(fitted_run(name, method, Some(beta), &proxy_name, points));
+                if method == "dpo" {
+                    policies.push(policy.valid());
                 }
             }
-            runs.push(fitted_run(name, "dpo", Some(beta), &proxy_name, points));
-            policies.push(policy.valid());
         }
         Ok((runs, policies))
     }

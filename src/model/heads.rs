@@ -31,6 +31,15 @@ impl<B: Backend> ScalarHead<B> {
         }
     }
 
+    /// [`Self::new`] with every output's bias at `bias` (a mask head that starts near 1).
+    pub fn with_bias(dim: usize, outputs: usize, bias: f32, seed: u64, device: &B::Device) -> Self {
+        let head = Self::new(dim, outputs, seed, device);
+        Self {
+            bias: Param::from_tensor(Tensor::full([outputs], bias, device)),
+            ..head
+        }
+    }
+
     pub fn outputs(&self) -> usize {
         self.weight.dims()[1]
     }

@@ -472,6 +472,30 @@ impl<B: Backend> Llama<B> {
         self.run_blocks(x, rope.as_ref(), AttentionMask::Causal, None)
     }
 
+    /// The residual stream after each block (before the final norm), for methods that read the
+    /// model's activations: [batch, seq] → one [batch, seq, dim] per layer.
+    pub fn block_outputs(&self, tokens: Tensor<B, 2, Int>) -> Vec<Tensor<B, 3>> {
+        let seq = tokens.dims()[1];
+        let mut x = embedding(self.embed.val(), tokens);
+        if let Some(positions) = &self.positions {
+            x = x + positions.val().narrow(0, 0, seq).unsqueeze::<3>();
+        }
+        let rope = self.rope.as_ref().map(|rope| rope.leading(seq));
+        self.blocks
+            .iter()
+            .map(|block| {
+                x = block.forward(
+                    x.clone(),
+                    &self.config,
+                    rope.as_ref(),
+                    &AttentionMask::Causal,
+                    None,
+                );
+                x.clone()
+            })
+            .collect()
+    }
+
     /// Next-token logits of whole sequences: [batch, seq] → [batch, seq, vocab].
     pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         self.logits(self.forward_hidden(tokens))

@@ -11,6 +11,7 @@ pub mod preference;
 pub mod raft;
 pub mod reward_model;
 pub mod sft;
+pub mod token_level;
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;

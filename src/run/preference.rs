@@ -5,10 +5,12 @@
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
+use super::token_level::TokenLevel;
 use crate::algo::preference::{
     reference_logps_sharded, PreferenceConfig, PreferenceData, PreferenceObjective, ReferenceLogps,
 };
 use crate::batches::BatchOrder;
+use crate::dataset::RankedSequences;
 use crate::distributed::Replica;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -20,6 +22,8 @@ pub struct PreferenceRun<B: AutodiffBackend> {
     objective: PreferenceObjective,
     data: PreferenceData,
     reference: ReferenceLogps,
+    /// The token-level methods' frozen models and masks (their reference table stays empty).
+    token_level: Option<TokenLevel<B>>,
     batches: BatchOrder,
 }
 
@@ -50,8 +54,13 @@ where
             return Err(Error::Input("no preference data".into()));
         }
         data.check(&config.loss)?;
-        let reference =
-            reference_logps_sharded(reference, &data, config.batch_size * 2, &replica).await?;
+        let token_level = TokenLevel::new(&config, reference, &replica);
+        let reference = match token_level {
+            Some(_) => ReferenceLogps::Ranked(Vec::new()),
+            None => {
+                reference_logps_sharded(reference, &data, config.batch_size * 2, &replica).await?
+            }
+        };
         let mut objective = PreferenceObjective::new(config);
         objective.replica = replica.clone();
         Ok(Self {
@@ -60,7 +69,22 @@ where
             objective,
             data,
             reference,
+            token_level,
         })
+    }
+
+    /// AlignDistil's teachers: the DPO model, and optionally the reverse DPO model after it.
+    pub fn with_teachers(mut self, teachers: Vec<Llama<B::InnerBackend>>) -> Result<Self> {
+        match &mut self.token_level {
+            Some(token_level) if self.objective.config.loss.name() == "aligndistil" => {
+                token_level.set_teachers(teachers)?;
+                Ok(self)
+            }
+            _ => Err(Error::Input(format!(
+                "{} takes no teacher model (aligndistil does)",
+                self.objective.config.loss
+            ))),
+        }
     }
 
     /// Updates taken so far.
@@ -74,14 +98,32 @@ where
         let replica = self.trainer.replica().clone();
         let shard = replica.shard(&batch)?;
         let mut metrics = Metrics::new(self.trainer.step);
-        let loss = self
-            .objective
-            .batch_loss(&policy, &self.data, &self.reference, shard, &mut metrics)
-            .await?;
+        let loss = match (&self.token_level, &self.data) {
+            (Some(token_level), PreferenceData::Ranked(rows)) => {
+                let rows: Vec<&RankedSequences> = shard.iter().map(|&i| &rows[i]).collect();
+                let config = &self.objective.config;
+                token_level
+                    .batch_loss(&policy, config, &rows, &mut metrics)
+                    .await?
+                    .mean()
+            }
+            _ => {
+                self.objective
+                    .batch_loss(&policy, &self.data, &self.reference, shard, &mut metrics)
+                    .await?
+            }
+        };
         let share = replica.share(shard.len() as f64)?;
         replica.reduce_metrics(&mut metrics, share)?;
         let loss = loss.mul_scalar(share);
-        let policy = self.trainer.step_logged(policy, loss, &mut metrics).await?;
+        let policy = match &mut self.token_level {
+            Some(token_level) => {
+                token_level
+                    .step(&mut self.trainer, policy, loss, &mut metrics)
+                    .await?
+            }
+            None => self.trainer.step_logged(policy, loss, &mut metrics).await?,
+        };
         Ok((policy, metrics))
     }
 }

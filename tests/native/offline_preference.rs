@@ -87,8 +87,10 @@ fn config(loss: PreferenceLoss, steps: usize) -> PreferenceConfig {
 fn every_method_trains_through_the_one_trainer() {
     let samples = world_samples(48, 3, 11);
     // Every preference method the registry lists, with its default settings.
+    // AlignDistil needs a teacher model: `token_level.rs` trains it with one.
     let methods = PREFERENCE_SPECS
         .iter()
+        .filter(|spec| spec.name != "aligndistil")
         .map(|spec| PreferenceLoss::named(spec.name).unwrap());
     for loss in methods {
         // One fixed batch, seen at every step: each method must fit it.

@@ -98,3 +98,219 @@ fn implicit_token_rewards_sum_to_dpos_sequence_reward() {
         );
     }
 }
+
+mod offline {
+    //! SparsePO and AlignDistil through the one preference trainer on the built-in world. At the
+    //! first step the policy is the reference, so every masked log-ratio and KL is 0 (loss ln 2,
+    //! whatever the masks): a check of the reference's per-token pass against the policy's.
+
+    use crate::common::{world_samples, Cpu};
+    use alignlab::algo::preference::{PreferenceConfig, PreferenceData, PreferenceLoss};
+    use alignlab::algo::spec::Settings;
+    use alignlab::dataset::{self, LengthLimit};
+    use alignlab::io::prefs::Ranking;
+    use alignlab::metrics::{self, Metrics};
+    use alignlab::model::Llama;
+    use alignlab::run::preference::{self, PreferenceRun};
+    use alignlab::train::OptimConfig;
+    use alignlab::{methods, policy, world};
+    use burn::backend::Autodiff;
+    use burn::module::AutodiffModule;
+    use pollster::block_on;
+
+    type Train = Autodiff<Cpu>;
+
+    fn pairs(n: usize) -> PreferenceData {
+        let samples = world_samples(48, 3, 11);
+        let rankings: Vec<Ranking> = world::preferences::pairs(&samples)
+            .into_iter()
+            .map(Ranking::from)
+            .collect();
+        let limit = LengthLimit {
+            max_length: 256,
+            truncate: false,
+        };
+        let rows =
+            dataset::tokenize_rankings(&world::tokenizer(), &rankings, &limit, "test", false)
+                .unwrap()
+                .rows;
+        PreferenceData::Ranked(rows[..n].to_vec())
+    }
+
+    fn config(name: &str, settings: Settings, steps: usize) -> PreferenceConfig {
+        let spec = methods::find(name).unwrap();
+        PreferenceConfig {
+            loss: PreferenceLoss::from_spec(spec, &settings).unwrap().unwrap(),
+            beta: 0.5,
+            optim: OptimConfig {
+                lr: 2e-3,
+                warmup_steps: 1,
+                total_steps: steps,
+                ..Default::default()
+            },
+            batch_size: 8,
+            seed: 0,
+        }
+    }
+
+    fn base() -> Llama<Train> {
+        policy::load::<Train>(policy::BUILTIN, None, &Default::default())
+            .unwrap()
+            .0
+    }
+
+    /// `steps` updates of `config` on `data` from the base, with their metrics.
+    fn run(
+        config: PreferenceConfig,
+        data: &PreferenceData,
+        teachers: Vec<Llama<Cpu>>,
+        steps: usize,
+    ) -> (Llama<Train>, Vec<Metrics>) {
+        let mut policy = base();
+        let reference = policy.valid();
+        let mut run = block_on(PreferenceRun::<Train>::new(
+            &reference,
+            data.clone(),
+            config,
+        ))
+        .unwrap();
+        if !teachers.is_empty() {
+            run = run.with_teachers(teachers).unwrap();
+        }
+        let mut history = Vec::new();
+        for _ in 0..steps {
+            let (next, m) = block_on(run.step(policy)).unwrap();
+            policy = next;
+            history.push(m);
+        }
+        (policy, history)
+    }
+
+    fn mean(history: &[Metrics], name: &str) -> f64 {
+        history.iter().map(|m| m.get(name).unwrap()).sum::<f64>() / history.len() as f64
+    }
+
+    #[test]
+    fn sparsepo_starts_at_ln2_trains_its_masks_and_reports_their_sparsity() {
+        let data = pairs(8);
+        for name in ["sparsepo", "sparsepo-ref"] {
+            let (_, history) = run(config(name, Settings::new(), 12), &data, Vec::new(), 12);
+            let first = &history[0];
+            assert!(
+                (first.get(metrics::TRAIN_LOSS).unwrap() - std::f64::consts::LN_2).abs() < 1e-4,
+                "{name}: {first:?}"
+            );
+            assert!(first.get(metrics::REWARDS_MARGINS).unwrap().abs() < 1e-4);
+            for m in &history {
+                let sparsity = m.get(metrics::MASK_SPARSITY).unwrap();
+                assert!((0.0..=1.0).contains(&sparsity), "{name}: {m:?}");
+                assert!(m.get(metrics::MASK_MEAN).unwrap() > 0.0, "{name}: {m:?}");
+            }
+            let (early, late) = (
+                mean(&history[..3], metrics::TRAIN_LOSS),
+                mean(&history[9..], metrics::TRAIN_LOSS),
+            );
+            assert!(late < early, "{name}: loss {early} → {late}");
+            let masks: Vec<f64> = history
+                .iter()
+                .map(|m| m.get(metrics::MASK_MEAN).unwrap())
+                .collect();
+            if name == "sparsepo" {
+                // The learned head moves: its masks are not what they started at.
+                assert!((masks[11] - masks[0]).abs() > 1e-4, "{masks:?}");
+            } else {
+                // The reference's activations do not change with training.
+                assert!((masks[11] - masks[0]).abs() < 1e-5, "{masks:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn aligndistil_moves_the_policy_to_its_teacher() {
+        let data = pairs(8);
+        // A DPO teacher, and its mirror: DPO on the same pairs reversed.
+        let dpo = config("dpo", Settings::new(), 10);
+        let teacher = block_on(preference::train(
+            base(),
+            &base().valid(),
+            &data,
+            &dpo,
+            |_| {},
+        ))
+        .unwrap()
+        .valid();
+        let reverse = block_on(preference::train(
+            base(),
+            &base().valid(),
+            &data.clone().reversed(),
+            &dpo,
+            |_| {},
+        ))
+        .unwrap()
+        .valid();
+        // The teacher at the run's β (α = 1) is the DPO model itself; at step 0 the policy is the
+        // base, so the KL to the teacher is positive and shrinks as it is distilled.
+        let settings = Settings::new().with("teacher_beta", 0.5);
+        let (_, history) = run(
+            config("aligndistil", settings.clone(), 12),
+            &data,
+            vec![teacher.clone()],
+            12,
+        );
+        let (early, late) = (
+            mean(&history[..3], metrics::DISTIL_TEACHER_KL),
+            mean(&history[9..], metrics::DISTIL_TEACHER_KL),
+        );
+        assert!(early > 1e-3 && late < early, "teacher KL {early} → {late}");
+        assert!((history[0].get(metrics::DISTIL_ALPHA).unwrap() - 1.0).abs() < 1e-6);
+
+        // The reference as its own teacher: nothing to distil.
+        let (_, history) = run(
+            config("aligndistil", settings.clone(), 1),
+            &data,
+            vec![base().valid()],
+            1,
+        );
+        assert!(history[0].get(metrics::TRAIN_LOSS).unwrap().abs() < 1e-5);
+
+        // Contrastive and token-adaptive: α_t below its cap where the two teachers disagree.
+        let adaptive = settings.with("tv_target", 0.05);
+        let (_, history) = run(
+            config("aligndistil", adaptive, 6),
+            &data,
+            vec![teacher, reverse],
+            6,
+        );
+        let alpha = history[0].get(metrics::DISTIL_ALPHA).unwrap();
+        assert!(alpha > 0.0 && alpha < 1.0, "mean α_t {alpha}");
+        assert!(history
+            .iter()
+            .all(|m| m.get(metrics::TRAIN_LOSS).unwrap().is_finite()));
+    }
+
+    #[test]
+    fn a_missing_or_unwanted_teacher_is_named() {
+        let data = pairs(8);
+        let reference = base().valid();
+        let mut run = block_on(PreferenceRun::<Train>::new(
+            &reference,
+            data.clone(),
+            config("aligndistil", Settings::new(), 1),
+        ))
+        .unwrap();
+        let error = block_on(run.step(base())).err().unwrap().to_string();
+        assert!(error.contains("--teacher"), "{error}");
+        let dpo = block_on(PreferenceRun::<Train>::new(
+            &reference,
+            data,
+            config("dpo", Settings::new(), 1),
+        ))
+        .unwrap();
+        let error = dpo
+            .with_teachers(vec![reference])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("dpo takes no teacher"), "{error}");
+    }
+}

@@ -305,6 +305,25 @@ pub struct TrainCommand {
     /// Multi-attribute reward model: the direction combining attributes (e.g. 1,0.5).
     #[arg(long, value_delimiter = ',')]
     pub direction: Option<Vec<f32>>,
+    /// SparsePO: α, the weight of the masked token-level KL term.
+    #[arg(long)]
+    pub kl_weight: Option<f64>,
+    /// SparsePO: 1 learned mask for the reward and the KL, 2 a mask each.
+    #[arg(long)]
+    pub mask_heads: Option<usize>,
+    /// AlignDistil: the DPO model to distil from; given twice, the second is the reverse DPO
+    /// model (trained with --reverse-pairs) and the reward becomes contrastive.
+    #[arg(long)]
+    pub teacher: Vec<String>,
+    /// AlignDistil: the β the DPO teacher was trained with (α = teacher_beta / β).
+    #[arg(long)]
+    pub teacher_beta: Option<f64>,
+    /// AlignDistil: τ of the token-adaptive α_t = min(α, τ/TV_t); 0 keeps α fixed.
+    #[arg(long)]
+    pub tv_target: Option<f64>,
+    /// Train on every preference reversed (rejected first): a reverse DPO model.
+    #[arg(long)]
+    pub reverse_pairs: bool,
 }
 
 impl TrainCommand {
@@ -329,6 +348,10 @@ impl TrainCommand {
                 self.online.prompts_per_step.map(|p| p as f64),
             ),
             ("epochs", self.online.epochs.map(|e| e as f64)),
+            ("kl_weight", self.kl_weight),
+            ("mask_heads", self.mask_heads.map(|m| m as f64)),
+            ("teacher_beta", self.teacher_beta),
+            ("tv_target", self.tv_target),
         ];
         for (name, value) in given {
             if let Some(value) = value {
@@ -625,6 +648,11 @@ fn train_preference<B: AutodiffBackend>(
             PreferenceData::Ranked(tokenized.rows)
         }
     };
+    let data = if command.reverse_pairs {
+        data.reversed()
+    } else {
+        data
+    };
     let config = PreferenceConfig {
         loss,
         beta: settings.value(spec, BETA.name),
@@ -650,6 +678,15 @@ fn train_preference<B: AutodiffBackend>(
     let mut run = pollster::block_on(PreferenceRun::new_replica(
         &reference, data, config, replica,
     ))?;
+    if !command.teacher.is_empty() {
+        let device = reference.device();
+        let teachers = command
+            .teacher
+            .iter()
+            .map(|path| policy::load::<B::InnerBackend>(path, None, &device).map(|(m, _)| m))
+            .collect::<Result<Vec<_>>>()?;
+        run = run.with_teachers(teachers)?;
+    }
     let mut policy = policy;
     for _ in 0..command.train.steps(spec) {
         let (next, metrics) = pollster::block_on(run.step(policy))?;
