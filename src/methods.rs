@@ -48,6 +48,7 @@ macro_rules! online_methods {
 online_methods! {
     Grpo => crate::algo::grpo::GRPO_METHOD,
     DrGrpo => crate::algo::grpo::DR_GRPO_METHOD,
+    GrpoS => crate::algo::grpo_s::GRPO_S_METHOD,
     Rloo => crate::algo::rloo::RLOO_METHOD,
     ReinforcePp => crate::algo::reinforce_pp::REINFORCE_PP_METHOD,
     Ppo => crate::algo::ppo::PPO_METHOD,
@@ -127,7 +128,7 @@ mod tests {
     #[test]
     fn every_method_is_listed_once_and_found_by_name() {
         let names: Vec<&str> = all().map(|m| m.name).collect();
-        assert_eq!(names.len(), 25, "{names:?}");
+        assert_eq!(names.len(), 26, "{names:?}");
         for (i, name) in names.iter().enumerate() {
             assert!(!names[..i].contains(name), "{name} is listed twice");
             assert_eq!(find(name).unwrap().name, *name);

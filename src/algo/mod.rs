@@ -9,6 +9,7 @@ pub mod best_of_n;
 pub mod dpo;
 pub mod gae;
 pub mod grpo;
+pub mod grpo_s;
 pub mod ipo;
 pub mod kl_controller;
 pub mod kto;

@@ -20,6 +20,8 @@ pub enum KlPlacement {
 /// What a group method's advantages are computed from: one scored rollout of `group_size`
 /// samples per prompt, consecutive.
 pub struct GroupRollout<'a> {
+    /// Prompt text of each sample.
+    pub prompts: &'a [String],
     pub rewards: &'a [f32],
     /// Per-token log-probs of each sample under the rollout policy and the reference.
     pub logps: &'a [Vec<f32>],

@@ -38,6 +38,9 @@ pub struct FrontierConfig {
     pub best_of_n: Option<BestOfNSettings>,
     pub ppo: Option<RlSettings>,
     pub grpo: Option<RlSettings>,
+    /// GRPO-S: GRPO with advantages scaled by each prompt's difficulty (the `sums` prompts
+    /// carry theirs).
+    pub grpo_s: Option<RlSettings>,
     pub dpo: Option<DpoSettings>,
     /// RTO: PPO on the first DPO policy's token rewards plus the proxy's score.
     pub rto: Option<RlSettings>,
@@ -326,6 +329,7 @@ impl FrontierConfig {
         let wants_proxy = self.best_of_n.is_some()
             || self.ppo.is_some()
             || self.grpo.is_some()
+            || self.grpo_s.is_some()
             || self.dpo.is_some()
             || self.rto.is_some()
             || self.decoding.is_some();
@@ -357,7 +361,12 @@ impl FrontierConfig {
                  add a [dpo] section"
             )));
         }
-        for (section, rl) in [("ppo", &self.ppo), ("grpo", &self.grpo), ("rto", &self.rto)] {
+        for (section, rl) in [
+            ("ppo", &self.ppo),
+            ("grpo", &self.grpo),
+            ("grpo_s", &self.grpo_s),
+            ("rto", &self.rto),
+        ] {
             if let Some(rl) = rl {
                 for p in &rl.proxies {
                     known(p, &format!("{section}.proxies"))?;

@@ -85,6 +85,7 @@ where
     let trained = [
         (OnlineAlgorithm::Ppo, &config.ppo),
         (OnlineAlgorithm::Grpo, &config.grpo),
+        (OnlineAlgorithm::GrpoS, &config.grpo_s),
     ];
     let mut runs = sweep
         .rl_runs(&evaluation, &base, &trained, None, log)

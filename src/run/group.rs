@@ -48,6 +48,7 @@ where
         )));
     };
     let advantages = advantages(&GroupRollout {
+        prompts: &rollout.prompts,
         rewards: &rollout.rewards,
         logps: &rollout.logps,
         ref_logps: &rollout.ref_logps,

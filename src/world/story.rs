@@ -76,6 +76,20 @@ pub fn sum_task<R: Rng>(rng: &mut R, name: &str) -> SumTask {
     }
 }
 
+/// How hard a sum question of this world is, in [0, 1]: its answer's size, (a + b − 3) / 7 over
+/// the sums the world asks (3 to 10). `None` for any other text.
+pub fn sum_difficulty(question: &str) -> Option<f32> {
+    let words: Vec<&str> = question.split([' ', '.']).collect();
+    let number_after = |word: &str| {
+        let at = words.iter().position(|w| *w == word)?;
+        NUMBERS.iter().position(|n| Some(n) == words.get(at + 1))
+    };
+    let (had, more) = (number_after("had")?, number_after("found")?);
+    question
+        .contains("more. Now")
+        .then(|| (had + more).saturating_sub(3) as f32 / 7.0)
+}
+
 /// One story: an opening sentence, 3–7 sentences of events, a closing sentence.
 /// `mood` in [0, 1] is the chance that each sentiment word is positive.
 pub fn story<R: Rng>(rng: &mut R, mood: f64) -> String {

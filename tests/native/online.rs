@@ -583,3 +583,33 @@ fn a_grpo_step_on_two_cpu_devices_is_the_step_on_one() {
     let before = pollster::block_on(base.to_weights()).unwrap();
     assert_ne!(before.tensors, one.tensors, "the steps moved no weight");
 }
+
+#[test]
+fn grpo_s_with_a_verifier_raises_held_out_sum_accuracy() {
+    // The world's sums carry their difficulty: GRPO-S weighs each prompt's advantages by it.
+    let tasks = sum_tasks(5, 400);
+    let answers: HashMap<String, String> = tasks
+        .iter()
+        .map(|t| (t.question.clone(), t.answer.to_string()))
+        .collect();
+    let prompts: Vec<String> = tasks.iter().map(|t| t.question.clone()).collect();
+    let reward = RewardSource::Verifier { answers };
+    let tokenizer = world::tokenizer();
+    let (base, _) = policy::load::<Cpu>(policy::BUILTIN, None, &Default::default()).unwrap();
+    let before = pollster::block_on(held_out_sum_accuracy(&base, &tokenizer, 300)).unwrap();
+    let (trained, _) = run(
+        OnlineAlgorithm::GrpoS,
+        &reward,
+        &prompts,
+        40,
+        2,
+        (0.04, 0.0),
+    );
+    let after =
+        pollster::block_on(held_out_sum_accuracy(&trained.valid(), &tokenizer, 300)).unwrap();
+    println!("GRPO-S: held-out sum accuracy {before:.3} → {after:.3}");
+    assert!(
+        after > before + 0.11,
+        "held-out accuracy {before} → {after}"
+    );
+}
