@@ -160,6 +160,25 @@ pub struct BestOfNPoint {
     pub reward: MeanCi,
     /// A second reward of the chosen samples (the gold one when a proxy selects).
     pub monitor_reward: Option<MeanCi>,
+    /// The judged reward of each chosen sample, prompt by prompt and draw by draw (the
+    /// monitor's where there is one, else the selecting reward's): what a win rate pairs up.
+    #[serde(skip)]
+    pub judged: Vec<f64>,
+}
+
+/// The share of paired draws `ours` wins against `theirs` (a tie counts half), with its interval:
+/// InfAlign's measure of a policy aligned for best-of-n against another under best-of-n.
+pub fn win_rate(ours: &[f64], theirs: &[f64]) -> MeanCi {
+    let outcomes: Vec<f64> = ours
+        .iter()
+        .zip(theirs)
+        .map(|(a, b)| match a.partial_cmp(b) {
+            Some(std::cmp::Ordering::Greater) => 1.0,
+            Some(std::cmp::Ordering::Equal) => 0.5,
+            _ => 0.0,
+        })
+        .collect();
+    MeanCi::of(&outcomes)
 }
 
 impl BestOfNPoint {
@@ -297,5 +316,13 @@ mod tests {
             best_of_groups(&[0.0, 2.0, 2.0, 1.0, 5.0, 0.0], 3),
             vec![1, 4]
         );
+    }
+
+    #[test]
+    fn win_rates_count_ties_half() {
+        let rate = win_rate(&[2.0, 1.0, 0.5, 3.0], &[1.0, 1.0, 0.7, 0.0]);
+        assert!((rate.mean - (1.0 + 0.5 + 0.0 + 1.0) / 4.0).abs() < 1e-12);
+        assert_eq!(rate.n, 4);
+        assert_eq!(win_rate(&[1.0, 2.0], &[1.0, 2.0]).mean, 0.5);
     }
 }

@@ -497,6 +497,22 @@ mod tests {
         assert!(e.to_string().contains("ppo.proxies names proxy `b`"), "{e}");
         let e = FrontierConfig::parse("[dpo]\nbetas = [0.1]\n", "f.toml").unwrap_err();
         assert!(e.to_string().contains("at least one [[proxy]]"), "{e}");
+        let proxy = "[[proxy]]\nname = \"a\"\n[dpo]\nbetas = [0.1]\n";
+        let e = FrontierConfig::parse(&format!("{proxy}methods = [\"sparsepo\"]\n"), "f.toml")
+            .unwrap_err();
+        assert!(e.to_string().contains("must start with \"dpo\""), "{e}");
+        for wrong in ["kto", "ppo", "dpoo"] {
+            let e = FrontierConfig::parse(
+                &format!("{proxy}methods = [\"dpo\", \"{wrong}\"]\n"),
+                "f.toml",
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("`{wrong}` is no offline method on pairs")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

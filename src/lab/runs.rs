@@ -167,6 +167,13 @@ where
         settings: &Settings,
         training: &TrainingOverrides,
     ) -> Result<Preference<B>> {
+        if loss.name() == "aligndistil" {
+            return Err(Error::LabState(
+                "aligndistil distils from a DPO model the page has no way to name: run it with \
+                 `alignlab train --method aligndistil --teacher DPO_MODEL`"
+                    .into(),
+            ));
+        }
         let pairs: Vec<&PreferencePair> = self.pair_groups.iter().flatten().collect();
         if pairs.is_empty() {
             return Err(Error::LabState(format!(

@@ -103,6 +103,11 @@ pub async fn measure<B: Backend>(
             analytic_kl: analytic_kl(n),
             reward: MeanCi::of(&selected_reward),
             monitor_reward: (!selected_monitor.is_empty()).then(|| MeanCi::of(&selected_monitor)),
+            judged: if selected_monitor.is_empty() {
+                selected_reward
+            } else {
+                selected_monitor
+            },
         });
     }
     Ok(points)

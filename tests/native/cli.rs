@@ -609,3 +609,116 @@ fn ppo_optimises_an_infalign_transformed_reward_and_refuses_a_misspelt_transform
         stderr(&refused)
     );
 }
+
+/// The token-level offline methods from the command line: SparsePO reports its masks' sparsity;
+/// AlignDistil distils from a DPO model and, given a second, the reverse DPO model trained with
+/// `--reverse-pairs`; a teacher where none is taken is refused by name.
+#[test]
+fn sparsepo_and_aligndistil_train_from_the_command_line() {
+    let pairs = temp_path("distil-pairs.jsonl");
+    let out = alignlab(&[
+        "data",
+        "--kind",
+        "pairs",
+        "--prompts",
+        "16",
+        "--seed",
+        "4",
+        "--out",
+        path_arg(&pairs),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let train = |method: &str, out_name: &str, extra: &[&str]| {
+        let out_path = temp_path(out_name);
+        let metrics = temp_path(&format!("{out_name}.jsonl"));
+        let mut args = vec![
+            "train",
+            "--method",
+            method,
+            "--data",
+            path_arg(&pairs),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--out",
+            path_arg(&out_path),
+            "--metrics",
+            path_arg(&metrics),
+        ];
+        args.extend_from_slice(extra);
+        let out = alignlab(&args);
+        let steps: Vec<serde_json::Value> = std::fs::read_to_string(&metrics)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (out, out_path, steps)
+    };
+    let (out, _, steps) = train("sparsepo", "sparsepo.safetensors", &["--mask-heads", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(steps.len(), 2);
+    let sparsity = steps[1]["mask/sparsity"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&sparsity), "{:?}", steps[1]);
+
+    let (out, dpo, _) = train("dpo", "distil-dpo.safetensors", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, reverse, _) = train("dpo", "distil-rdpo.safetensors", &["--reverse-pairs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (out, _, steps) = train(
+        "aligndistil",
+        "aligndistil.safetensors",
+        &[
+            "--teacher",
+            path_arg(&dpo),
+            "--teacher",
+            path_arg(&reverse),
+            "--tv-target",
+            "0.1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        steps[0]["distil/teacher_kl"].as_f64().unwrap() > 0.0,
+        "{:?}",
+        steps[0]
+    );
+
+    let (refused, _, _) = train("dpo", "refused.safetensors", &["--teacher", path_arg(&dpo)]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("dpo takes no teacher model"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+/// `best-of-n --against`: InfAlign's win rate under best-of-n. A policy against itself, on the
+/// same prompts and seeds, draws the same samples: every pair ties, the win rate is exactly ½.
+#[test]
+fn best_of_n_against_itself_wins_half_the_time() {
+    let out = alignlab(&[
+        "best-of-n",
+        "--reward",
+        "gold",
+        "--prompt-count",
+        "3",
+        "--ns",
+        "1,2",
+        "--pool",
+        "4",
+        "--groups",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--against",
+        "builtin",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("win rate vs builtin"), "{text}");
+    for row in text.lines().skip(1) {
+        let win = row.split('\t').next_back().unwrap();
+        assert!(win.starts_with("0.500"), "{text}");
+    }
+}

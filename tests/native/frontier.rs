@@ -42,8 +42,15 @@ steps = 2
 eval_every = 2
 prompts_per_step = 2
 group_size = 4
+[grpo_s]
+kl_coefs = [0.1]
+steps = 2
+eval_every = 2
+prompts_per_step = 2
+group_size = 4
 [dpo]
 betas = [0.1, 1.0]
+methods = ["dpo", "sparsepo", "aligndistil"]
 steps = 3
 eval_every = 2
 batch_size = 8
@@ -99,8 +106,13 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
             "ppo β=0.1 rm",
             "ppo β=0.1 rm infalign bon:4",
             "grpo β=0.1 ensemble",
+            "grpo-s β=0.1 rm",
             "dpo β=0.1 rm",
             "dpo β=1 rm",
+            "sparsepo β=0.1 rm",
+            "sparsepo β=1 rm",
+            "aligndistil β=0.1 rm",
+            "aligndistil β=1 rm",
             "rto β=0.1 rm",
             "args rm",
             "transfer-q rm",
@@ -109,14 +121,14 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
     );
     // A decoding method is a run through its weights, each point with what it cost.
     assert_eq!(
-        report.runs[5]
+        report.runs[10]
             .points
             .iter()
             .map(|p| p.step)
             .collect::<Vec<_>>(),
         [0, 2]
     );
-    for run in &report.runs[6..] {
+    for run in &report.runs[11..] {
         assert_eq!(run.coef, None);
         let weights: Vec<Option<f64>> = run.points.iter().map(|p| p.weight).collect();
         assert_eq!(weights, [Some(0.0), Some(4.0)], "{}", run.name);
@@ -126,8 +138,8 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
             .all(|p| p.tokens_per_second.unwrap() > 0.0));
         assert_eq!(run.points[0].gold.n, 16);
     }
-    // Each DPO β is a run of its own, measured in step order from the base.
-    for (run, beta) in report.runs[3..5].iter().zip([0.1, 1.0]) {
+    // Each offline method and β is a run of its own, measured in step order from the base.
+    for (run, beta) in report.runs[4..10].iter().zip([0.1, 1.0].repeat(3)) {
         assert_eq!(run.coef, Some(beta));
         assert_eq!(
             run.points.iter().map(|p| p.step).collect::<Vec<_>>(),
@@ -140,6 +152,7 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
         [0, 1, 2]
     );
     assert_eq!(report.runs[2].points.len(), 2);
+    assert_eq!(report.runs[3].points.len(), 2);
     // InfAlign's run is PPO's again on the calibrated, transformed proxy, measured the same way.
     assert_eq!(report.runs[1].points.len(), report.runs[0].points.len());
     assert_eq!(report.runs[1].proxy, "rm");
@@ -157,7 +170,7 @@ fn a_small_sweep_measures_every_method_and_writes_the_report() {
     assert_eq!(paths.len(), 3);
     let json = std::fs::read_to_string(dir.join("frontier.json")).unwrap();
     let back: FrontierReport = serde_json::from_str(&json).unwrap();
-    assert_eq!(back.runs.len(), 9);
+    assert_eq!(back.runs.len(), 14);
     let csv = std::fs::read_to_string(dir.join("frontier.csv")).unwrap();
     let rows = 3 + report.runs.iter().map(|r| r.points.len()).sum::<usize>();
     assert_eq!(csv.lines().count(), 1 + rows, "{csv}");

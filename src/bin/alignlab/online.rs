@@ -2,6 +2,7 @@
 //! prompts from the built-in world, its sum questions, or a JSONL file, against a reward given
 //! as a spec; checkpoints and resuming; and `alignlab best-of-n`.
 
+use alignlab::algo::best_of_n::win_rate;
 use alignlab::algo::salsa::soup;
 use alignlab::distributed::Replica;
 use alignlab::model::Llama;
@@ -209,6 +210,10 @@ pub struct BestOfNCommand {
     /// Write the points as JSON.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// A second policy under the same best-of-n (same prompts and seeds): each n's win rate of
+    /// --model against it, judged by --monitor (else --reward), ties half (InfAlign's measure).
+    #[arg(long)]
+    pub against: Option<String>,
 }
 
 /// Best-of-n as an inference-time policy: measured against analytic KL, with its rewards.
@@ -245,10 +250,34 @@ pub fn best_of_n<B: Backend>(command: BestOfNCommand, device: &B::Device) -> Res
         monitor.as_ref(),
         &plan,
     ))?;
-    println!("n\tmeasured KL\tanalytic bound\treward\tmonitor");
-    for p in &points {
+    let against = match &command.against {
+        Some(path) => {
+            let (other, _) = policy::load::<B>(path, None, device)?;
+            let theirs = pollster::block_on(best_of_n::measure(
+                &other,
+                &tokenizer,
+                &prompts,
+                &selecting,
+                monitor.as_ref(),
+                &plan,
+            ))?;
+            Some(theirs)
+        }
+        None => None,
+    };
+    let win_column = command
+        .against
+        .as_ref()
+        .map(|path| format!("\twin rate vs {path}"))
+        .unwrap_or_default();
+    println!("n\tmeasured KL\tanalytic bound\treward\tmonitor{win_column}");
+    for (i, p) in points.iter().enumerate() {
+        let win = against
+            .as_ref()
+            .map(|theirs| format!("\t{}", win_rate(&p.judged, &theirs[i].judged)))
+            .unwrap_or_default();
         println!(
-            "{}\t{}\t{:.4}\t{}\t{}",
+            "{}\t{}\t{:.4}\t{}\t{}{win}",
             p.n,
             p.kl,
             p.analytic_kl,
