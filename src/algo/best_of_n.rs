@@ -160,6 +160,10 @@ pub struct BestOfNPoint {
     pub reward: MeanCi,
     /// A second reward of the chosen samples (the gold one when a proxy selects).
     pub monitor_reward: Option<MeanCi>,
+    /// Completion tokens delivered per second: the sampler's measured throughput over n, since
+    /// each delivered completion costs n samples (scoring not counted).
+    #[serde(default)]
+    pub tokens_per_second: Option<f64>,
     /// The judged reward of each chosen sample, prompt by prompt and draw by draw (the
     /// monitor's where there is one, else the selecting reward's): what a win rate pairs up.
     #[serde(skip)]

@@ -3,6 +3,7 @@
 //! (the estimators are `algo/best_of_n.rs`).
 
 use burn::tensor::backend::Backend;
+use web_time::Instant;
 
 use crate::algo::best_of_n::{
     analytic_kl, best_of_groups, estimated_kl, BestOfNPoint, PromptSelection,
@@ -45,12 +46,14 @@ pub async fn measure<B: Backend>(
     let per_prompt = pool + ns.iter().max().copied().unwrap_or(1) * groups;
     let mut rewards: Vec<Vec<f32>> = Vec::new();
     let mut monitored: Vec<Vec<f32>> = Vec::new();
+    let (mut sampled_tokens, mut sampling_seconds) = (0usize, 0.0f64);
     for (index, prompt) in prompts.iter().enumerate() {
         let ids = tokenizer.encode_with_bos(prompt)?;
         let config = SamplingConfig {
             seed: sampling.seed.wrapping_add(index as u64),
             ..sampling.clone()
         };
+        let started = Instant::now();
         let completions = generate(
             policy,
             &vec![ids.clone(); per_prompt],
@@ -58,6 +61,8 @@ pub async fn measure<B: Backend>(
             &config,
         )
         .await?;
+        sampling_seconds += started.elapsed().as_secs_f64();
+        sampled_tokens += completions.iter().map(Vec::len).sum::<usize>();
         let texts: Vec<String> = completions.iter().map(|c| tokenizer.decode(c)).collect();
         let sequences: Vec<(Vec<u32>, Vec<u32>)> = completions
             .into_iter()
@@ -103,6 +108,8 @@ pub async fn measure<B: Backend>(
             analytic_kl: analytic_kl(n),
             reward: MeanCi::of(&selected_reward),
             monitor_reward: (!selected_monitor.is_empty()).then(|| MeanCi::of(&selected_monitor)),
+            tokens_per_second: (sampling_seconds > 0.0)
+                .then(|| sampled_tokens as f64 / sampling_seconds / n as f64),
             judged: if selected_monitor.is_empty() {
                 selected_reward
             } else {

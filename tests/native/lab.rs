@@ -152,6 +152,9 @@ fn labels_train_a_reward_model_then_runs_move_the_policy() {
     assert_eq!(bon.len(), 2);
     assert!((bon[1].analytic_kl - (4f64.ln() - 0.75)).abs() < 1e-9);
     assert!(bon[1].reward.mean >= bon[0].reward.mean);
+    // What each delivered completion costs: n samples, so best-of-4 delivers a quarter as fast.
+    let speed = |i: usize| bon[i].tokens_per_second.unwrap();
+    assert!(speed(0) > 0.0 && (speed(1) - speed(0) / 4.0).abs() < 1e-9 * speed(0));
     let samples = block_on(lab.samples(None, 2, 0)).unwrap();
     assert!(samples.iter().all(|s| s.proxy.is_some()));
 }

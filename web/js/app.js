@@ -648,8 +648,10 @@ async function startRun({ method, kl_coef, steps, name: runName, settings, eval_
       state.experiment.best_of_n = { ns, prompts };
       charts.bestOfN(points);
       const last = points[points.length - 1];
+      const speeds = points.filter((p) => p.tokens_per_second != null)
+        .map((p) => `n=${p.n}: ${Math.round(p.tokens_per_second)}`).join(', ');
       $('run-status').textContent = `Best-of-${last.n}: KL ${last.kl.mean.toFixed(2)} ± ${last.kl.ci95.toFixed(2)} ` +
-        `measured (analytic bound ${last.analytic_kl.toFixed(2)}).`;
+        `measured (analytic bound ${last.analytic_kl.toFixed(2)}). Tokens/s delivered, each request paying n samples: ${speeds}.`;
     }
     return !!points;
   }
