@@ -94,8 +94,9 @@ fn run(
     (model, history)
 }
 
-#[test]
-fn grpo_with_a_verifier_raises_held_out_sum_accuracy() {
+/// `algorithm` on the world's sums against the exact-answer verifier for `steps` steps: held-out
+/// accuracy before and after, and the training metrics.
+fn on_the_sums(algorithm: OnlineAlgorithm, steps: usize) -> (f64, f64, Vec<Metrics>) {
     let tasks = sum_tasks(5, 400);
     let answers: HashMap<String, String> = tasks
         .iter()
@@ -106,9 +107,15 @@ fn grpo_with_a_verifier_raises_held_out_sum_accuracy() {
     let tokenizer = world::tokenizer();
     let (base, _) = policy::load::<Cpu>(policy::BUILTIN, None, &Default::default()).unwrap();
     let before = pollster::block_on(held_out_sum_accuracy(&base, &tokenizer, 300)).unwrap();
-    let (trained, history) = run(OnlineAlgorithm::Grpo, &reward, &prompts, 80, 2, (0.04, 0.0));
+    let (trained, history) = run(algorithm, &reward, &prompts, steps, 2, (0.04, 0.0));
     let after =
         pollster::block_on(held_out_sum_accuracy(&trained.valid(), &tokenizer, 300)).unwrap();
+    (before, after, history)
+}
+
+#[test]
+fn grpo_with_a_verifier_raises_held_out_sum_accuracy() {
+    let (before, after, history) = on_the_sums(OnlineAlgorithm::Grpo, 80);
     let scores: Vec<f64> = history
         .iter()
         .map(|m| m.get(metrics::OBJECTIVE_SCORES).unwrap())
@@ -587,26 +594,7 @@ fn a_grpo_step_on_two_cpu_devices_is_the_step_on_one() {
 #[test]
 fn grpo_s_with_a_verifier_raises_held_out_sum_accuracy() {
     // The world's sums carry their difficulty: GRPO-S weighs each prompt's advantages by it.
-    let tasks = sum_tasks(5, 400);
-    let answers: HashMap<String, String> = tasks
-        .iter()
-        .map(|t| (t.question.clone(), t.answer.to_string()))
-        .collect();
-    let prompts: Vec<String> = tasks.iter().map(|t| t.question.clone()).collect();
-    let reward = RewardSource::Verifier { answers };
-    let tokenizer = world::tokenizer();
-    let (base, _) = policy::load::<Cpu>(policy::BUILTIN, None, &Default::default()).unwrap();
-    let before = pollster::block_on(held_out_sum_accuracy(&base, &tokenizer, 300)).unwrap();
-    let (trained, _) = run(
-        OnlineAlgorithm::GrpoS,
-        &reward,
-        &prompts,
-        40,
-        2,
-        (0.04, 0.0),
-    );
-    let after =
-        pollster::block_on(held_out_sum_accuracy(&trained.valid(), &tokenizer, 300)).unwrap();
+    let (before, after, _) = on_the_sums(OnlineAlgorithm::GrpoS, 40);
     println!("GRPO-S: held-out sum accuracy {before:.3} → {after:.3}");
     assert!(
         after > before + 0.11,

@@ -242,27 +242,19 @@ pub fn best_of_n<B: Backend>(command: BestOfNCommand, device: &B::Device) -> Res
         groups: command.groups,
         sampling,
     };
-    let points = pollster::block_on(best_of_n::measure(
-        &policy,
-        &tokenizer,
-        &prompts,
-        &selecting,
-        monitor.as_ref(),
-        &plan,
-    ))?;
+    let measure = |model: &Llama<B>| {
+        pollster::block_on(best_of_n::measure(
+            model,
+            &tokenizer,
+            &prompts,
+            &selecting,
+            monitor.as_ref(),
+            &plan,
+        ))
+    };
+    let points = measure(&policy)?;
     let against = match &command.against {
-        Some(path) => {
-            let (other, _) = policy::load::<B>(path, None, device)?;
-            let theirs = pollster::block_on(best_of_n::measure(
-                &other,
-                &tokenizer,
-                &prompts,
-                &selecting,
-                monitor.as_ref(),
-                &plan,
-            ))?;
-            Some(theirs)
-        }
+        Some(path) => Some(measure(&policy::load::<B>(path, None, device)?.0)?),
         None => None,
     };
     let win_column = command
