@@ -184,6 +184,10 @@ where
     }
     if let Some(bon) = &experiment.best_of_n {
         log.best_of_n = lab.best_of_n(&bon.ns, bon.prompts).await?;
+        // The log holds what reproduces on any machine; throughput does not.
+        for point in &mut log.best_of_n {
+            point.tokens_per_second = None;
+        }
         progress(Progress::BestOfN(&log.best_of_n));
     }
     Ok(log)

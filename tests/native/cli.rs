@@ -39,7 +39,7 @@ fn methods_lists_the_registry_that_train_reads() {
         .iter()
         .map(|m| m["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names.len(), 22);
+    assert_eq!(names.len(), 26);
     for name in ["sft", "rm", "dpo", "kto", "lipo", "grpo", "ppo", "raft"] {
         assert!(names.contains(&name), "{name} missing from {names:?}");
     }

@@ -583,7 +583,11 @@ fn a_grpo_step_on_two_cpu_devices_is_the_step_on_one() {
     for (a, b) in one_history.iter().zip(&two_history) {
         for (name, value) in &a.values {
             let other = b.get(name).unwrap_or(f64::NAN);
-            assert!((value - other).abs() < 1e-4, "{name}: {value} vs {other}");
+            // f32 sums taken in another order: equal to a few parts in a million.
+            assert!(
+                (value - other).abs() < 1e-4 * value.abs().max(1.0),
+                "{name}: {value} vs {other}"
+            );
         }
     }
     let (base, _) = policy::load::<Cpu>(policy::BUILTIN, None, &Default::default()).unwrap();
