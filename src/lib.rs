@@ -26,6 +26,7 @@ pub mod reward;
 pub mod rollout;
 pub mod run;
 pub mod sample;
+pub mod shapes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testdata;
 pub mod train;

@@ -7,6 +7,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 use crate::model::Llama;
+use crate::shapes::{round_up, LengthBlocks};
 
 /// Token id used for padding. Padded positions are masked out of every loss and never attended
 /// to by real tokens, so its value does not matter.
@@ -32,11 +33,22 @@ impl<B: Backend> SequenceBatch<B> {
         max_seq_len: usize,
         device: &B::Device,
     ) -> Result<Self> {
+        let block = LengthBlocks::of::<B>(device).sequence;
+        Self::padded_to_block(pairs, max_seq_len, block, device)
+    }
+
+    /// [`Self::new`] with the model's input padded to a multiple of `block` positions.
+    pub(crate) fn padded_to_block(
+        pairs: &[(Vec<u32>, Vec<u32>)],
+        max_seq_len: usize,
+        block: usize,
+        device: &B::Device,
+    ) -> Result<Self> {
         if pairs.is_empty() {
             return Err(Error::Input("empty batch".into()));
         }
         let lengths: Vec<usize> = pairs.iter().map(|(p, c)| p.len() + c.len()).collect();
-        let seq = *lengths.iter().max().expect("non-empty");
+        let longest = *lengths.iter().max().expect("non-empty");
         for (row, ((prompt, _), &len)) in pairs.iter().zip(&lengths).enumerate() {
             if len > max_seq_len {
                 return Err(Error::Input(format!(
@@ -49,6 +61,7 @@ impl<B: Backend> SequenceBatch<B> {
                 )));
             }
         }
+        let seq = padded_length(longest, max_seq_len, block);
         let batch = pairs.len();
         let mut tokens = vec![PAD_ID as i64; batch * seq];
         let mut mask = vec![0.0f32; batch * (seq - 1)];
@@ -84,6 +97,15 @@ impl<B: Backend> SequenceBatch<B> {
     }
 }
 
+/// The padded length of a batch whose longest sequence has `longest` tokens: the model's input
+/// (`seq − 1` positions) is rounded up to `block`, within the context, so that a GPU backend
+/// meets few shapes. Right padding changes no result: causal attention never lets a real token
+/// see a later pad, and the masks drop the pads' targets.
+fn padded_length(longest: usize, max_seq_len: usize, block: usize) -> usize {
+    let inputs = round_up(longest - 1, block).min(max_seq_len.max(longest) - 1);
+    inputs.max(longest - 1) + 1
+}
+
 /// log p(target) under `logits`: [batch, seq, vocab], [batch, seq] → [batch, seq].
 pub fn gather_logprobs<B: Backend>(
     logits: Tensor<B, 3>,
@@ -104,4 +126,42 @@ pub fn completion_logprobs<B: Backend>(model: &Llama<B>, batch: &SequenceBatch<B
 /// Sums masked per-token values over each sequence: [batch, seq] → [batch].
 pub fn sum_per_sequence<B: Backend>(per_token: Tensor<B, 2>) -> Tensor<B, 1> {
     per_token.sum_dim(1).squeeze_dim(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::LlamaConfig;
+    use burn::backend::Flex;
+
+    #[test]
+    fn right_padding_to_a_block_changes_no_log_prob() {
+        let config = LlamaConfig::tiny();
+        let device = Default::default();
+        let model = Llama::<Flex>::init(&config, 3, &device).unwrap();
+        let pairs = vec![(vec![1, 2], vec![3, 4, 5]), (vec![6], vec![7, 8])];
+        let per_sequence = |block| {
+            let batch = SequenceBatch::padded_to_block(&pairs, 16, block, &device).unwrap();
+            let width = batch.tokens.dims()[1];
+            let sums = sum_per_sequence(completion_logprobs(&model, &batch));
+            (width, sums.into_data().to_vec::<f32>().unwrap())
+        };
+        let (exact_width, exact) = per_sequence(1);
+        let (padded_width, padded) = per_sequence(8);
+        assert_eq!((exact_width, padded_width), (5, 9));
+        for (a, b) in exact.iter().zip(&padded) {
+            assert!((a - b).abs() < 1e-5, "{exact:?} vs {padded:?}");
+        }
+    }
+
+    #[test]
+    fn pads_the_inputs_to_the_block_within_the_context() {
+        assert_eq!(padded_length(15, 512, 1), 15);
+        assert_eq!(padded_length(15, 512, 32), 33);
+        assert_eq!(padded_length(33, 512, 32), 33);
+        assert_eq!(padded_length(34, 512, 32), 65);
+        // Never past the context: 500 tokens in a 512-token context give 511 inputs at most.
+        assert_eq!(padded_length(500, 512, 32), 512);
+        assert_eq!(padded_length(512, 512, 32), 512);
+    }
 }

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::host::read_vec;
 use crate::logprobs::PAD_ID;
 use crate::model::{KvCache, Llama};
+use crate::shapes::{round_up, LengthBlocks};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SamplingConfig {
@@ -210,6 +211,9 @@ impl<'m, B: Backend> Decoding<'m, B> {
                 "token id {bad} is outside the vocabulary of {vocab}"
             )));
         }
+        // On a GPU the prompts are padded to a block too, so the first step's shape recurs.
+        let block = LengthBlocks::of::<B>(&model.device()).sequence;
+        let prompt_len = round_up(prompt_len, block);
         let pad: Vec<usize> = prompts.iter().map(|p| prompt_len - p.len()).collect();
         let sequences: Vec<Vec<u32>> = prompts
             .iter()

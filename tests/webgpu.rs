@@ -5,14 +5,14 @@
 
 use alignlab::algo::preference::{PreferenceConfig, PreferenceData, PreferenceLoss};
 use alignlab::dataset::RankedSequences;
-use alignlab::host::read_vec;
 use alignlab::io::Checkpoint;
-use alignlab::logprobs::{completion_logprobs, SequenceBatch};
 use alignlab::metrics::TRAIN_LOSS;
 use alignlab::model::Llama;
 use alignlab::policy;
+use alignlab::rollout::sequence_token_logps;
 use alignlab::run::preference;
 use alignlab::sample::{generate, SamplingConfig};
+use alignlab::shapes::LengthBlocks;
 use alignlab::train::OptimConfig;
 use burn::backend::wgpu::{graphics::WebGpu, init_setup_async, Wgpu, WgpuDevice};
 use burn::backend::{Autodiff, Flex};
@@ -58,9 +58,24 @@ fn sequences() -> Vec<(Vec<u32>, Vec<u32>)> {
     .collect()
 }
 
-async fn logprobs<B: Backend>(model: &Llama<B>, device: &B::Device) -> Vec<f32> {
-    let batch = SequenceBatch::<B>::new(&sequences(), model.config().max_seq_len, device).unwrap();
-    read_vec(completion_logprobs(model, &batch)).await.unwrap()
+/// Each completion token's log-prob, row after row (on WebGPU the batch is padded to a length
+/// block, on the CPU not: the rows' completions are compared, not the padded tensors).
+async fn logprobs<B: Backend>(model: &Llama<B>) -> Vec<f32> {
+    sequence_token_logps(model, &sequences(), 3)
+        .await
+        .unwrap()
+        .concat()
+}
+
+#[wasm_bindgen_test]
+async fn the_page_pads_shapes_on_webgpu() {
+    let device = gpu().await;
+    let name = <Autodiff<Wgpu> as Backend>::name(&device);
+    assert!(name.starts_with("autodiff<cubecl<"), "{name}");
+    assert_eq!(
+        LengthBlocks::of::<Autodiff<Wgpu>>(&device),
+        LengthBlocks::COMPILED
+    );
 }
 
 #[wasm_bindgen_test]
@@ -68,8 +83,8 @@ async fn a_forward_pass_on_webgpu_equals_the_cpu_backend() {
     let device = gpu().await;
     let (gpu_model, _) = builtin().into_model::<Wgpu>(&device).unwrap();
     let (cpu_model, _) = builtin().into_model::<Flex>(&Default::default()).unwrap();
-    let on_gpu = logprobs(&gpu_model, &device).await;
-    let on_cpu = logprobs(&cpu_model, &Default::default()).await;
+    let on_gpu = logprobs(&gpu_model).await;
+    let on_cpu = logprobs(&cpu_model).await;
     assert_eq!(on_gpu.len(), on_cpu.len());
     let worst = on_gpu
         .iter()

@@ -274,7 +274,9 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device, backend: &str) -
                 &device,
             )?;
             let (inputs, targets) = batch.inputs_and_targets();
-            let logprobs = read_vec_blocking(gather_logprobs(policy.forward(inputs), targets))?;
+            let mut logprobs = read_vec_blocking(gather_logprobs(policy.forward(inputs), targets))?;
+            // On a GPU the batch is padded to a length block: the text's tokens come first.
+            logprobs.truncate(ids.len());
             let mut previous = Some(first);
             let tokens: Vec<String> = ids
                 .iter()
