@@ -5,6 +5,7 @@ pub mod algo;
 pub mod batches;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+pub mod compilation;
 pub mod dataset;
 pub mod decoding;
 pub mod distributed;

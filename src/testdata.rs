@@ -86,13 +86,11 @@ pub fn manifest() -> Vec<DataFile> {
 
 /// The folder downloads go to: `$XDG_CACHE_HOME/alignlab/data`, else `~/.cache/alignlab/data`.
 pub fn cache_dir() -> Result<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+    crate::io::user_cache_dir()
+        .map(|alignlab| alignlab.join("data"))
         .ok_or_else(|| {
             Error::Input("no cache folder: set XDG_CACHE_HOME, HOME or ALIGNLAB_DATA".into())
-        })?;
-    Ok(base.join("alignlab").join("data"))
+        })
 }
 
 /// The test data's folder: `$ALIGNLAB_DATA` as given (never downloaded into; a missing file is an

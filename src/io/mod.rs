@@ -22,6 +22,15 @@ use crate::error::{read_file, Error, Result};
 use crate::model::{Llama, LlamaConfig, NamedWeights};
 pub use tokenizer::{ModelTokens, Tokenizer};
 
+/// alignlab's folder in the user's cache: `$XDG_CACHE_HOME/alignlab`, else `~/.cache/alignlab`.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn user_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map(|base| base.join("alignlab"))
+}
+
 /// A policy read from a file: what to build the model from, and how to tokenize for it.
 #[derive(Debug, Clone)]
 pub struct Checkpoint {

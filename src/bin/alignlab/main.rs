@@ -177,6 +177,12 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let backend = format!("{:?}", cli.backend).to_lowercase();
+    if matches!(cli.backend, BackendKind::Wgpu | BackendKind::Cuda) {
+        // Before the first device: kernel caches in the user's cache folder, compilations counted.
+        alignlab::compilation::configure(
+            alignlab::io::user_cache_dir().map(|dir| dir.join("cubecl")),
+        );
+    }
     let result = match cli.backend {
         BackendKind::Flex => {
             run::<Autodiff<burn::backend::Flex>>(cli.command, Default::default(), &backend)
@@ -372,9 +378,9 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device, backend: &str) -
             json,
         } => {
             let (policy, tokenizer) =
-                policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
+                policy::load::<B>(&model.model, model.tokenizer.as_deref(), &device)?;
             let bos = tokenizer.bos_id().unwrap_or(0);
-            let report = bench::run(&policy, bos, repeats)?;
+            let report = bench::run(policy, bos, repeats)?;
             if let Some(path) = json {
                 std::fs::write(
                     &path,
