@@ -100,10 +100,10 @@ impl<B: Backend> SequenceBatch<B> {
 /// The padded length of a batch whose longest sequence has `longest` tokens: the model's input
 /// (`seq − 1` positions) is rounded up to `block`, within the context, so that a GPU backend
 /// meets few shapes. Right padding changes no result: causal attention never lets a real token
-/// see a later pad, and the masks drop the pads' targets.
+/// see a later pad, and the masks drop the pads' targets. The caller has checked
+/// `2 ≤ longest ≤ max_seq_len`, so the context bound never cuts below `longest`.
 fn padded_length(longest: usize, max_seq_len: usize, block: usize) -> usize {
-    let inputs = round_up(longest - 1, block).min(max_seq_len.max(longest) - 1);
-    inputs.max(longest - 1) + 1
+    round_up(longest - 1, block).min(max_seq_len - 1) + 1
 }
 
 /// log p(target) under `logits`: [batch, seq, vocab], [batch, seq] → [batch, seq].
