@@ -17,7 +17,7 @@ use cubecl_runtime::config::compilation::CompilationLogLevel;
 use cubecl_runtime::config::{CubeClRuntimeConfig, RuntimeConfig};
 
 /// Kernels compiled and autotune runs finished so far in this process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CompileCounts {
     pub kernels: usize,
     pub autotunes: usize,

@@ -33,6 +33,10 @@ pub enum Error {
     /// A download failed or gave other bytes than those pinned.
     #[error("{url}: {message}")]
     Download { url: String, message: String },
+    /// Another program the lab runs (the benchmark's PyTorch twin) could not start, failed, or
+    /// wrote what cannot be read.
+    #[error("{program}: {message}")]
+    External { program: String, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 
 use crate::error::{Error, Result};
 use crate::io::{checkpoint, Checkpoint, Tokenizer};
-use crate::model::Llama;
+use crate::model::{init_weights, Llama, LlamaConfig, RANDOM_SHAPES};
 
 /// The checkpoint `alignlab pretrain` produced for the built-in world, embedded at build time.
 #[cfg(not(target_arch = "wasm32"))]
@@ -40,14 +40,40 @@ pub fn builtin_from_bytes(bytes: &[u8]) -> Result<Checkpoint> {
     Checkpoint::from_bytes(bytes, BUILTIN, None)
 }
 
-/// `builtin`, a Hugging Face model folder, or a path to a GGUF, llama2.c `.bin` or alignlab
-/// safetensors file.
+/// Names a model of one of [`RANDOM_SHAPES`] with random weights: `random:llama-124m`.
+pub const RANDOM_PREFIX: &str = "random:";
+
+/// `builtin`, `random:SHAPE`, a Hugging Face model folder, or a path to a GGUF, llama2.c `.bin`
+/// or alignlab safetensors file.
 pub fn load_checkpoint(model: &str, tokenizer: Option<&Path>) -> Result<Checkpoint> {
     if model == BUILTIN {
         builtin_checkpoint()
+    } else if let Some(shape) = model.strip_prefix(RANDOM_PREFIX) {
+        random_checkpoint(shape, tokenizer)
     } else {
         Checkpoint::load(Path::new(model), tokenizer)
     }
+}
+
+/// A model of a named shape with [`init_weights`]' weights (seed 0), and the built-in
+/// model's tokenizer unless `tokenizer` names another (a `tokenizer.json`): its ids fit any vocabulary of at least
+/// 512, and what random weights write means nothing in any.
+fn random_checkpoint(shape: &str, tokenizer: Option<&Path>) -> Result<Checkpoint> {
+    let config = LlamaConfig::random_shape(shape).ok_or_else(|| {
+        Error::Input(format!(
+            "{RANDOM_PREFIX}{shape}: no such shape; there are {}",
+            RANDOM_SHAPES.join(", ")
+        ))
+    })?;
+    let tokenizer = match tokenizer {
+        Some(path) => Tokenizer::from_hf_file(path)?,
+        None => builtin_checkpoint()?.tokenizer,
+    };
+    Ok(Checkpoint {
+        weights: init_weights(&config, 0),
+        config,
+        tokenizer,
+    })
 }
 
 pub fn load<B: Backend>(

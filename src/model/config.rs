@@ -124,7 +124,40 @@ const MAX_LAYERS: usize = 1 << 10;
 const MAX_VOCAB: usize = 1 << 21;
 const MAX_SEQ: usize = 1 << 20;
 
+/// Shapes a `random:NAME` model takes (random weights, for benchmarks and experiments at a
+/// size no checkpoint at hand has).
+pub const RANDOM_SHAPES: &[&str] = &["llama-124m", "stories260k"];
+
 impl LlamaConfig {
+    /// A shape of [`RANDOM_SHAPES`]: `llama-124m` is GPT-2 small's size as a Llama (768 wide,
+    /// 12 layers of 12 heads, GPT-2's 50,257-token vocabulary tied to the output head, 1,024
+    /// positions, and a 2,080-wide SwiGLU, which brings it to GPT-2 small's 124.4M parameters);
+    /// `stories260k` is stories260K's.
+    pub fn random_shape(name: &str) -> Option<Self> {
+        let llama =
+            |vocab_size, dim, n_layers, n_heads, n_kv_heads, hidden_dim, max_seq_len| Self {
+                vocab_size,
+                dim,
+                n_layers,
+                n_heads,
+                n_kv_heads,
+                hidden_dim,
+                max_seq_len,
+                norm_eps: 1e-5,
+                rope_theta: 10_000.0,
+                arch: Architecture::default(),
+            };
+        match name {
+            "llama-124m" => {
+                let mut config = llama(50_257, 768, 12, 12, 12, 2080, 1024);
+                config.arch.tied_embeddings = true;
+                Some(config)
+            }
+            "stories260k" => Some(llama(512, 64, 5, 8, 4, 172, 512)),
+            _ => None,
+        }
+    }
+
     /// A model small enough for unit tests of code around the model.
     #[cfg(test)]
     pub(crate) fn tiny() -> Self {
@@ -259,6 +292,22 @@ mod tests {
     fn stories260k_has_the_parameter_count_hf_reports() {
         // Its GGUF has a separate output head, which HF counts.
         assert_eq!(stories260k().num_params(), 292_800);
+    }
+
+    #[test]
+    fn the_random_shapes_have_their_stated_sizes() {
+        let gpt2_small = LlamaConfig::random_shape("llama-124m").unwrap();
+        // GPT-2 small has 124,439,808 (transformers' count).
+        assert_eq!(gpt2_small.num_params(), 124_435_968);
+        let shape = LlamaConfig::random_shape("stories260k").unwrap();
+        assert_eq!(shape.num_params(), stories260k().num_params());
+        for name in RANDOM_SHAPES {
+            LlamaConfig::random_shape(name)
+                .unwrap()
+                .validate(name)
+                .unwrap();
+        }
+        assert!(LlamaConfig::random_shape("gpt-5").is_none());
     }
 
     #[test]

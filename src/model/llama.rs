@@ -308,26 +308,7 @@ impl<B: Backend> Llama<B> {
     /// scaled by 1/√(2·layers) (GPT-2's scheme), unit norms, zero biases. Seeded on the host, so
     /// the same seed gives the same weights on every backend.
     pub fn init(config: &LlamaConfig, seed: u64, device: &B::Device) -> Result<Self> {
-        let mut weights = NamedWeights::new("initialisation");
-        let mut stream = seed;
-        let residual_std = 0.02 / (2.0 * config.n_layers as f32).sqrt();
-        for (name, shape) in parameter_shapes(config) {
-            let len = shape.iter().product();
-            let data = if name.ends_with(".bias") {
-                vec![0.0; len]
-            } else if shape.len() == 1 {
-                vec![1.0; len] // a norm's scale
-            } else {
-                stream = stream
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let residual = name.ends_with(names::O) || name.ends_with(names::DOWN);
-                let std = if residual { residual_std } else { 0.02 };
-                crate::init::normal(&shape, std, stream)
-            };
-            weights.insert(name, HostTensor::new(shape, data));
-        }
-        Self::from_weights(config, weights, device)
+        Self::from_weights(config, init_weights(config, seed), device)
     }
 
     /// Builds the model from named weights, checking every shape against the config. A
@@ -551,4 +532,28 @@ impl<B: Backend> Llama<B> {
         }
         self.final_norm.forward(x, self.config.norm_eps)
     }
+}
+
+/// [`Llama::init`]'s weights, on the host (a `random:` checkpoint is made of them).
+pub fn init_weights(config: &LlamaConfig, seed: u64) -> NamedWeights {
+    let mut weights = NamedWeights::new("initialisation");
+    let mut stream = seed;
+    let residual_std = 0.02 / (2.0 * config.n_layers as f32).sqrt();
+    for (name, shape) in parameter_shapes(config) {
+        let len = shape.iter().product();
+        let data = if name.ends_with(".bias") {
+            vec![0.0; len]
+        } else if shape.len() == 1 {
+            vec![1.0; len] // a norm's scale
+        } else {
+            stream = stream
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let residual = name.ends_with(names::O) || name.ends_with(names::DOWN);
+            let std = if residual { residual_std } else { 0.02 };
+            crate::init::normal(&shape, std, stream)
+        };
+        weights.insert(name, HostTensor::new(shape, data));
+    }
+    weights
 }

@@ -10,8 +10,8 @@ mod rope;
 pub mod weights;
 
 pub use cache::KvCache;
-pub use config::{Architecture, Family, LlamaConfig, RopeScaling, MAX_CONTEXT};
+pub use config::{Architecture, Family, LlamaConfig, RopeScaling, MAX_CONTEXT, RANDOM_SHAPES};
 pub use heads::ScalarHead;
-pub use llama::{parameter_shapes, Block, Llama};
+pub use llama::{init_weights, parameter_shapes, Block, Llama};
 pub use reward::{RewardEnsemble, RewardModel};
 pub use weights::{HostTensor, NamedWeights};

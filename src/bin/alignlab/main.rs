@@ -55,8 +55,9 @@ enum BackendKind {
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// `builtin`, a Hugging Face model folder, or a .gguf, llama2.c .bin, or alignlab
-    /// .safetensors file.
+    /// `builtin`, a Hugging Face model folder, a .gguf, llama2.c .bin, or alignlab
+    /// .safetensors file, or `random:llama-124m` / `random:stories260k` (that shape, random
+    /// weights, the built-in tokenizer).
     #[arg(long, default_value = policy::BUILTIN)]
     pub model: String,
     /// llama2.c tokenizer.bin (default: tokenizer.bin or tok<vocab>.bin beside the model), or a
@@ -161,14 +162,36 @@ enum Command {
     /// else downloaded from its public origins into the user's cache, each file's SHA-256
     /// checked. Prints the folder.
     TestData,
-    /// Measure generation and scoring speed.
+    /// Measure generation, scoring, a DPO step and a PPO iteration, with the GPU kernels each
+    /// compiled; with --vs-pytorch, the same in PyTorch in the same run, and each ratio.
     Bench {
         #[command(flatten)]
         model: ModelArgs,
         /// Timed repetitions per figure (the best is reported).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
-        /// Write the measurements as JSON.
+        /// CPU threads for the CPU backends (and the twin); default: all cores.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Only these kinds of figure (comma-separated); default: all.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<bench::Figure>,
+        /// Then run benches/pytorch_twin.py on the same model and print alignlab/PyTorch.
+        #[arg(long)]
+        vs_pytorch: bool,
+        /// The Python the twin runs with (torch and transformers installed).
+        #[arg(long, default_value = "python3")]
+        python: PathBuf,
+        /// The twin's script.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/pytorch_twin.py"))]
+        twin: PathBuf,
+        /// The twin also times scoring and the DPO step under torch.compile.
+        #[arg(long)]
+        torch_compile: bool,
+        /// The twin's PyTorch device: cpu or cuda.
+        #[arg(long, default_value = "cpu")]
+        twin_device: String,
+        /// Write the measurements (and the comparison) as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
     },
@@ -375,12 +398,30 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device, backend: &str) -
         Command::Bench {
             model,
             repeats,
+            threads,
+            only,
+            vs_pytorch,
+            python,
+            twin,
+            torch_compile,
+            twin_device,
             json,
         } => {
             let (policy, tokenizer) =
                 policy::load::<B>(&model.model, model.tokenizer.as_deref(), &device)?;
-            let bos = tokenizer.bos_id().unwrap_or(0);
-            let report = bench::run(policy, bos, repeats)?;
+            let options = bench::BenchOptions {
+                backend: backend.to_string(),
+                repeats,
+                threads,
+                only,
+                twin: vs_pytorch.then_some(bench::twin::TwinOptions {
+                    python,
+                    script: twin,
+                    compile: torch_compile,
+                    device: twin_device,
+                }),
+            };
+            let report = bench::benchmark(policy, &tokenizer, &options)?;
             if let Some(path) = json {
                 std::fs::write(
                     &path,
