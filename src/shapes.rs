@@ -29,15 +29,21 @@ impl LengthBlocks {
         cache: 64,
     };
 
-    /// The blocks for backend `B`: [`Self::COMPILED`] when it is a CubeCL backend (its name, as
-    /// burn builds it, holds `cubecl<…>` under any `autodiff<…>`/`fusion<…>` wrapper).
+    /// The blocks for backend `B`: [`Self::COMPILED`] when it [compiles kernels](compiles_kernels).
     pub fn of<B: Backend>(device: &B::Device) -> Self {
-        if B::name(device).contains("cubecl<") {
+        if compiles_kernels::<B>(device) {
             Self::COMPILED
         } else {
             Self::EXACT
         }
     }
+}
+
+/// Whether `B` is a CubeCL backend (wgpu, CUDA, the page's WebGPU), which compiles a kernel per
+/// shape: its name, as burn builds it, holds `cubecl<…>` under any `autodiff<…>`/`fusion<…>`
+/// wrapper.
+pub fn compiles_kernels<B: Backend>(device: &B::Device) -> bool {
+    B::name(device).contains("cubecl<")
 }
 
 /// `len` rounded up to a multiple of `block`.

@@ -13,10 +13,10 @@
 use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::{attention, embedding};
-use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Int, Tensor};
+use burn::tensor::module::embedding;
+use burn::tensor::{Int, Tensor};
 
+use super::attention::{attention, AttentionMask};
 use super::cache::KvCache;
 use super::config::LlamaConfig;
 use super::layers::{gelu_tanh, matmul, rms_norm, tensor, Linear, Norm};
@@ -62,14 +62,6 @@ pub struct Llama<B: Backend> {
     rope: Option<RotaryTables<B>>,
     #[module(skip)]
     config: LlamaConfig,
-}
-
-/// Which keys a query may see.
-enum AttentionMask<B: Backend> {
-    /// Keys up to the query's own position, nothing else masked.
-    Causal,
-    /// `true` = hidden; [batch, 1, q_len, k_len], broadcast over heads.
-    Explicit(Tensor<B, 4, Bool>),
 }
 
 /// [B, T, heads·head_dim] → the same, each head RMS-normalised with `weight` [head_dim].
@@ -119,43 +111,7 @@ impl<B: Backend> Block<B> {
             Some((cache, layer)) => cache.append(layer, k, v), // [B, KV, T_cached + T, hd]
             None => (k, v),
         };
-        let k_len = k.dims()[2];
-        let group = n_heads / n_kv;
-        let out = match mask {
-            AttentionMask::Causal => {
-                let options = AttentionModuleOptions {
-                    is_causal: true,
-                    ..Default::default()
-                };
-                attention(
-                    q,
-                    repeat_kv(k, group),
-                    repeat_kv(v, group),
-                    None,
-                    None,
-                    options,
-                )
-            }
-            AttentionMask::Explicit(hidden) if seq == 1 => {
-                // One query per head: fold the query heads of each kv group into the query axis
-                // so keys and values are used without being repeated.
-                let q = q.reshape([batch, n_kv, group, head_dim]);
-                let hidden = hidden.clone().expand([batch, n_kv, group, k_len]);
-                attention(q, k, v, Some(hidden), None, Default::default())
-                    .reshape([batch, n_heads, 1, head_dim])
-            }
-            AttentionMask::Explicit(hidden) => {
-                let hidden = hidden.clone().expand([batch, n_heads, seq, k_len]);
-                attention(
-                    q,
-                    repeat_kv(k, group),
-                    repeat_kv(v, group),
-                    Some(hidden),
-                    None,
-                    Default::default(),
-                )
-            }
-        }; // [B, H, T, hd]
+        let out = attention(q, k, v, mask); // [B, H, T, hd]
         let out = out
             .swap_dims(1, 2)
             .reshape([batch, seq, n_heads * head_dim]);
@@ -168,17 +124,6 @@ impl<B: Backend> Block<B> {
         };
         x + self.down.forward(activated)
     }
-}
-
-/// [B, KV, T, hd] → [B, KV·group, T, hd], query head h reading kv head h / group.
-fn repeat_kv<B: Backend>(x: Tensor<B, 4>, group: usize) -> Tensor<B, 4> {
-    if group == 1 {
-        return x;
-    }
-    let [batch, n_kv, seq, head_dim] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([batch, n_kv, group, seq, head_dim])
-        .reshape([batch, n_kv * group, seq, head_dim])
 }
 
 /// Builds layers from named weights, checking each shape, taking (so freeing) each host tensor

@@ -1,7 +1,9 @@
 //! The policy network and its heads, generic over the burn backend.
 
+mod attention;
 mod cache;
 mod config;
+mod cpu_attention;
 mod heads;
 mod layers;
 mod llama;

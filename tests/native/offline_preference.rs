@@ -278,7 +278,8 @@ fn data_parallel_run(loss_name: &'static str, devices: usize) -> (NamedWeights, 
         let reference = policy.valid();
         let mut config = config(loss, 3);
         // Adam turns float-rounding differences in near-zero gradients into differences of
-        // up to the learning rate: at 2e-3 the largest weight difference was 1.2e-5.
+        // up to the learning rate: at 2e-3 the largest weight difference was 1.2e-5; at 1e-3,
+        // since attention is computed in blocks of queries on the CPU, 1.3e-5.
         config.optim.lr = 1e-3;
         let mut run = pollster::block_on(preference::PreferenceRun::<Train>::new_replica(
             &reference, data, config, replica,
@@ -297,7 +298,8 @@ fn data_parallel_run(loss_name: &'static str, devices: usize) -> (NamedWeights, 
 #[test]
 fn two_cpu_devices_train_as_one() {
     // DPO's loss is a mean over pairs; KTO's also takes a batch-wide KL reference, gathered
-    // across the replicas. Same seed, same global batch: the same weights to 1e-5.
+    // across the replicas. Same seed, same global batch: the same weights to 3e-5 (3% of the
+    // learning rate; a replica's gradient left out of the sum moves weights by ~1e-3).
     for loss in ["dpo", "kto"] {
         let (one, one_history) = data_parallel_run(loss, 1);
         let (two, two_history) = data_parallel_run(loss, 2);
@@ -310,7 +312,7 @@ fn two_cpu_devices_train_as_one() {
                 }
             }
         }
-        assert!(worst.0 < 1e-5, "{loss}: {worst:?}");
+        assert!(worst.0 < 3e-5, "{loss}: {worst:?}");
         // Not vacuous: the weights moved.
         let (base, _) = base();
         let before = pollster::block_on(base.valid().to_weights()).unwrap();

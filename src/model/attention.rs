@@ -1,0 +1,145 @@
+//! Grouped-query attention, softmax(q·kᵀ/√d + mask)·v, the way each backend runs it fastest:
+//! - CubeCL backends (wgpu, CUDA): burn's attention op, which they run as fused kernels;
+//! - CPU backends, inference: [`cpu_attention`], on the host, every head on the CPU's threads;
+//! - CPU backends, training: burn's op (its autodiff differentiates through the decomposition
+//!   matmul, softmax, matmul) on blocks of queries ([`in_query_blocks`]).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::module::attention as fused_attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, Tensor};
+
+use super::cpu_attention;
+use crate::shapes::compiles_kernels;
+
+/// Which keys a query may see.
+pub(super) enum AttentionMask<B: Backend> {
+    /// Keys up to the query's own position, nothing else masked.
+    Causal,
+    /// `true` = hidden; [batch, 1, q_len, k_len], broadcast over heads.
+    Explicit(Tensor<B, 4, Bool>),
+}
+
+/// q [B, H, T, hd], k and v [B, KV, S, hd] (H a multiple of KV; query head h reads key/value
+/// head h / (H / KV)) → [B, H, T, hd].
+pub(super) fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: &AttentionMask<B>,
+) -> Tensor<B, 4> {
+    let device = q.device();
+    if compiles_kernels::<B>(&device) {
+        fused(q, k, v, mask)
+    } else if B::ad_enabled(&device) {
+        in_query_blocks(q, k, v, mask)
+    } else if q.dims()[2] == 1 {
+        // A decoding step: one query per head, too little work to be worth the host's round
+        // trip.
+        fused(q, k, v, mask)
+    } else {
+        let hidden = match mask {
+            AttentionMask::Causal => None,
+            AttentionMask::Explicit(hidden) => Some(hidden.clone()),
+        };
+        cpu_attention::attention(q, k, v, hidden)
+    }
+}
+
+/// Causal attention split into blocks of 32 queries, each attending only to the keys up to its
+/// last position. burn's attention computes every score of the square and masks half; blocks of
+/// 32 compute about half as many (56% at 256 positions), and the backward pass follows. The
+/// blocks start at fixed positions, so a row's numbers do not depend on the length of the
+/// longest row it is batched with.
+fn in_query_blocks<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: &AttentionMask<B>,
+) -> Tensor<B, 4> {
+    const BLOCK: usize = 32;
+    let seq = q.dims()[2];
+    if !matches!(mask, AttentionMask::Causal) || seq <= BLOCK {
+        return fused(q, k, v, mask);
+    }
+    let group = q.dims()[1] / k.dims()[1];
+    let (k, v) = (repeat_kv(k, group), repeat_kv(v, group));
+    let options = AttentionModuleOptions {
+        is_causal: true,
+        ..Default::default()
+    };
+    let blocks = (0..seq)
+        .step_by(BLOCK)
+        .map(|start| {
+            // Queries s..e see keys 0..e, the last e − s of them causally (offset s).
+            let end = (start + BLOCK).min(seq);
+            fused_attention(
+                q.clone().narrow(2, start, end - start),
+                k.clone().narrow(2, 0, end),
+                v.clone().narrow(2, 0, end),
+                None,
+                None,
+                options,
+            )
+        })
+        .collect();
+    Tensor::cat(blocks, 2)
+}
+
+/// burn's attention op (fused kernels on CubeCL backends).
+fn fused<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: &AttentionMask<B>,
+) -> Tensor<B, 4> {
+    let [batch, heads, seq, head_dim] = q.dims();
+    let [_, kv_heads, keys, _] = k.dims();
+    let group = heads / kv_heads;
+    match mask {
+        AttentionMask::Causal => {
+            let options = AttentionModuleOptions {
+                is_causal: true,
+                ..Default::default()
+            };
+            fused_attention(
+                q,
+                repeat_kv(k, group),
+                repeat_kv(v, group),
+                None,
+                None,
+                options,
+            )
+        }
+        AttentionMask::Explicit(hidden) if seq == 1 => {
+            // One query per head: fold the query heads of each kv group into the query axis
+            // so keys and values are used without being repeated.
+            let q = q.reshape([batch, kv_heads, group, head_dim]);
+            let hidden = hidden.clone().expand([batch, kv_heads, group, keys]);
+            fused_attention(q, k, v, Some(hidden), None, Default::default())
+                .reshape([batch, heads, 1, head_dim])
+        }
+        AttentionMask::Explicit(hidden) => {
+            let hidden = hidden.clone().expand([batch, heads, seq, keys]);
+            fused_attention(
+                q,
+                repeat_kv(k, group),
+                repeat_kv(v, group),
+                Some(hidden),
+                None,
+                Default::default(),
+            )
+        }
+    }
+}
+
+/// [B, KV, T, hd] → [B, KV·group, T, hd], query head h reading kv head h / group.
+fn repeat_kv<B: Backend>(x: Tensor<B, 4>, group: usize) -> Tensor<B, 4> {
+    if group == 1 {
+        return x;
+    }
+    let [batch, n_kv, seq, head_dim] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([batch, n_kv, group, seq, head_dim])
+        .reshape([batch, n_kv * group, seq, head_dim])
+}
