@@ -1,33 +1,9 @@
-//! Attention for inference on CPU backends: one pass per (row, head) over the keys a query may
-//! see, the heads spread over the CPU's threads, with a vectorisable exp. burn-flex's attention
-//! op computes the whole square of scores for each head in turn on one thread with a scalar
-//! exp and masks half of it afterwards; in scoring 32 × 256 tokens of stories260K it took 55% of
-//! the time (its loop and its expf), and it left the second core idle.
-//!
-//! Forward only: the tensors go to the host and back (a copy on a CPU backend), so nothing is
-//! recorded for autodiff; training differentiates through burn's decomposed attention.
+//! The bridge from a CPU backend's tensors to `alignlab_shaders::cpu_attention` (host memory:
+//! a copy each way on a CPU backend, and nothing recorded for autodiff, so inference only).
 
+use alignlab_shaders::cpu_attention::{attend, Dims, HostMask};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
-
-/// Which keys each query sees, on the host.
-pub(super) enum HostMask {
-    /// Query t sees keys 0..=t + (S − T).
-    Causal,
-    /// `true` = hidden, [B, T, S] (the model's [B, 1, T, S] mask without its head axis).
-    Explicit(Vec<bool>),
-}
-
-/// Shapes of one attention call.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Dims {
-    pub batch: usize,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub queries: usize,
-    pub keys: usize,
-    pub head_dim: usize,
-}
 
 /// q [B, H, T, hd], k and v [B, KV, S, hd] → [B, H, T, hd], computed on the host.
 pub(super) fn attention<B: Backend>(
@@ -69,159 +45,11 @@ pub(super) fn attention<B: Backend>(
     )
 }
 
-/// The host computation of [`attention`]: `q` [B, H, T, hd], `k` and `v` [B, KV, S, hd].
-pub(super) fn attend(d: Dims, q: &[f32], k: &[f32], v: &[f32], mask: &HostMask) -> Vec<f32> {
-    let head_len = d.queries * d.head_dim;
-    let mut out = vec![0.0f32; d.batch * d.heads * head_len];
-    let one_head = |index: usize, out: &mut [f32]| {
-        let (row, head) = (index / d.heads, index % d.heads);
-        let kv = row * d.kv_heads + head / (d.heads / d.kv_heads);
-        let kv_range = kv * d.keys * d.head_dim..(kv + 1) * d.keys * d.head_dim;
-        let q = &q[index * head_len..(index + 1) * head_len];
-        head_attention(d, row, q, &k[kv_range.clone()], &v[kv_range], mask, out);
-    };
-    for_each_head(&mut out, head_len, one_head);
-    out
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn for_each_head(out: &mut [f32], head_len: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-    use rayon::prelude::*;
-    out.par_chunks_mut(head_len)
-        .enumerate()
-        .for_each(|(index, out)| f(index, out));
-}
-
-/// The page's module has no threads.
-#[cfg(target_arch = "wasm32")]
-fn for_each_head(out: &mut [f32], head_len: usize, f: impl Fn(usize, &mut [f32])) {
-    for (index, out) in out.chunks_mut(head_len).enumerate() {
-        f(index, out);
-    }
-}
-
-/// One head of one row: `q` [T, hd], `k` and `v` [S, hd], into `out` [T, hd].
-fn head_attention(
-    d: Dims,
-    row: usize,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: &HostMask,
-    out: &mut [f32],
-) {
-    let hd = d.head_dim;
-    let scale = 1.0 / (hd as f32).sqrt();
-    // Keys and values transposed to [hd, S]: a query's scores are then hd passes of a
-    // multiply-add over contiguous keys, and each output element one dot product over
-    // contiguous values, both of which vectorise.
-    let transposed = |x: &[f32]| {
-        let mut t = vec![0.0f32; hd * d.keys];
-        for (j, row) in x.chunks_exact(hd).enumerate() {
-            for (i, &x) in row.iter().enumerate() {
-                t[i * d.keys + j] = x;
-            }
-        }
-        t
-    };
-    let (keys_t, values_t) = (transposed(k), transposed(v));
-    let mut scores = vec![0.0f32; d.keys];
-    for t in 0..d.queries {
-        let seen = match mask {
-            HostMask::Causal => t + 1 + d.keys - d.queries,
-            HostMask::Explicit(_) => d.keys,
-        };
-        let scores = &mut scores[..seen];
-        scores.fill(0.0);
-        for (i, &qi) in q[t * hd..(t + 1) * hd].iter().enumerate() {
-            let qi = qi * scale;
-            for (s, &kx) in scores
-                .iter_mut()
-                .zip(&keys_t[i * d.keys..i * d.keys + seen])
-            {
-                *s += qi * kx;
-            }
-        }
-        if let HostMask::Explicit(hidden) = mask {
-            let base = (row * d.queries + t) * d.keys;
-            for (s, &h) in scores.iter_mut().zip(&hidden[base..base + seen]) {
-                if h {
-                    *s = f32::NEG_INFINITY;
-                }
-            }
-        }
-        // Plain comparisons (not `f32::max`, which orders NaN) so that the loops vectorise.
-        let max = scores
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
-        let out = &mut out[t * hd..(t + 1) * hd];
-        out.fill(0.0);
-        if max == f32::NEG_INFINITY {
-            continue; // every key hidden (a left pad's own query): its output is never read
-        }
-        scores.iter_mut().for_each(|s| *s = exp(*s - max));
-        let sum: f32 = scores.iter().sum();
-        let inv = 1.0 / sum;
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = dot(scores, &values_t[i * d.keys..i * d.keys + seen]) * inv;
-        }
-    }
-}
-
-/// Σ a·b in eight independent running sums, which the compiler keeps in vector registers (one
-/// running sum would be a chain of dependent additions).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a8
-        .remainder()
-        .iter()
-        .zip(b8.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a8.zip(b8) {
-        for lane in 0..8 {
-            lanes[lane] += x[lane] * y[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
-}
-
-/// e^x for x ≤ 0 to within 2 ulp, in operations the compiler vectorises (libm's `expf` is a
-/// call per element): x = n·ln 2 + r with |r| ≤ ln 2 / 2, e^r by its degree-7 Taylor
-/// polynomial, 2^n put into the exponent bits. Below −87 (and at −∞) it is 0.
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    // Adding and subtracting 1.5·2²³ rounds to the nearest integer (|x·log₂e| < 2²²) without
-    // `round`, which is a libm call on x86-64's baseline.
-    // The rounded sum's low mantissa bits are then n itself, read without a float-to-int
-    // conversion (Rust's `as` saturates, and its checks stop vectorisation).
-    const ROUND: f32 = 12_582_912.0;
-    let x = if x > -87.0 { x } else { -87.0 };
-    let shifted = x * std::f32::consts::LOG2_E + ROUND;
-    let n = shifted - ROUND;
-    let n_bits = shifted.to_bits().wrapping_sub(ROUND.to_bits());
-    // ln 2 in two parts (Cody–Waite) so that n·ln 2 is subtracted without rounding error.
-    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
-    let p = 1.0
-        + r * (1.0
-            + r * (0.5
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let two_n = f32::from_bits(n_bits.wrapping_add(127) << 23);
-    let e = p * two_n;
-    if x <= -87.0 {
-        0.0
-    } else {
-        e
-    }
-}
-
+// The kernel's tests live here: `cargo test` runs the root package's tests only.
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alignlab_shaders::cpu_attention::exp;
 
     #[test]
     fn exp_is_within_two_ulp_of_libm_down_to_minus_86() {
