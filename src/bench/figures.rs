@@ -15,7 +15,7 @@ use crate::logprobs::{completion_logprobs, SequenceBatch};
 use crate::model::{Llama, LlamaConfig, RewardModel};
 use crate::prompts::PromptSet;
 use crate::reward::source::RewardSource;
-use crate::reward::{Aggregation, LearnedReward, RewardHeads};
+use crate::reward::{LearnedReward, RewardHeads};
 use crate::run::preference::PreferenceRun;
 use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 use crate::sample::{generate, SamplingConfig};
@@ -168,15 +168,9 @@ where
     RewardModel<B>: AutodiffModule<B, InnerModule = RewardModel<B::InnerBackend>>,
 {
     let reference = policy.valid();
-    let one_reward = RewardHeads::Ensemble {
-        members: 1,
-        shared_trunk: false,
-        aggregation: Aggregation::Mean,
-        member_scale: Vec::new(),
-    };
     let reward = RewardSource::Learned(Box::new(LearnedReward::from_policy(
         reference.clone(),
-        one_reward,
+        RewardHeads::single(),
         1,
     )?));
     // Empty prompts: every sample starts from the BOS token alone, as the twin's do.

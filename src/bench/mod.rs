@@ -101,12 +101,6 @@ pub struct Report {
     pub vs_pytorch: Option<twin::Comparison>,
 }
 
-impl Report {
-    pub fn get(&self, name: &str) -> Option<&Measurement> {
-        self.measurements.iter().find(|m| m.name == name)
-    }
-}
-
 /// The kinds of figure `alignlab bench --only` picks (all when none is named).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Figure {
@@ -284,8 +278,8 @@ where
         set_threads(threads)?;
     }
     // The twin reads the model as it is before any figure trains a copy of it.
-    let folder = match options.twin {
-        Some(_) => Some(export_for_twin(&policy, tokenizer)?),
+    let twin = match &options.twin {
+        Some(twin) => Some((twin, export_for_twin(&policy, tokenizer)?)),
         None => None,
     };
     let measurements = run(policy, tokenizer, options.repeats, &options.only)?;
@@ -293,14 +287,11 @@ where
     for (name, ratio) in &ratios {
         println!("{name}: {ratio:.2}");
     }
-    let vs_pytorch = match (&options.twin, &folder) {
-        (Some(twin), Some(folder)) => {
+    let vs_pytorch = match twin {
+        Some((twin, folder)) => {
             let threads = options.threads.unwrap_or_else(available_cores);
             let bos = tokenizer.bos_id().unwrap_or(0);
-            let only: Vec<&str> = match options.only.is_empty() {
-                true => vec![],
-                false => options.only.iter().map(|f| f.name()).collect(),
-            };
+            let only: Vec<&str> = options.only.iter().map(|f| f.name()).collect();
             let pytorch = twin::run(twin, folder.path(), threads, options.repeats, bos, &only)?;
             let comparison = twin::compare(&measurements, pytorch);
             println!(
@@ -310,7 +301,7 @@ where
             );
             Some(comparison)
         }
-        _ => None,
+        None => None,
     };
     Ok(Report {
         backend: options.backend.clone(),

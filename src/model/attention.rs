@@ -64,22 +64,15 @@ fn in_query_blocks<B: Backend>(
     }
     let group = q.dims()[1] / k.dims()[1];
     let (k, v) = (repeat_kv(k, group), repeat_kv(v, group));
-    let options = AttentionModuleOptions {
-        is_causal: true,
-        ..Default::default()
-    };
     let blocks = (0..seq)
         .step_by(BLOCK)
         .map(|start| {
             // Queries s..e see keys 0..e, the last e − s of them causally (offset s).
             let end = (start + BLOCK).min(seq);
-            fused_attention(
+            causal(
                 q.clone().narrow(2, start, end - start),
                 k.clone().narrow(2, 0, end),
                 v.clone().narrow(2, 0, end),
-                None,
-                None,
-                options,
             )
         })
         .collect();
@@ -97,20 +90,7 @@ fn fused<B: Backend>(
     let [_, kv_heads, keys, _] = k.dims();
     let group = heads / kv_heads;
     match mask {
-        AttentionMask::Causal => {
-            let options = AttentionModuleOptions {
-                is_causal: true,
-                ..Default::default()
-            };
-            fused_attention(
-                q,
-                repeat_kv(k, group),
-                repeat_kv(v, group),
-                None,
-                None,
-                options,
-            )
-        }
+        AttentionMask::Causal => causal(q, repeat_kv(k, group), repeat_kv(v, group)),
         AttentionMask::Explicit(hidden) if seq == 1 => {
             // One query per head: fold the query heads of each kv group into the query axis
             // so keys and values are used without being repeated.
@@ -131,6 +111,16 @@ fn fused<B: Backend>(
             )
         }
     }
+}
+
+/// burn's causal attention, q [B, H, T, hd] over k and v [B, H, S, hd] (one key/value head per
+/// query head): query t sees keys 0..=t + (S − T).
+fn causal<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    let options = AttentionModuleOptions {
+        is_causal: true,
+        ..Default::default()
+    };
+    fused_attention(q, k, v, None, None, options)
 }
 
 /// [B, KV, T, hd] → [B, KV·group, T, hd], query head h reading kv head h / group.
