@@ -30,6 +30,7 @@ pub mod sample;
 pub mod shapes;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testdata;
+pub mod throughput;
 pub mod train;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -16,6 +16,7 @@ use crate::reward::objective::{evaluate_rankings, RewardData};
 use crate::reward::source::RewardSource;
 use crate::reward::{Aggregation, LearnedReward, RewardHeads};
 use crate::run::reward_model::{RewardModelRun, RewardTrainConfig};
+use crate::throughput::{StepSpeed, Stopwatch};
 
 /// A reward model to train on the labels; what the page leaves out comes from the registry's
 /// `rm` entry (the CLI's and the sweep's defaults too).
@@ -70,6 +71,9 @@ pub struct RewardProgress {
     pub held_out_pairs: usize,
     pub training_pairs: usize,
     pub done: bool,
+    /// What the update cost on the backend in use (not the held-out measurement that ends
+    /// training).
+    pub speed: StepSpeed,
 }
 
 pub(super) struct RewardTraining<B: AutodiffBackend> {
@@ -147,7 +151,9 @@ where
         let reward = training.reward.take().ok_or_else(|| {
             Error::LabState("this reward model failed a step: start again".into())
         })?;
+        let watch = Stopwatch::start();
         let (reward, metrics) = training.run.step(reward).await?;
+        let speed = watch.read();
         let (step, total_steps) = (training.run.steps_done(), training.run.total_steps());
         let mut progress = RewardProgress {
             step,
@@ -159,6 +165,7 @@ where
             held_out_pairs: training.held_out.len(),
             training_pairs: training.run.data().len(),
             done: step >= total_steps,
+            speed,
         };
         if !progress.done {
             training.reward = Some(reward);

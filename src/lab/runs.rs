@@ -21,6 +21,7 @@ use crate::model::{Llama, RewardEnsemble, RewardModel};
 use crate::run::best_of_n::{self, BestOfNPlan};
 use crate::run::preference::PreferenceRun;
 use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
+use crate::throughput::{StepSpeed, Stopwatch};
 
 /// The DPO family's learning rate in the lab when a run names none. The registry's 1e-3 is tuned
 /// for the CLI's thousands of pairs; on the few dozen labels of a class, at β = 0.1, it reached
@@ -63,6 +64,8 @@ pub struct RunProgress {
     /// Measured this step (every `eval_every` steps and at the last).
     pub point: Option<FrontierPoint>,
     pub done: bool,
+    /// What the update cost on the backend in use (not the measurement).
+    pub speed: StepSpeed,
 }
 
 pub(super) struct Preference<B: AutodiffBackend> {
@@ -227,6 +230,7 @@ where
                 run.name, run.total_steps
             )));
         }
+        let watch = Stopwatch::start();
         let metrics = match &mut run.method {
             Method::Online(online) => {
                 online
@@ -248,6 +252,7 @@ where
                 metrics
             }
         };
+        let speed = watch.read();
         run.step += 1;
         self.policy = match &run.method {
             Method::Online(online) => online.policy().valid(),
@@ -267,6 +272,7 @@ where
             metrics,
             point,
             done,
+            speed,
         })
     }
 

@@ -401,7 +401,8 @@ impl<B: Backend> Llama<B> {
     /// The residual stream after each block (before the final norm), for methods that read the
     /// model's activations: [batch, seq] → one [batch, seq, dim] per layer.
     pub fn block_outputs(&self, tokens: Tensor<B, 2, Int>) -> Vec<Tensor<B, 3>> {
-        let seq = tokens.dims()[1];
+        let [batch, seq] = tokens.dims();
+        crate::throughput::count_positions(batch * seq);
         let mut x = embedding(self.embed.val(), tokens);
         if let Some(positions) = &self.positions {
             x = x + positions.val().narrow(0, 0, seq).unsqueeze::<3>();
@@ -471,6 +472,8 @@ impl<B: Backend> Llama<B> {
         mask: AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
+        let [batch, positions, _] = x.dims();
+        crate::throughput::count_positions(batch * positions);
         for (layer, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, layer));
             x = block.forward(x, &self.config, rope, &mask, layer_cache);

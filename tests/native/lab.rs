@@ -108,6 +108,14 @@ fn labels_train_a_reward_model_then_runs_move_the_policy() {
     let end = progress.last().unwrap();
     assert!(end.held_out_pairs > 0 && end.held_out_accuracy.is_some());
     assert!(lab.info().reward_model);
+    // Each step says what it cost: the reward model read 16 pairs (two sequences each) forward.
+    for p in &progress {
+        assert!(
+            p.speed.seconds > 0.0 && p.speed.tokens >= 32,
+            "{:?}",
+            p.speed
+        );
+    }
 
     // GRPO against the reward model: the base point is at KL 0, later points moved away.
     let base = block_on(lab.run_start(&run_settings("grpo", 0.01, 4))).unwrap();
@@ -117,6 +125,14 @@ fn labels_train_a_reward_model_then_runs_move_the_policy() {
     let steps: Vec<_> = (0..4).map(|_| block_on(lab.run_step()).unwrap()).collect();
     assert!(steps[0].point.is_none() && steps[1].point.is_some());
     assert!(steps[3].done);
+    // A GRPO step decodes its rollouts and scores them: far more positions than one batch.
+    for step in &steps {
+        assert!(
+            step.speed.tokens > 100 && step.speed.tokens_per_second > 0.0,
+            "{:?}",
+            step.speed
+        );
+    }
     let moved = steps[3].point.as_ref().unwrap();
     assert!(
         moved.kl.mean > 1e-3,

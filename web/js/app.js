@@ -580,6 +580,7 @@ async function rewardLoop() {
       break;
     }
     charts.rewardStep(p);
+    showSpeed('reward model', p.speed);
     $('rm-status').textContent = `Step ${p.step} of ${p.total_steps}: loss ${p.loss.toFixed(3)}, batch accuracy ${p.accuracy.toFixed(2)}`;
     if (p.done) {
       state.rm.running = false;
@@ -603,6 +604,15 @@ function togglePause(kind, button, loop) {
   s.paused = !s.paused;
   button.textContent = s.paused ? 'Resume' : 'Pause';
   if (!s.paused && !s.looping) loop();
+}
+
+// What the last training step cost on the backend in use: its time, and the token positions the
+// model computed forward in it (rollouts, reference and reward models included) per second.
+function showSpeed(what, speed) {
+  const on = state.backend === 'webgpu' ? 'WebGPU' : 'the CPU (wasm)';
+  const seconds = speed.seconds < 10 ? speed.seconds.toFixed(2) : speed.seconds.toFixed(0);
+  $('speed').textContent = `${what}: ${seconds} s per step, ` +
+    `${Math.round(speed.tokens_per_second).toLocaleString('en')} tokens/s on ${on}.`;
 }
 
 // ---------- runs ----------
@@ -685,6 +695,7 @@ async function runLoop() {
     // samples (their policy-gradient loss is ~0 by construction: normalised advantages). The
     // DPO family: its loss on the labels.
     const objective = p.metrics['objective/rlhf_reward'];
+    showSpeed(state.run.name, p.speed);
     if (objective !== undefined) charts.runLoss(state.run.name, 'score − β·KL', p.step, objective);
     else charts.runLoss(state.run.name, 'loss', p.step, p.metrics['train/loss']);
     if (p.point) {

@@ -373,6 +373,10 @@ async function main() {
     `lesson 1 trained 40 steps on its labels (${usable}): loss ${lessonPoints[0].toFixed(3)} → ${lessonPoints[39].toFixed(3)}, ` +
     `held-out accuracy ${heldOut && heldOut[1]} on ${heldOut && heldOut[2]} pairs ("${rmStatus.split(' — ')[1]}")`);
   await cpu.screenshot({ path: join(out, '7-lesson-1.png'), fullPage: true });
+  // What a step cost, on the backend in use.
+  const speedPattern = (what) => new RegExp(`^${what}: [\\d.]+ s per step, [1-9][\\d,]* tokens/s on the CPU \\(wasm\\)\\.$`);
+  const rmSpeed = await cpu.textContent('#speed');
+  check(speedPattern('reward model').test(rmSpeed), `the page shows the reward model's time per step and tokens/s: "${rmSpeed}"`);
 
   // Lessons 2–4, each by its one action, on the labels lesson 1 left.
   const runLesson = async (n) => {
@@ -397,6 +401,9 @@ async function main() {
   const [gentle, hard] = [await trace('ppo β=1 · gold'), await trace('ppo β=0.01 · gold')];
   check(gentle.length > 2 && hard.length > 2 && hard[hard.length - 1][0] > gentle[gentle.length - 1][0],
     `lesson 3: PPO at β 0.01 moves further than at β 1 (√KL ${hard[hard.length - 1][0].toFixed(2)} against ${gentle[gentle.length - 1][0].toFixed(2)})`);
+
+  const ppoSpeed = await cpu.textContent('#speed');
+  check(speedPattern('ppo β=0\\.01').test(ppoSpeed), `the page shows a PPO step's time and tokens/s: "${ppoSpeed}"`);
 
   await runLesson(4);
   const lesson4 = [];

@@ -4,6 +4,7 @@
 use indicatif::{ProgressBar, ProgressStyle};
 
 use alignlab::metrics::{self, JsonlWriter, Metrics};
+use alignlab::throughput::Stopwatch;
 use alignlab::{Error, Result};
 
 pub struct Progress {
@@ -12,7 +13,8 @@ pub struct Progress {
     write_error: Option<Error>,
     /// Steps whose update was skipped.
     pub skipped: Vec<usize>,
-    start: std::time::Instant,
+    /// Time and the model's forward positions since the run started (tokens/s).
+    watch: Stopwatch,
     /// A replica other than the leader: it prints nothing.
     quiet: bool,
 }
@@ -35,7 +37,7 @@ impl Progress {
             writer: metrics_path.map(JsonlWriter::create).transpose()?,
             write_error: None,
             skipped: Vec::new(),
-            start: std::time::Instant::now(),
+            watch: Stopwatch::start(),
             quiet: false,
         })
     }
@@ -90,14 +92,15 @@ impl Progress {
                 message.push_str(&format!("{label} {v:.4} "));
             }
         }
+        let speed = self.watch.read();
+        message.push_str(&format!("{:.0} tok/s ", speed.tokens_per_second));
         // Without a terminal indicatif draws nothing: a plain line every twentieth of the run
         // (and at its end) says how far it is, so a log file is not silent for an hour.
         if self.bar.is_hidden() && !self.quiet {
             let (done, total) = (self.bar.position(), self.bar.length().unwrap_or(0));
             let every = total.div_ceil(20).max(1);
             if done % every == 0 || done == total {
-                let elapsed = self.start.elapsed().as_secs_f64();
-                println!("step {done}/{total} {message}({elapsed:.1}s)");
+                println!("step {done}/{total} {message}({:.1}s)", speed.seconds);
             }
         }
         self.bar.set_message(message);
@@ -127,10 +130,12 @@ impl Progress {
         if self.quiet {
             return Ok(());
         }
+        let speed = self.watch.read();
         println!(
-            "trained {} steps in {:.1}s",
+            "trained {} steps in {:.1}s ({:.0} tokens/s: the model's forward positions)",
             self.bar.position(),
-            self.start.elapsed().as_secs_f64()
+            speed.seconds,
+            speed.tokens_per_second
         );
         if !self.skipped.is_empty() {
             println!(
