@@ -22,6 +22,20 @@ pub enum Error {
     /// The compute device failed: a read-back from the GPU, a lost device.
     #[error("{0}")]
     Device(String),
+    /// A model or batch that the device cannot hold, known before allocating (see
+    /// [`crate::memory`]).
+    #[error(
+        "out of memory on {device}: {what} needs {} but {device} allows {} for {limit_of}; use the CPU, a smaller model or smaller batches",
+        crate::memory::Bytes(*asked),
+        crate::memory::Bytes(*limit)
+    )]
+    OutOfMemory {
+        device: String,
+        what: String,
+        asked: u64,
+        limit: u64,
+        limit_of: String,
+    },
     /// A call the lab's current state does not allow (a run step before a run is started, a
     /// method that needs a reward model before one is trained, …): the page says what to do first.
     #[error("{0}")]

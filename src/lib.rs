@@ -17,6 +17,7 @@ pub mod io;
 pub mod kl;
 pub mod lab;
 pub mod logprobs;
+pub mod memory;
 pub mod methods;
 pub mod metrics;
 pub mod model;

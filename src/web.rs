@@ -13,7 +13,8 @@ use wasm_bindgen::prelude::*;
 
 use crate::io::Checkpoint;
 use crate::lab::experiment::Experiment;
-use crate::lab::{labels, Lab, LabConfig, Label, RewardSettings, RunSettings};
+use crate::lab::{labels, memory_plan, Lab, LabConfig, Label, RewardSettings, RunSettings};
+use crate::memory::DeviceMemory;
 
 enum AnyLab {
     WebGpu(Box<Lab<Autodiff<Wgpu>>>),
@@ -68,10 +69,23 @@ struct Opened {
     info: crate::lab::LabInfo,
 }
 
+/// An error the page acts on: one that says the model does not fit the GPU is named
+/// `OutOfMemoryError`, and the page offers the CPU.
+fn open_error(e: crate::Error) -> JsValue {
+    let error = js_sys::Error::new(&e.to_string());
+    if matches!(e, crate::Error::OutOfMemory { .. }) {
+        error.set_name("OutOfMemoryError");
+    }
+    error.into()
+}
+
 /// Loads a model (`model` holds a GGUF, llama2.c with its tokenizer, or an alignlab safetensors
 /// file; the built-in model's bytes, fetched by the worker from beside the module, arrive under
 /// the name `builtin`) on WebGPU (`backend = "webgpu"`) or the CPU, with the
-/// lab's settings (`lab`: an experiment file's `[lab]` table; absent, the defaults).
+/// lab's settings (`lab`: an experiment file's `[lab]` table; absent, the defaults). On WebGPU
+/// a model the GPU cannot hold is refused before it is allocated: its largest tensor against
+/// the adapter's buffer limit and, when `gpu_memory` (bytes) is given, the lab's working set
+/// against it (WebGPU does not tell how much memory the GPU has).
 #[wasm_bindgen(js_name = openLab)]
 pub async fn open_lab(
     model: Vec<u8>,
@@ -79,7 +93,8 @@ pub async fn open_lab(
     tokenizer: Option<Vec<u8>>,
     backend: String,
     lab: JsValue,
-) -> Result<JsValue, JsError> {
+    gpu_memory: Option<f64>,
+) -> Result<JsValue, JsValue> {
     console_error_panic_hook::set_once();
     let checkpoint = if name == crate::policy::BUILTIN {
         crate::policy::builtin_from_bytes(&model)
@@ -90,7 +105,7 @@ pub async fn open_lab(
             tokenizer.as_deref().map(|t| (t, "tokenizer.bin")),
         )
     }
-    .map_err(js_error)?;
+    .map_err(open_error)?;
     let config: LabConfig = if lab.is_undefined() || lab.is_null() {
         LabConfig::default()
     } else {
@@ -109,14 +124,21 @@ pub async fn open_lab(
                 .await;
                 WEBGPU_READY.with(|r| *r.borrow_mut() = true);
             }
+            let memory = DeviceMemory {
+                total: gpu_memory.map(|bytes| bytes as u64),
+                ..crate::memory::wgpu_device_memory(&device, "WebGPU")
+            };
+            memory_plan(&checkpoint.config, &config)
+                .check(&memory)
+                .map_err(open_error)?;
             AnyLab::WebGpu(Box::new(
-                Lab::new(checkpoint, &device, config).map_err(js_error)?,
+                Lab::new(checkpoint, &device, config).map_err(open_error)?,
             ))
         }
         "cpu" => AnyLab::Cpu(Box::new(
-            Lab::new(checkpoint, &Default::default(), config).map_err(js_error)?,
+            Lab::new(checkpoint, &Default::default(), config).map_err(open_error)?,
         )),
-        other => return Err(JsError::new(&format!("unknown backend `{other}`"))),
+        other => return Err(JsError::new(&format!("unknown backend `{other}`")).into()),
     };
     let opened = Opened {
         backend: match lab {
@@ -129,7 +151,7 @@ pub async fn open_lab(
         },
     };
     put(lab);
-    to_js(Ok(opened))
+    Ok(to_js(Ok(opened))?)
 }
 
 #[wasm_bindgen(js_name = labInfo)]

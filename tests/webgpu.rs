@@ -6,8 +6,10 @@
 use alignlab::algo::preference::{PreferenceConfig, PreferenceData, PreferenceLoss};
 use alignlab::dataset::RankedSequences;
 use alignlab::io::Checkpoint;
+use alignlab::lab::{memory_plan, LabConfig};
+use alignlab::memory::{wgpu_device_memory, Bytes};
 use alignlab::metrics::TRAIN_LOSS;
-use alignlab::model::Llama;
+use alignlab::model::{Llama, LlamaConfig};
 use alignlab::policy;
 use alignlab::rollout::sequence_token_logps;
 use alignlab::run::preference;
@@ -75,6 +77,28 @@ async fn the_page_pads_shapes_on_webgpu() {
     assert_eq!(
         LengthBlocks::of::<Autodiff<Wgpu>>(&device),
         LengthBlocks::COMPILED
+    );
+}
+
+/// WebGPU's own buffer limit, read from the adapter the page got: the built-in model fits; GPT-2
+/// small's shape with a vocabulary whose embedding alone passes the limit is refused before
+/// anything is allocated, the error naming the size asked for and the limit.
+#[wasm_bindgen_test]
+async fn a_model_too_big_for_webgpu_is_refused_naming_its_size_and_the_limit() {
+    let memory = wgpu_device_memory(&gpu().await, "WebGPU");
+    let limit = memory.largest_buffer.expect("WebGPU limits each buffer");
+    let lab = LabConfig::default();
+    memory_plan(&builtin().config, &lab).check(&memory).unwrap();
+    let mut big = LlamaConfig::random_shape("llama-124m").unwrap();
+    big.vocab_size = (limit / (4 * big.dim as u64)) as usize + 1;
+    let message = memory_plan(&big, &lab)
+        .check(&memory)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.starts_with("out of memory on WebGPU")
+            && message.contains(&format!("allows {}", Bytes(limit))),
+        "{message}"
     );
 }
 

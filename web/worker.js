@@ -64,10 +64,10 @@ async function handle({ id, cmd, args }) {
     await ready;
     let result;
     if (cmd === 'open') {
-      const { model, name, tokenizer, backend, labConfig } = args;
+      const { model, name, tokenizer, backend, labConfig, gpuMemory } = args;
       const choice = await chooseBackend(backend);
       const bytes = model ?? await builtinModel();
-      const opened = await lab.openLab(bytes, name, tokenizer ?? undefined, choice.backend, labConfig ?? undefined);
+      const opened = await lab.openLab(bytes, name, tokenizer ?? undefined, choice.backend, labConfig ?? undefined, gpuMemory ?? undefined);
       result = { ...opened, ...choice };
     } else if (typeof lab[cmd] === 'function') {
       result = await lab[cmd](...(args || []));
@@ -78,6 +78,8 @@ async function handle({ id, cmd, args }) {
   } catch (e) {
     // A wasm trap (a panic, a lost GPU device, memory exhausted) leaves the module unusable.
     const fatal = e instanceof WebAssembly.RuntimeError;
-    self.postMessage({ id, ok: false, error: e && e.message ? e.message : String(e), fatal });
+    // A model too big for the GPU (`OutOfMemoryError`) was refused before anything was
+    // allocated: the module is fine, and the page offers the CPU.
+    self.postMessage({ id, ok: false, error: e && e.message ? e.message : String(e), fatal, outOfMemory: e && e.name === 'OutOfMemoryError' });
   }
 }

@@ -19,7 +19,8 @@ use crate::error::Result;
 use crate::frontier::measure::{Evaluation, FrontierPoint};
 use crate::io::prefs::PreferencePair;
 use crate::io::{Checkpoint, Tokenizer};
-use crate::model::{Llama, RewardEnsemble, RewardModel};
+use crate::memory::{BatchShape, MemoryPlan};
+use crate::model::{Llama, LlamaConfig, RewardEnsemble, RewardModel};
 use crate::prompts::{self, PromptSet};
 use crate::reward::source::RewardSource;
 use crate::sample::SamplingConfig;
@@ -33,6 +34,22 @@ pub use sampling::{PairToLabel, RankingToLabel, Sample};
 
 /// The proxy's name in measured points.
 pub const PROXY: &str = "rm";
+
+/// Tokens a lab prompt may take (the world's story openings are a few dozen): with the
+/// completion, the length the lab's batches are sized for.
+const PROMPT_TOKENS: usize = 64;
+
+/// What a lab on `model` holds at most, checked against a GPU's limits before the model is
+/// loaded: the policy under training and a trained value or reward model (each with its
+/// gradients and AdamW's moments), the base, the reference, the current policy and the reward
+/// model frozen, on the lab's largest batch (32 sequences: 8 prompts × 4 samples, or 16 pairs).
+pub fn memory_plan(model: &LlamaConfig, config: &LabConfig) -> MemoryPlan {
+    let batch = BatchShape {
+        sequences: 32,
+        tokens: (PROMPT_TOKENS + config.max_new_tokens).min(model.max_seq_len),
+    };
+    MemoryPlan::training(model, 2, 4, batch)
+}
 
 /// What the lab samples and measures with (an experiment file's `[lab]` table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -30,6 +30,7 @@ function startWorker() {
     else {
       const error = new Error(data.error);
       error.fatal = data.fatal;
+      error.outOfMemory = data.outOfMemory;
       p.reject(error);
     }
   };
@@ -425,10 +426,15 @@ async function openModel({ model, name, tokenizer, backend, labConfig }, anchor 
   const previous = $('model-status').textContent;
   $('model-status').textContent = `Loading ${name}…`;
   const requested = backend || params.get('backend') || 'auto';
-  const opened = await guarded(() => call('open', { model, name, tokenizer, backend: requested, labConfig }), anchor);
+  // ?gpu-memory=BYTES: the GPU memory the lab may take (WebGPU does not say how much there is).
+  const gpuMemory = params.has('gpu-memory') ? Number(params.get('gpu-memory')) : null;
+  let outOfMemory = false;
+  const opened = await guarded(() => call('open', { model, name, tokenizer, backend: requested, labConfig, gpuMemory })
+    .catch((e) => { outOfMemory = !!e.outOfMemory; throw e; }), anchor);
   if (!opened) {
     // The worker keeps the model it had.
     $('model-status').textContent = state.modelReady ? `${previous} (kept: the new model did not load)` : 'No model loaded.';
+    if (outOfMemory) offerCpu({ model, name, tokenizer, labConfig }, anchor);
     return false;
   }
   state.lastModel = { model, name, tokenizer, labConfig };
@@ -445,6 +451,20 @@ async function openModel({ model, name, tokenizer, backend, labConfig }, anchor 
   document.body.dataset.ready = 'true';
   await showItem();
   return true;
+}
+
+// A model the GPU cannot hold was refused before it was allocated: beside the error, a button
+// opens the same model on the CPU.
+function offerCpu(model, anchor) {
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.id = 'open-on-cpu';
+  button.textContent = 'Open it on the CPU instead';
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    await openModel({ ...model, backend: 'cpu' }, anchor);
+  });
+  messageSlot(anchor).append(' ', button);
 }
 
 async function loadBytes(bytes, name, anchor) {

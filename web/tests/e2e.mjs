@@ -329,6 +329,21 @@ async function main() {
   const unexpected = consoleErrors.filter((e) => !/ERR_CONTENT_LENGTH_MISMATCH/.test(e));
   check(unexpected.length === 0, `no console errors (${unexpected.join(' | ')})`);
 
+  // A GPU that cannot hold the lab (here one limited to 100 kB by ?gpu-memory): the model is
+  // refused before anything is allocated, the message names the size asked for and the limit,
+  // and a button beside it opens the model on the CPU.
+  const small = await context.newPage();
+  await small.goto(`${url}?backend=webgpu&gpu-memory=100000`);
+  await small.waitForFunction(() => /out of memory/.test(window.alignlab.errors().join(' ')), null, { timeout: 300_000 });
+  const refused = await messageBeside(small, 'load-builtin');
+  check(refused && /out of memory on WebGPU: .* needs [\d.]+ MB \([\d,]+ bytes\) but WebGPU allows 100\.0 kB \(100,000 bytes\)/.test(refused.text),
+    `a lab too big for the GPU is refused beside the model controls: "${refused && refused.text}"`);
+  await small.click('#open-on-cpu');
+  await ready(small);
+  check(await small.getAttribute('#backend-note', 'data-backend') === 'cpu' && (await errorsOf(small)).length === 0,
+    `the refused model opened on the CPU from its button: "${await small.textContent('#backend-note')}"`);
+  await small.close();
+
   // The CPU fallback, forced. The same pair index samples the same texts on both backends
   // (seeded sampling from read-back probabilities), a check that WebGPU computed what the CPU did.
   const cpu = await context.newPage();
