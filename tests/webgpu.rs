@@ -69,11 +69,12 @@ async fn logprobs<B: Backend>(model: &Llama<B>) -> Vec<f32> {
         .concat()
 }
 
+/// The page's WebGPU backend is burn's fused one (kernel fusion on, as natively), and pads shapes.
 #[wasm_bindgen_test]
-async fn the_page_pads_shapes_on_webgpu() {
+async fn the_page_runs_the_fused_backend_and_pads_shapes_on_webgpu() {
     let device = gpu().await;
     let name = <Autodiff<Wgpu> as Backend>::name(&device);
-    assert!(name.starts_with("autodiff<cubecl<"), "{name}");
+    assert!(name.starts_with("autodiff<fusion<cubecl<wgpu"), "{name}");
     assert_eq!(
         LengthBlocks::of::<Autodiff<Wgpu>>(&device),
         LengthBlocks::COMPILED
