@@ -154,9 +154,11 @@ where
     if let Some(settings) = &experiment.reward_model {
         lab.reward_start(settings)?;
         loop {
-            let step = lab.reward_step().await?;
+            let mut step = lab.reward_step().await?;
             progress(Progress::RewardModel(&step));
             let done = step.done;
+            // The log holds what reproduces on any machine; throughput does not.
+            step.speed = None;
             log.reward_model.push(step);
             if done {
                 break;
@@ -172,9 +174,10 @@ where
         });
         let mut steps = Vec::new();
         loop {
-            let step = lab.run_step().await?;
+            let mut step = lab.run_step().await?;
             progress(Progress::Run(&step));
             let done = step.done;
+            step.speed = None;
             steps.push(step);
             if done {
                 break;

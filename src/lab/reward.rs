@@ -72,8 +72,9 @@ pub struct RewardProgress {
     pub training_pairs: usize,
     pub done: bool,
     /// What the update cost on the backend in use (not the held-out measurement that ends
-    /// training).
-    pub speed: StepSpeed,
+    /// training); an experiment's log leaves it out (it does not reproduce).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed: Option<StepSpeed>,
 }
 
 pub(super) struct RewardTraining<B: AutodiffBackend> {
@@ -165,7 +166,7 @@ where
             held_out_pairs: training.held_out.len(),
             training_pairs: training.run.data().len(),
             done: step >= total_steps,
-            speed,
+            speed: Some(speed),
         };
         if !progress.done {
             training.reward = Some(reward);

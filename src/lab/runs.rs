@@ -64,8 +64,10 @@ pub struct RunProgress {
     /// Measured this step (every `eval_every` steps and at the last).
     pub point: Option<FrontierPoint>,
     pub done: bool,
-    /// What the update cost on the backend in use (not the measurement).
-    pub speed: StepSpeed,
+    /// What the update cost on the backend in use (not the measurement); an experiment's log
+    /// leaves it out (it does not reproduce).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speed: Option<StepSpeed>,
 }
 
 pub(super) struct Preference<B: AutodiffBackend> {
@@ -272,7 +274,7 @@ where
             metrics,
             point,
             done,
-            speed,
+            speed: Some(speed),
         })
     }
 

@@ -64,6 +64,10 @@ fn as_the_page_does(experiment: &Experiment) -> ExperimentLog {
     while !reward_model.last().unwrap().done {
         reward_model.push(pollster::block_on(lab.reward_step()).unwrap());
     }
+    // A log keeps what reproduces anywhere: the page shows each step's speed but does not log it.
+    for step in &mut reward_model {
+        step.speed = None;
+    }
     let mut runs = Vec::new();
     for settings in &experiment.runs {
         lab.set_labels(&labels).unwrap();
@@ -71,6 +75,9 @@ fn as_the_page_does(experiment: &Experiment) -> ExperimentLog {
         let mut steps = vec![pollster::block_on(lab.run_step()).unwrap()];
         while !steps.last().unwrap().done {
             steps.push(pollster::block_on(lab.run_step()).unwrap());
+        }
+        for step in &mut steps {
+            step.speed = None;
         }
         runs.push(RunLog {
             name: steps[0].name.clone(),

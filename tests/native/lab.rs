@@ -110,11 +110,8 @@ fn labels_train_a_reward_model_then_runs_move_the_policy() {
     assert!(lab.info().reward_model);
     // Each step says what it cost: the reward model read 16 pairs (two sequences each) forward.
     for p in &progress {
-        assert!(
-            p.speed.seconds > 0.0 && p.speed.tokens >= 32,
-            "{:?}",
-            p.speed
-        );
+        let speed = p.speed.expect("the lab times every step");
+        assert!(speed.seconds > 0.0 && speed.tokens >= 32, "{speed:?}");
     }
 
     // GRPO against the reward model: the base point is at KL 0, later points moved away.
@@ -127,10 +124,10 @@ fn labels_train_a_reward_model_then_runs_move_the_policy() {
     assert!(steps[3].done);
     // A GRPO step decodes its rollouts and scores them: far more positions than one batch.
     for step in &steps {
+        let speed = step.speed.expect("the lab times every step");
         assert!(
-            step.speed.tokens > 100 && step.speed.tokens_per_second > 0.0,
-            "{:?}",
-            step.speed
+            speed.tokens > 100 && speed.tokens_per_second > 0.0,
+            "{speed:?}"
         );
     }
     let moved = steps[3].point.as_ref().unwrap();

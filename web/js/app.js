@@ -629,6 +629,7 @@ function togglePause(kind, button, loop) {
 // What the last training step cost on the backend in use: its time, and the token positions the
 // model computed forward in it (rollouts, reference and reward models included) per second.
 function showSpeed(what, speed) {
+  if (!speed) return;
   const on = state.backend === 'webgpu' ? 'WebGPU' : 'the CPU (wasm)';
   const seconds = speed.seconds < 10 ? speed.seconds.toFixed(2) : speed.seconds.toFixed(0);
   $('speed').textContent = `${what}: ${seconds} s per step, ` +
