@@ -57,42 +57,40 @@ impl MemoryPlan {
     ) -> Self {
         let weights = config.num_params() as u64 * FLOAT_BYTES;
         let (rows, tokens) = (batch.sequences as u64, batch.tokens as u64);
-        let tensors = [
-            Allocation {
-                what: format!(
-                    "the token embedding ({} × {} floats)",
-                    config.vocab_size, config.dim
-                ),
-                bytes: (config.vocab_size * config.dim) as u64 * FLOAT_BYTES,
-            },
-            Allocation {
-                what: format!(
-                    "the logits of {rows} sequences × {tokens} tokens × {} vocabulary",
-                    config.vocab_size
-                ),
-                bytes: rows * tokens * config.vocab_size as u64 * FLOAT_BYTES,
-            },
-            Allocation {
-                what: format!(
-                    "one layer's attention scores ({rows} sequences × {} heads × {tokens}²)",
-                    config.n_heads
-                ),
-                bytes: rows * config.n_heads as u64 * tokens * tokens * FLOAT_BYTES,
-            },
-            Allocation {
-                what: format!(
-                    "one layer's MLP activations ({rows} sequences × {tokens} tokens × {})",
-                    config.hidden_dim
-                ),
-                bytes: rows * tokens * config.hidden_dim as u64 * FLOAT_BYTES,
-            },
-        ];
-        let largest_tensor = tensors
-            .iter()
-            .max_by_key(|t| t.bytes)
-            .expect("four tensors")
-            .clone();
+        let embedding = Allocation {
+            what: format!(
+                "the token embedding ({} × {} floats)",
+                config.vocab_size, config.dim
+            ),
+            bytes: (config.vocab_size * config.dim) as u64 * FLOAT_BYTES,
+        };
+        let logits = Allocation {
+            what: format!(
+                "the logits of {rows} sequences × {tokens} tokens × {} vocabulary",
+                config.vocab_size
+            ),
+            bytes: rows * tokens * config.vocab_size as u64 * FLOAT_BYTES,
+        };
+        let scores = Allocation {
+            what: format!(
+                "one layer's attention scores ({rows} sequences × {} heads × {tokens}²)",
+                config.n_heads
+            ),
+            bytes: rows * config.n_heads as u64 * tokens * tokens * FLOAT_BYTES,
+        };
+        let mlp = Allocation {
+            what: format!(
+                "one layer's MLP activations ({rows} sequences × {tokens} tokens × {})",
+                config.hidden_dim
+            ),
+            bytes: rows * tokens * config.hidden_dim as u64 * FLOAT_BYTES,
+        };
         let layers = config.n_layers as u64;
+        let kept_for_backward = logits.bytes + layers * (scores.bytes + mlp.bytes);
+        let largest_tensor = [embedding, logits, scores, mlp]
+            .into_iter()
+            .max_by_key(|t| t.bytes)
+            .expect("four tensors");
         let parts = vec![
             Allocation {
                 what: format!("{trained} trained model(s): weights, gradients, two AdamW moments"),
@@ -104,7 +102,7 @@ impl MemoryPlan {
             },
             Allocation {
                 what: "activations kept for the backward pass".into(),
-                bytes: tensors[1].bytes + layers * (tensors[2].bytes + tensors[3].bytes),
+                bytes: kept_for_backward,
             },
             Allocation {
                 what: "the largest activation's gradient".into(),
