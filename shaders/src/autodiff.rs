@@ -1,0 +1,89 @@
+//! The kernels under burn's autodiff: the forward pass runs the wrapped backend's kernel, and the
+//! backward pass its backward kernel, so a trained model never records the unfused graph.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::Autodiff;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+
+use crate::Kernels;
+
+impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn log_softmax_gather(
+        logits: FloatTensor<Self>,
+        targets: IntTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match LogSoftmaxGatherBackward
+            .prepare::<C>([logits.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                // The logits are kept (not the [.., V] softmax): the backward kernel recomputes
+                // the softmax from them.
+                let output = B::log_softmax_gather(logits.primitive.clone(), targets.clone());
+                prep.finish((logits.primitive, targets), output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::log_softmax_gather(logits.primitive, targets))
+            }
+        }
+    }
+
+    fn rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
+        match RmsNormBackward
+            .prepare::<C>([x.node.clone(), weight.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let output = B::rms_norm(x.primitive.clone(), weight.primitive.clone(), eps);
+                prep.finish((x.primitive, weight.primitive, eps), output)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::rms_norm(x.primitive, weight.primitive, eps))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LogSoftmaxGatherBackward;
+
+impl<B: Kernels> Backward<B, 1> for LogSoftmaxGatherBackward {
+    /// The logits and the targets.
+    type State = (FloatTensor<B>, IntTensor<B>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [logits_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        if let Some(node) = logits_node {
+            let (logits, targets) = ops.state;
+            let grad_logits = B::log_softmax_gather_backward(logits, targets, grad);
+            grads.register::<B>(node.id, grad_logits);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl<B: Kernels> Backward<B, 2> for RmsNormBackward {
+    /// x, the weight and eps.
+    type State = (FloatTensor<B>, FloatTensor<B>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [x_node, weight_node] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight, eps) = ops.state;
+        let (grad_x, grad_weight) = B::rms_norm_backward(x, weight, grad, eps);
+        if let Some(node) = x_node {
+            grads.register::<B>(node.id, grad_x);
+        }
+        if let Some(node) = weight_node {
+            grads.register::<B>(node.id, grad_weight);
+        }
+    }
+}
