@@ -1,7 +1,7 @@
 //! Reading tensors back to the host. Async first — synchronous reads panic in the browser — with
 //! blocking wrappers for native callers.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
 
 use crate::error::{Error, Result};

@@ -5,7 +5,7 @@
 //! - k2 = ½(log r)²: biased (exact to second order), low variance, ≥ 0;
 //! - k3 = (r − 1) − log r: unbiased and ≥ 0 for every sample (GRPO's KL term).
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 

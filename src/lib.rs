@@ -2,6 +2,7 @@
 //! models — one core, generic over burn's backend, for the browser (WebGPU) and native runs.
 
 pub mod algo;
+pub mod backend;
 pub mod batches;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
@@ -14,6 +15,7 @@ pub mod frontier;
 pub mod host;
 pub mod init;
 pub mod io;
+pub mod kernel_checks;
 pub mod kl;
 pub mod lab;
 pub mod logprobs;

@@ -1,9 +1,9 @@
 //! Per-token log-probabilities of completions given prompts: the primitive every alignment loss
 //! is built on. Sequences are `prompt ++ completion`, right-padded; position t predicts token t+1.
 
-use burn::tensor::activation::log_softmax;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData, TensorPrimitive};
+
+use crate::backend::Backend;
 
 use crate::error::{Error, Result};
 use crate::model::Llama;
@@ -106,14 +106,16 @@ fn padded_length(longest: usize, max_seq_len: usize, block: usize) -> usize {
     round_up(longest - 1, block).min(max_seq_len - 1) + 1
 }
 
-/// log p(target) under `logits`: [batch, seq, vocab], [batch, seq] → [batch, seq].
+/// log p(target) under `logits`: [batch, seq, vocab], [batch, seq] → [batch, seq]. One kernel
+/// on GPU backends, forward and backward ([`Kernels::log_softmax_gather`](crate::backend::Kernels::log_softmax_gather)): the [batch, seq,
+/// vocab] log-probs are never written.
 pub fn gather_logprobs<B: Backend>(
     logits: Tensor<B, 3>,
     targets: Tensor<B, 2, Int>,
 ) -> Tensor<B, 2> {
-    log_softmax(logits, 2)
-        .gather(2, targets.unsqueeze_dim(2))
-        .squeeze_dim(2)
+    let logprobs =
+        B::log_softmax_gather(logits.into_primitive().tensor(), targets.into_primitive());
+    Tensor::from_primitive(TensorPrimitive::Float(logprobs))
 }
 
 /// Per-token log-probs of each sequence's next tokens, zero outside the completion:

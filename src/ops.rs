@@ -1,6 +1,6 @@
 //! Tensor operations written to give the same numbers on every backend.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 
 /// 1/x, exactly (IEEE division). burn-ndarray 0.21's `recip` on f32 uses the CPU's approximate

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use crate::error::{Error, Result};
 use crate::io::{checkpoint, Checkpoint, Tokenizer};

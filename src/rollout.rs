@@ -2,7 +2,7 @@
 //! cache), their per-token log-probs under the sampling policy and the frozen reference, and
 //! their rewards from any [`RewardSource`]. PPO, GRPO, RLOO, RAFT and best-of-n all start here.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use crate::dataset::Sequence;
 use crate::distributed::Replica;

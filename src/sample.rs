@@ -2,7 +2,7 @@
 //! temperature, top-k and top-p sampling from seeded per-row random streams (so a row's sample
 //! does not depend on what else is in the batch, nor on the backend).
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -5,7 +5,7 @@
 //! blocks, so a run meets a handful of shapes and compiles them once. CPU backends run any shape
 //! at no cost and pad nothing: padding would only add work there.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 /// How lengths are rounded up on one backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

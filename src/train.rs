@@ -1,10 +1,10 @@
 //! The one optimisation step every trainer uses: backward, global gradient-norm clipping, AdamW
 //! with linear warmup then cosine decay, and a guard that refuses non-finite losses.
 
+use crate::backend::{AutodiffBackend, Backend};
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 

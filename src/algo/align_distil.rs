@@ -17,8 +17,8 @@
 //!   nearly agree α stays at its cap. τ = 0 keeps α fixed. This rule is our reading of the paper's
 //!   §4.3 (the published text was not available to check the exact form against).
 
+use crate::backend::Backend;
 use burn::tensor::activation::{log_softmax, softmax};
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::spec::{DataShape, MethodKind, MethodSpec, Setting, Settings, PREFERENCE_TRAINING};

@@ -10,8 +10,8 @@
 
 use super::preference_method::{RankedInputs, RankedMethod};
 use super::spec::{DataShape, MethodKind, MethodSpec, Setting, Settings, PREFERENCE_TRAINING};
+use crate::backend::Backend;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 pub fn arm_loss<B: Backend>(

@@ -5,8 +5,8 @@
 
 use super::preference_method::{UnpairedInputs, UnpairedMethod};
 use super::spec::{DataShape, MethodKind, MethodSpec, Settings, BETA, PREFERENCE_TRAINING};
+use crate::backend::Backend;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 

@@ -4,7 +4,7 @@
 
 use super::preference_method::{RankedInputs, RankedMethod};
 use super::spec::{DataShape, MethodKind, MethodSpec, Settings, BETA, PREFERENCE_TRAINING};
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 
 pub fn ipo_loss<B: Backend>(

@@ -7,8 +7,8 @@ use super::preference_method::{UnpairedInputs, UnpairedMethod};
 use super::spec::{
     DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
 };
+use crate::backend::Backend;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 /// Per-completion losses: `logratios` [n], `desirable` [n] of 1.0 / 0.0, `kl_reference` [1].

@@ -6,9 +6,9 @@
 
 use super::preference_method::{RankedInputs, RankedMethod};
 use super::spec::{DataShape, MethodKind, MethodSpec, Settings, BETA, PREFERENCE_TRAINING};
+use crate::backend::Backend;
 use crate::ops::reciprocal;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 /// Per-list losses [batch]: `logratios` and `labels` [batch, n].

@@ -6,8 +6,8 @@ use super::preference_method::{RankedInputs, RankedMethod};
 use super::spec::{
     DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
 };
+use crate::backend::Backend;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 /// log(P/(1−P)) for log P = `mean_logps` < 0: log P − log(1 − exp(log P)).

@@ -3,7 +3,7 @@
 //! (GRPO, Shao et al. 2024, Eq. 3, with Schulman's k3), aggregated per sequence (GRPO), per token
 //! (DAPO) or over a constant (Dr. GRPO, Liu et al. 2025), over epochs of shuffled minibatches.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 

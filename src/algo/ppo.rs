@@ -5,7 +5,7 @@
 //! the clipped value loss ½·max((V − R)², (clip(V, V_old ± c) − R)²), over epochs of minibatches,
 //! with a fixed or adaptive β.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,7 @@
 //! labels, gathers the policy's sequence log-probs, takes the reference's from a table computed
 //! once before training, calls the chosen method's loss, and logs TRL's metric names.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use super::bco::RunningMean;

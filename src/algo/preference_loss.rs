@@ -4,7 +4,7 @@
 //! [`UnpairedMethod`], or for the token-level methods a `from_settings` and their terms in
 //! `run::token_level`) and one line here.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::align_distil::{AlignDistil, ALIGNDISTIL};

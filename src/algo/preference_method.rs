@@ -3,7 +3,7 @@
 //! the trainer gathers. Each method's file implements one of the two traits; the list in
 //! `preference_loss.rs` names them all.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::spec::{MethodSpec, Settings};

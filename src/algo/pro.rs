@@ -8,7 +8,7 @@ use super::preference_method::{RankedInputs, RankedMethod};
 use super::spec::{
     DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
 };
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 
 /// Per-ranking losses [batch]: `mean_logps` [batch, n] and `scores` [batch, n], best first.

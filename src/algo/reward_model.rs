@@ -6,8 +6,8 @@
 //!   −Σ_{i<k} [r_i − log Σ_{j≥i} exp r_j], rewards ordered best first.
 
 use super::spec::{MethodKind, MethodSpec, Setting, REWARD_MODEL_TRAINING};
+use crate::backend::Backend;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 /// Per-pair losses ([batch]) of rewards of chosen and rejected completions ([batch] each).

@@ -2,7 +2,7 @@
 //! plus α times the chosen completion's negative log-likelihood, normalised by its length:
 //! L = −log σ(β·h) − α·log π(y_c|x) / |y_c|.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::dpo::dpo_loss;

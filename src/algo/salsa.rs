@@ -3,7 +3,7 @@
 //! two SFT models fine-tuned from the same base with different seeds or data, θ_ref = α·θ₁ +
 //! (1−α)·θ₂, which lets the policy move further at the same KL and reach higher reward.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use crate::error::{Error, Result};
 use crate::model::{HostTensor, Llama, NamedWeights};

@@ -2,7 +2,7 @@
 //! all completion tokens in the batch (TRL's `completion_only_loss`). Pretraining is the same
 //! loss with the whole text as the completion of a BOS prompt.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::spec::{MethodKind, MethodSpec, SUPERVISED_TRAINING};

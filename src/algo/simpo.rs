@@ -6,8 +6,8 @@ use super::preference_method::{RankedInputs, RankedMethod};
 use super::spec::{
     DataShape, MethodKind, MethodSpec, Setting, Settings, BETA, PREFERENCE_TRAINING,
 };
+use crate::backend::Backend;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 pub fn simpo_loss<B: Backend>(

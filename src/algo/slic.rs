@@ -4,8 +4,8 @@
 
 use super::preference_method::{RankedInputs, RankedMethod};
 use super::spec::{DataShape, MethodKind, MethodSpec, Settings, BETA, PREFERENCE_TRAINING};
+use crate::backend::Backend;
 use burn::tensor::activation::relu;
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 pub fn hinge_loss<B: Backend>(

@@ -16,8 +16,8 @@
 //!   terms or one each (`mask_heads` 2); ReLU is what makes the masks sparse.
 //! - `sparsepo-ref`: from the reference's activations, the same mask for both terms.
 
+use crate::backend::Backend;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use super::spec::{

@@ -1,8 +1,8 @@
 //! Test helpers shared by the loss files: small tensors, hand-value checks and a finite-difference
 //! gradient check.
 
+use crate::backend::Backend;
 use burn::backend::{Autodiff, NdArray};
-use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 pub type Grad = Autodiff<NdArray>;

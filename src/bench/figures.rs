@@ -2,8 +2,8 @@
 //! scoring, a DPO step and a PPO iteration. `benches/pytorch_twin.py` takes the same steps in
 //! PyTorch under the same names.
 
+use crate::backend::{AutodiffBackend, Backend};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::{time_best, time_steps, Measurement};
 use crate::algo::policy_gradient::PolicyGradientConfig;

@@ -9,8 +9,8 @@ pub mod twin;
 
 use std::time::Instant;
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::compilation::{self, CompileCounts};

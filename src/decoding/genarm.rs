@@ -12,7 +12,7 @@
 //! Closed forms: a uniform π_r leaves the reference; π_r = π_ref gives the reference at
 //! temperature β/(β + 1).
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use super::steer::{top_k, Scored, Steering};
 use crate::error::{Error, Result};

@@ -20,7 +20,7 @@
 //!
 //! With w = 0 (β → ∞) every method is the reference's top-k sampler, token for token.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use super::steer::{top_k, Scored, Steering};
 use crate::dataset::Sequence;

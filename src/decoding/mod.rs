@@ -9,7 +9,7 @@ pub mod genarm;
 pub mod lookahead;
 mod steer;
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use serde::Serialize;
 
 pub use genarm::GenArmConfig;

@@ -3,7 +3,7 @@
 //! scores, and the log-ratio of that draw's probability to the reference's is added to the
 //! sample's KL. Only the scores differ between methods.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use crate::error::Result;
 use crate::io::Tokenizer;

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use burn_collective::{CollectiveConfig, PeerId};
 

@@ -11,9 +11,9 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::backend::{AutodiffBackend, Backend};
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
@@ -310,7 +310,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<'_, B> {
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod collective {
-    use burn::tensor::backend::Backend;
+    use crate::backend::Backend;
     use burn::tensor::{Tensor, TensorPrimitive};
     use burn_collective::ReduceOperation;
 
@@ -336,7 +336,7 @@ pub(crate) mod collective {
 /// In the browser there is one device: `Replica::SINGLE` never reaches a collective.
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod collective {
-    use burn::tensor::backend::Backend;
+    use crate::backend::Backend;
     use burn::tensor::Tensor;
 
     use super::Seat;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use serde::{Deserialize, Serialize};
 use web_time::Instant;
 

@@ -3,8 +3,8 @@
 //! the DPO runs; the decoding-time methods. Every policy (and every steered decoding of the
 //! base) is measured by one [`Evaluation`].
 
+use crate::backend::{AutodiffBackend, Backend};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::config::RlSettings;
 use super::measure::{Evaluation, FrontierPoint};

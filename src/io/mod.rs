@@ -16,7 +16,7 @@ pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use crate::error::{read_file, Error, Result};
 use crate::model::{Llama, LlamaConfig, NamedWeights};

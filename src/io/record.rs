@@ -1,8 +1,8 @@
 //! burn records as bytes (named MessagePack, full precision): the exact state of a module or an
 //! optimiser, parameter ids included, so a resumed run continues bit for bit.
 
+use crate::backend::Backend;
 use burn::record::{FullPrecisionSettings, NamedMpkBytesRecorder, Record, Recorder};
-use burn::tensor::backend::Backend;
 
 use crate::error::{Error, Result};
 

@@ -5,8 +5,8 @@
 //! the reward model step by step, then each run from the base step by step, then best-of-n — so
 //! on one backend they give the same numbers.
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use super::{Lab, LabConfig, Label, RewardProgress, RewardSettings, RunProgress, RunSettings};

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use burn::tensor::backend::AutodiffBackend;
+use crate::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -11,8 +11,8 @@ mod reward;
 mod runs;
 mod sampling;
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;

@@ -1,8 +1,8 @@
 //! Training the reward model on the labels, a step at a time; when it ends it becomes the proxy
 //! that best-of-n and the online methods optimise.
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use super::{hold_out_by_label, Lab, PROXY};

@@ -2,8 +2,8 @@
 //! DPO-family loss on the labels, measured every few steps; best-of-n from the base; and the
 //! base steered at decoding time.
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use super::Lab;

@@ -1,7 +1,7 @@
 //! What the lab samples: pairs and rankings for a person to label (fixed by their index), a few
 //! samples of the current policy, and gold labels standing in for a person.
 
-use burn::tensor::backend::AutodiffBackend;
+use crate::backend::AutodiffBackend;
 use serde::Serialize;
 
 use super::{Choice, Lab, Label, Labeller, PairLabel, RankingLabel};

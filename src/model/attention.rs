@@ -4,7 +4,7 @@
 //! - CPU backends, training: burn's op (its autodiff differentiates through the decomposition
 //!   matmul, softmax, matmul) on blocks of queries ([`in_query_blocks`]).
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::module::attention as fused_attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Tensor};

@@ -4,7 +4,7 @@
 //! ([`LengthBlocks::cache`]), the empty ones masked: on a GPU every step of a generation then has
 //! the same shape, and its kernels are compiled once.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::config::LlamaConfig;

@@ -1,8 +1,8 @@
 //! The bridge from a CPU backend's tensors to `alignlab_shaders::cpu_attention` (host memory:
 //! a copy each way on a CPU backend, and nothing recorded for autodiff, so inference only).
 
+use crate::backend::Backend;
 use alignlab_shaders::cpu_attention::{attend, Dims, HostMask};
-use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Tensor, TensorData};
 
 /// q [B, H, T, hd], k and v [B, KV, S, hd] → [B, H, T, hd], computed on the host.

@@ -1,8 +1,8 @@
 //! Heads on the decoder's hidden states: a scalar (or multi-objective) head read at the last real
 //! token for reward models, or at every token for value functions.
 
+use crate::backend::Backend;
 use burn::module::{Module, Param};
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::weights::{HostTensor, NamedWeights};

@@ -1,9 +1,9 @@
 //! The layers a decoder block is made of, each with the optional parts some families have
 //! (a bias, LayerNorm's shift), so one block serves every family.
 
+use crate::backend::Backend;
 use burn::module::{Module, Param};
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 
 use super::weights::HostTensor;
 use crate::ops::reciprocal;
@@ -83,13 +83,15 @@ impl<B: Backend> Norm<B> {
     }
 }
 
-pub(super) fn rms_norm<B: Backend>(
-    x: Tensor<B, 3>,
-    weight: Tensor<B, 1>,
-    eps: f64,
-) -> Tensor<B, 3> {
-    let inv_rms = reciprocal(x.clone().powi_scalar(2).mean_dim(2).add_scalar(eps).sqrt()); // [B, T, 1]
-    x * inv_rms * weight.unsqueeze::<3>()
+/// RMSNorm over the last axis: `x / √(mean(x²) + eps) · weight`, one kernel on GPU backends,
+/// forward and backward ([`Kernels::rms_norm`](crate::backend::Kernels::rms_norm)).
+pub fn rms_norm<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 1>, eps: f64) -> Tensor<B, 3> {
+    let normed = B::rms_norm(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        eps,
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(normed))
 }
 
 /// GELU with the tanh approximation, as GPT-2 was trained (`gelu_new` in transformers). The cube

@@ -10,9 +10,9 @@
 //!
 //! [`Architecture`]: super::config::Architecture
 
+use crate::backend::Backend;
 use burn::module::{Module, Param};
 use burn::tensor::activation::silu;
-use burn::tensor::backend::Backend;
 use burn::tensor::module::embedding;
 use burn::tensor::{Int, Tensor};
 

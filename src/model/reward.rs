@@ -1,8 +1,8 @@
 //! Reward models: the decoder trunk with a scalar (or multi-objective) head read at each
 //! sequence's last real token, initialised from any policy checkpoint; and ensembles of them.
 
+use crate::backend::Backend;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::{Llama, ScalarHead};

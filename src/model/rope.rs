@@ -1,8 +1,8 @@
 //! Rotary position embeddings (Su et al. 2021), with the frequency scalings long-context
 //! checkpoints use.
 
+use crate::backend::Backend;
 use burn::module::Module;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use super::config::LlamaConfig;

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use super::source::{RewardSource, Scored};
 use crate::dataset::Sequence;

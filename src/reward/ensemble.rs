@@ -3,7 +3,7 @@
 //! Ensembles Help Mitigate Overoptimization", UWO with the variance's square root) and of
 //! Reward-Robust RLHF's BRME (Yan et al. 2024); min is their worst-case optimisation (WCO).
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 

@@ -4,7 +4,7 @@
 //! "DPO Meets PPO: Reinforced Token Optimization for RLHF", arXiv:2404.18922, §4) is PPO with
 //! these token rewards in place of one score at the end.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use crate::dataset::Sequence;
 use crate::error::Result;

@@ -12,7 +12,7 @@ pub mod transform;
 
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 

@@ -3,7 +3,7 @@
 //! attribute ratings; ensembles train every member at once, each on its own bootstrap resample —
 //! and held-out evaluation. The loop that trains it is `run::reward_model`.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use super::calibrated::Calibrated;
 use super::implicit::ImplicitReward;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use super::implicit::ImplicitReward;
 use super::lexicon::Lexicon;

@@ -8,8 +8,8 @@
 //! - Directional Preference Alignment, Wang et al. 2024 ("Arithmetic Control of LLMs for Diverse
 //!   User Preferences"), Eq. 2: r = ⟨v, r(x, y)⟩ over attribute rewards, with ‖v‖ = 1.
 
+use crate::backend::Backend;
 use burn::tensor::activation::log_sigmoid;
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
 use crate::error::{Error, Result};

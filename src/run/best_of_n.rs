@@ -2,7 +2,7 @@
 //! reference, select by a reward, and report every n's measured and analytic KL and rewards
 //! (the estimators are `algo/best_of_n.rs`).
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 use web_time::Instant;
 
 use crate::algo::best_of_n::{

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::backend::AutodiffBackend;
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use super::{Critic, OnlineRun, OnlineRunConfig};

@@ -2,8 +2,8 @@
 //! policy, score it, turn rewards into per-token advantages with the method's rule, and run the
 //! clipped policy-gradient update. Metrics use TRL/OpenRLHF names.
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use super::policy_update;

@@ -13,8 +13,8 @@ pub mod reward_model;
 pub mod sft;
 pub mod token_level;
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::algo::kl_controller::KlController;

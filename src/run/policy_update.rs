@@ -2,8 +2,8 @@
 //! rollout, each the clipped surrogate of `algo::policy_gradient` and one optimiser step, with an
 //! early stop when the approximate KL passes its limit.
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 

@@ -3,8 +3,8 @@
 //! update over epochs of minibatches, then the KL controller. The losses and the value model's
 //! reads are `algo/ppo.rs`.
 
+use crate::backend::{AutodiffBackend, Backend};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 

@@ -2,8 +2,8 @@
 //! computed once, then one update per call on the batcher's next rows. The CLI's `train`, the
 //! frontier sweep and the page all step this same loop.
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 
 use super::token_level::TokenLevel;
 use crate::algo::preference::{

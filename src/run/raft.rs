@@ -1,8 +1,8 @@
 //! RAFT's round (Dong et al. 2023, Algorithm 1): sample k completions per prompt, keep the one
 //! the reward ranks highest, fine-tune on the kept ones with the SFT loss.
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 
 use super::sft::sft_step;
 use crate::algo::best_of_n::best_of_groups;

@@ -2,8 +2,8 @@
 //! page can draw between steps: batches from the one batcher, an optimiser step each, and at the
 //! end each ensemble member's scale.
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::batches::BatchOrder;

@@ -1,8 +1,8 @@
 //! The supervised fine-tuning loop (the loss is `algo::sft`): shuffled minibatches from the one
 //! batcher, an optimiser step each, and a held-out loss.
 
+use crate::backend::{AutodiffBackend, Backend};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use crate::algo::sft::sft_loss;

@@ -4,10 +4,10 @@
 //! frozen models run on every batch. SparsePO's learned masks are a head on the policy's hidden
 //! states, trained by the same backward pass with an optimiser of its own.
 
+use crate::backend::AutodiffBackend;
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, relu};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Int, Tensor};
 
 use crate::algo::align_distil::{adaptive_alpha, distillation_loss, teacher_logprobs, AlignDistil};

@@ -1,6 +1,6 @@
 //! Sampling continuations of world prompts and scoring them with the exact gold reward.
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use super::{gold_reward, World};
 use crate::error::Result;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::backend::Backend;
+use crate::backend::Backend;
 
 use super::{gold_reward, World};
 use crate::error::Result;

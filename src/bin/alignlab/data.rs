@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use alignlab::backend::Backend;
 use alignlab::io::prefs::write_jsonl;
 use alignlab::world::preferences;
 use alignlab::{policy, prompts, Result};
-use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 
 use crate::ModelArgs;

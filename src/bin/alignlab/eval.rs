@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use alignlab::backend::Backend;
 use alignlab::dataset::{self, PreferenceRows};
 use alignlab::io::Tokenizer;
 use alignlab::model::Llama;
@@ -10,7 +11,6 @@ use alignlab::reward::objective as reward_objective;
 use alignlab::reward::{transform, LearnedReward, RewardHeads};
 use alignlab::sample::SamplingConfig;
 use alignlab::{policy, world, Error, Result};
-use burn::tensor::backend::Backend;
 use clap::Args;
 
 use crate::train::{report_skipped, AggregateKind, DataArgs};

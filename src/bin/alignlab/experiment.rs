@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use alignlab::backend::AutodiffBackend;
 use alignlab::lab::experiment::{self, Experiment, ExperimentLog, Progress};
 use alignlab::lab::{labels, Lab};
 use alignlab::model::{Llama, RewardEnsemble, RewardModel};
 use alignlab::{policy, Error, Result};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 
 #[derive(clap::Args, Clone)]
 pub struct RunCommand {

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
+use alignlab::backend::Backend;
 use alignlab::io::checkpoint;
 use alignlab::io::gguf_write::{self, GgufStore};
 use alignlab::io::hf::export::StoreAs;
 use alignlab::reward::LearnedReward;
 use alignlab::{policy, Error, Result};
-use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
 
 use crate::ModelArgs;

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use alignlab::backend::AutodiffBackend;
 use alignlab::frontier::{self, report, FrontierConfig, FrontierReport};
 use alignlab::model::{Llama, RewardEnsemble, RewardModel};
 use alignlab::{Error, Result};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 
 #[derive(clap::Args, Clone)]
 pub struct FrontierCommand {

@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use alignlab::algo::spec::Settings;
+use alignlab::backend::Backend;
 use alignlab::decoding::{self, Guide, GuideInputs};
 use alignlab::io::Tokenizer;
 use alignlab::model::Llama;
 use alignlab::sample::SamplingConfig;
 use alignlab::{policy, Error, Result};
-use burn::tensor::backend::Backend;
 use clap::Args;
 
 #[derive(Args, Clone)]

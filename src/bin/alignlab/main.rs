@@ -14,6 +14,7 @@ mod train;
 
 use std::path::PathBuf;
 
+use alignlab::backend::AutodiffBackend;
 use alignlab::dataset::{tokenize_examples, Example};
 use alignlab::host::read_vec_blocking;
 use alignlab::logprobs::{gather_logprobs, SequenceBatch};
@@ -22,7 +23,6 @@ use alignlab::sample::{generate, SamplingConfig};
 use alignlab::{bench, policy, world, Error, Result};
 use burn::backend::Autodiff;
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use train::{train_sft, TrainArgs};

@@ -4,6 +4,7 @@
 
 use alignlab::algo::best_of_n::win_rate;
 use alignlab::algo::salsa::soup;
+use alignlab::backend::{AutodiffBackend, Backend};
 use alignlab::distributed::Replica;
 use alignlab::model::Llama;
 use alignlab::reward::calibrated::{Calibrated, Transform};
@@ -15,7 +16,6 @@ use alignlab::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
 use alignlab::sample::SamplingConfig;
 use alignlab::{policy, prompts, Error, Result};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::cluster::hash_debug;
 use crate::progress::Progress;

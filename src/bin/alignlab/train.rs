@@ -9,6 +9,7 @@ use alignlab::algo::preference::{
 use alignlab::algo::reward_model::REWARD_MODEL;
 use alignlab::algo::sft::SFT;
 use alignlab::algo::spec::{MethodKind, MethodSpec, Settings, TrainingOverrides, BETA};
+use alignlab::backend::AutodiffBackend;
 use alignlab::dataset::{self, Example, LengthLimit, PreferenceRows};
 use alignlab::distributed::{all_reduce_time, run_replicas, Replica};
 use alignlab::io::prefs::ChatRendering;
@@ -22,7 +23,6 @@ use alignlab::run::sft::{self, SftConfig};
 use alignlab::train::OptimConfig;
 use alignlab::{methods, policy, world, Error, Result};
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use clap::{Args, ValueEnum};
 
 use crate::cluster::{hash_debug, hash_model, is_quiet, set_quiet, ClusterArgs};
