@@ -4,8 +4,10 @@
 #![cfg(target_arch = "wasm32")]
 
 use alignlab::algo::preference::{PreferenceConfig, PreferenceData, PreferenceLoss};
+use alignlab::backend::Backend;
 use alignlab::dataset::RankedSequences;
 use alignlab::io::Checkpoint;
+use alignlab::kernel_checks::{log_prob_deviation, rms_norm_deviation};
 use alignlab::lab::{memory_plan, LabConfig};
 use alignlab::memory::{wgpu_device_memory, Bytes};
 use alignlab::metrics::TRAIN_LOSS;
@@ -18,7 +20,7 @@ use alignlab::shapes::LengthBlocks;
 use alignlab::train::OptimConfig;
 use burn::backend::wgpu::{graphics::WebGpu, init_setup_async, Wgpu, WgpuDevice};
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use wasm_bindgen_test::*;
@@ -73,7 +75,7 @@ async fn logprobs<B: Backend>(model: &Llama<B>) -> Vec<f32> {
 #[wasm_bindgen_test]
 async fn the_page_runs_the_fused_backend_and_pads_shapes_on_webgpu() {
     let device = gpu().await;
-    let name = <Autodiff<Wgpu> as Backend>::name(&device);
+    let name = <Autodiff<Wgpu> as burn::tensor::backend::Backend>::name(&device);
     assert!(name.starts_with("autodiff<fusion<cubecl<wgpu"), "{name}");
     assert_eq!(
         LengthBlocks::of::<Autodiff<Wgpu>>(&device),
@@ -120,7 +122,54 @@ async fn a_forward_pass_on_webgpu_equals_the_cpu_backend() {
     assert!(worst < 1e-4, "WebGPU differs from the CPU by {worst}");
 }
 
-async fn dpo_losses<B: burn::tensor::backend::AutodiffBackend>(device: &B::Device) -> Vec<f64> {
+/// alignlab's log-prob kernel (CubeCL, `shaders/`) equals burn's unfused log_softmax + gather on
+/// the same WebGPU device, in values and in gradients: a vocabulary of 300 (more than a cube's 256
+/// units, not a power of two) and logits up to ±40.
+#[wasm_bindgen_test]
+async fn the_log_prob_kernel_equals_the_unfused_path_on_webgpu() {
+    let device = gpu().await;
+    let logits =
+        Tensor::<Wgpu, 3>::random([3, 7, 300], Distribution::Uniform(-40.0, 40.0), &device);
+    let targets: Vec<i64> = (0..21).map(|i| (i * 97 + 13) % 300).collect();
+    let targets = Tensor::<Wgpu, 2, Int>::from_data(TensorData::new(targets, [3, 7]), &device);
+    let gaps = read_all(log_prob_deviation::<Autodiff<Wgpu>>(logits, targets)).await;
+    assert!(
+        gaps.iter().all(|&gap| gap < 1e-4),
+        "values, gradients: {gaps:?}"
+    );
+}
+
+/// alignlab's RMSNorm kernel equals the unfused composition on the same WebGPU device: values, and
+/// the gradients of x and of the weight, on rows of 300 (more than a cube's 256 units) and of 8.
+#[wasm_bindgen_test]
+async fn the_rms_norm_kernel_equals_the_unfused_path_on_webgpu() {
+    let device = gpu().await;
+    for width in [300, 8] {
+        let x = Tensor::<Wgpu, 3>::random([3, 7, width], Distribution::Normal(0.5, 2.0), &device);
+        let weight = Tensor::<Wgpu, 1>::random([width], Distribution::Uniform(0.5, 1.5), &device);
+        let gaps = read_all(rms_norm_deviation::<Autodiff<Wgpu>>(x, weight, 1e-5)).await;
+        assert!(
+            gaps.iter().all(|&gap| gap < 1e-4),
+            "width {width}: values, x's and the weight's gradients: {gaps:?}"
+        );
+    }
+}
+
+async fn read_all<const N: usize>(gaps: [Tensor<Wgpu, 1>; N]) -> Vec<f32> {
+    let mut values = Vec::new();
+    for gap in gaps {
+        values.push(
+            gap.into_data_async()
+                .await
+                .unwrap()
+                .to_vec::<f32>()
+                .unwrap()[0],
+        );
+    }
+    values
+}
+
+async fn dpo_losses<B: alignlab::backend::AutodiffBackend>(device: &B::Device) -> Vec<f64> {
     let (policy, _) = builtin().into_model::<B>(device).unwrap();
     let reference = policy.clone().valid();
     let rows: Vec<RankedSequences> = sequences()
