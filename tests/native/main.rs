@@ -25,3 +25,4 @@ mod reward_models;
 mod stories260k;
 mod token_level;
 mod tokenizers_hf;
+mod vulkan;
