@@ -8,7 +8,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
-use crate::Kernels;
+use crate::{AttentionInput, AttentionOutput, Kernels};
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn log_softmax_gather(
@@ -45,6 +45,31 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::rms_norm(x.primitive, weight.primitive, eps))
             }
+        }
+    }
+
+    fn flash_attention(input: AttentionInput<Self>) -> FloatTensor<Self> {
+        let nodes = [&input.query, &input.key, &input.value].map(|tensor| tensor.node.clone());
+        let inner = AttentionInput::<B> {
+            query: input.query.primitive,
+            key: input.key.primitive,
+            value: input.value.primitive,
+            first_key: input.first_key,
+            query_offset: input.query_offset,
+        };
+        match AttentionBackward
+            .prepare::<C>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                // The inputs, the output and one log-sum-exp per query are kept; the [T, S]
+                // attention weights are rebuilt from them in the backward kernels.
+                let saved = B::flash_attention_forward(inner.clone());
+                let output = saved.output.clone();
+                prep.finish((inner, saved), output)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::flash_attention(inner)),
         }
     }
 }
@@ -84,6 +109,30 @@ impl<B: Kernels> Backward<B, 2> for RmsNormBackward {
         }
         if let Some(node) = weight_node {
             grads.register::<B>(node.id, grad_weight);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: Kernels> Backward<B, 3> for AttentionBackward {
+    /// The inputs and what the forward pass saved.
+    type State = (AttentionInput<B>, AttentionOutput<B>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (input, saved) = ops.state;
+        let input_grads = B::flash_attention_backward(input, saved, grad);
+        let [query_node, key_node, value_node] = ops.parents;
+        for (node, grad) in [
+            (query_node, input_grads.query),
+            (key_node, input_grads.key),
+            (value_node, input_grads.value),
+        ] {
+            if let Some(node) = node {
+                grads.register::<B>(node.id, grad);
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
 
-use crate::Kernels;
+use crate::{AttentionGrads, AttentionInput, AttentionOutput, Kernels};
 
 type Handles<B> =
     HandleContainer<<<B as FusionBackend>::FusionRuntime as FusionRuntime>::FusionHandle>;
@@ -43,8 +43,7 @@ impl<B: FusionBackend + Kernels> Kernels for Fusion<B> {
     ) -> FloatTensor<Self> {
         let client = logits.client.clone();
         let streams = OperationStreams::with_inputs([&logits, &targets, &grad]);
-        let shape: Shape = logits.shape();
-        let out = TensorIr::uninit(client.create_empty_handle(), shape, logits.dtype);
+        let out = TensorIr::uninit(client.create_empty_handle(), logits.shape(), logits.dtype);
         let desc = CustomOpIr::new(
             "alignlab_log_softmax_gather_backward",
             &[logits.into_ir(), targets.into_ir(), grad.into_ir()],
@@ -103,6 +102,93 @@ impl<B: FusionBackend + Kernels> Kernels for Fusion<B> {
             .try_into()
             .expect("two outputs");
         (grad_x, grad_weight)
+    }
+
+    fn flash_attention_forward(input: AttentionInput<Self>) -> AttentionOutput<Self> {
+        let client = input.query.client.clone();
+        let dtype = input.query.dtype;
+        let streams = OperationStreams::with_inputs([
+            &input.query,
+            &input.key,
+            &input.value,
+            &input.first_key,
+        ]);
+        let query_shape: Shape = input.query.shape();
+        let per_query = Shape::new([query_shape[0], query_shape[1], query_shape[2]]);
+        let output = TensorIr::uninit(client.create_empty_handle(), query_shape, dtype);
+        let log_sum_exp = TensorIr::uninit(client.create_empty_handle(), per_query, dtype);
+        let desc = CustomOpIr::new(
+            "alignlab_attention",
+            &[
+                input.query.into_ir(),
+                input.key.into_ir(),
+                input.value.into_ir(),
+                input.first_key.into_ir(),
+            ],
+            &[output, log_sum_exp],
+        );
+        let operation = Attention::<B> {
+            desc: desc.clone(),
+            query_offset: input.query_offset,
+            backend: PhantomData,
+        };
+        let [output, log_sum_exp] = client
+            .register(streams, OperationIr::Custom(desc), operation)
+            .try_into()
+            .expect("two outputs");
+        AttentionOutput {
+            output,
+            log_sum_exp,
+        }
+    }
+
+    fn flash_attention_backward(
+        input: AttentionInput<Self>,
+        saved: AttentionOutput<Self>,
+        grad: FloatTensor<Self>,
+    ) -> AttentionGrads<Self> {
+        let client = input.query.client.clone();
+        let dtype = input.query.dtype;
+        let streams = OperationStreams::with_inputs([
+            &input.query,
+            &input.key,
+            &input.value,
+            &input.first_key,
+            &saved.output,
+            &saved.log_sum_exp,
+            &grad,
+        ]);
+        let grad_of = |tensor: &FloatTensor<Self>| {
+            TensorIr::uninit(client.create_empty_handle(), tensor.shape(), dtype)
+        };
+        let grads = [
+            grad_of(&input.query),
+            grad_of(&input.key),
+            grad_of(&input.value),
+        ];
+        let desc = CustomOpIr::new(
+            "alignlab_attention_backward",
+            &[
+                input.query.into_ir(),
+                input.key.into_ir(),
+                input.value.into_ir(),
+                input.first_key.into_ir(),
+                saved.output.into_ir(),
+                saved.log_sum_exp.into_ir(),
+                grad.into_ir(),
+            ],
+            &grads,
+        );
+        let operation = AttentionBackward::<B> {
+            desc: desc.clone(),
+            query_offset: input.query_offset,
+            backend: PhantomData,
+        };
+        let [query, key, value] = client
+            .register(streams, OperationIr::Custom(desc), operation)
+            .try_into()
+            .expect("three outputs");
+        AttentionGrads { query, key, value }
     }
 }
 
@@ -178,5 +264,58 @@ impl<B: FusionBackend + Kernels> Operation<B::FusionRuntime> for RmsNormBackward
         );
         handles.register_float_tensor::<B>(&grad_x.id, x_out);
         handles.register_float_tensor::<B>(&grad_weight.id, weight_out);
+    }
+}
+
+#[derive(Debug)]
+struct Attention<B> {
+    desc: CustomOpIr,
+    query_offset: usize,
+    backend: PhantomData<B>,
+}
+
+impl<B: FusionBackend + Kernels> Operation<B::FusionRuntime> for Attention<B> {
+    fn execute(&self, handles: &mut Handles<B>) {
+        let ([query, key, value, first_key], [output, log_sum_exp]) = self.desc.as_fixed();
+        let saved = B::flash_attention_forward(AttentionInput {
+            query: handles.get_float_tensor::<B>(query),
+            key: handles.get_float_tensor::<B>(key),
+            value: handles.get_float_tensor::<B>(value),
+            first_key: handles.get_int_tensor::<B>(first_key),
+            query_offset: self.query_offset,
+        });
+        handles.register_float_tensor::<B>(&output.id, saved.output);
+        handles.register_float_tensor::<B>(&log_sum_exp.id, saved.log_sum_exp);
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward<B> {
+    desc: CustomOpIr,
+    query_offset: usize,
+    backend: PhantomData<B>,
+}
+
+impl<B: FusionBackend + Kernels> Operation<B::FusionRuntime> for AttentionBackward<B> {
+    fn execute(&self, handles: &mut Handles<B>) {
+        let (
+            [query, key, value, first_key, output, log_sum_exp, grad],
+            [query_out, key_out, value_out],
+        ) = self.desc.as_fixed();
+        let input = AttentionInput {
+            query: handles.get_float_tensor::<B>(query),
+            key: handles.get_float_tensor::<B>(key),
+            value: handles.get_float_tensor::<B>(value),
+            first_key: handles.get_int_tensor::<B>(first_key),
+            query_offset: self.query_offset,
+        };
+        let saved = AttentionOutput {
+            output: handles.get_float_tensor::<B>(output),
+            log_sum_exp: handles.get_float_tensor::<B>(log_sum_exp),
+        };
+        let grads = B::flash_attention_backward(input, saved, handles.get_float_tensor::<B>(grad));
+        handles.register_float_tensor::<B>(&query_out.id, grads.query);
+        handles.register_float_tensor::<B>(&key_out.id, grads.key);
+        handles.register_float_tensor::<B>(&value_out.id, grads.value);
     }
 }

@@ -1,6 +1,7 @@
 //! Kernels written in CubeCL: one source compiled to WGSL for WebGPU (the page, and Vulkan
 //! natively) and to CUDA.
 
+mod attention;
 mod log_softmax_gather;
 mod rms_norm;
 mod rows;
@@ -8,7 +9,7 @@ mod rows;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
-use crate::Kernels;
+use crate::{AttentionGrads, AttentionInput, AttentionOutput, Kernels};
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Kernels
     for CubeBackend<R, F, I, BT>
@@ -39,5 +40,17 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Kernels
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         rms_norm::backward::<R, F, I, BT>(x, weight, grad, eps)
+    }
+
+    fn flash_attention_forward(input: AttentionInput<Self>) -> AttentionOutput<Self> {
+        attention::forward(input)
+    }
+
+    fn flash_attention_backward(
+        input: AttentionInput<Self>,
+        saved: AttentionOutput<Self>,
+        grad: FloatTensor<Self>,
+    ) -> AttentionGrads<Self> {
+        attention::backward(input, saved, grad)
     }
 }
