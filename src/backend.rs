@@ -3,7 +3,7 @@
 //! call the kernels; every backend alignlab is built with implements them (CPU backends with the
 //! unfused composition, CubeCL backends with kernels in `shaders/`).
 
-pub use alignlab_shaders::Kernels;
+pub use alignlab_shaders::{AttentionGrads, AttentionInput, AttentionOutput, Kernels};
 
 /// A burn backend with alignlab's kernels.
 pub trait Backend: burn::tensor::backend::Backend + Kernels {}

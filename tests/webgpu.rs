@@ -7,7 +7,9 @@ use alignlab::algo::preference::{PreferenceConfig, PreferenceData, PreferenceLos
 use alignlab::backend::Backend;
 use alignlab::dataset::RankedSequences;
 use alignlab::io::Checkpoint;
-use alignlab::kernel_checks::{log_prob_deviation, rms_norm_deviation};
+use alignlab::kernel_checks::{
+    attention_cases, attention_deviation, log_prob_deviation, rms_norm_deviation,
+};
 use alignlab::lab::{memory_plan, LabConfig};
 use alignlab::memory::{wgpu_device_memory, Bytes};
 use alignlab::metrics::TRAIN_LOSS;
@@ -151,6 +153,22 @@ async fn the_rms_norm_kernel_equals_the_unfused_path_on_webgpu() {
         assert!(
             gaps.iter().all(|&gap| gap < 1e-4),
             "width {width}: values, x's and the weight's gradients: {gaps:?}"
+        );
+    }
+}
+
+/// alignlab's attention kernel (flash-style, forward and backward) equals burn's matmul, masked
+/// softmax, matmul on the same WebGPU device, in values and in the gradients of q, k and v: causal
+/// attention with two query heads per key/value head, and a cached decoding step over
+/// left-padded rows, one query of which sees no key.
+#[wasm_bindgen_test]
+async fn the_attention_kernel_equals_the_unfused_path_on_webgpu() {
+    let device = gpu().await;
+    for (case, (inputs, spans)) in attention_cases::<Wgpu>(&device).into_iter().enumerate() {
+        let gaps = read_all(attention_deviation::<Autodiff<Wgpu>>(inputs, &spans)).await;
+        assert!(
+            gaps.iter().all(|&gap| gap < 1e-4),
+            "case {case}: values, q's, k's and v's gradients: {gaps:?}"
         );
     }
 }

@@ -1,13 +1,15 @@
 //! Grouped-query attention, softmax(q·kᵀ/√d + mask)·v, the way each backend runs it fastest:
-//! - CubeCL backends (wgpu, CUDA): burn's attention op, which they run as fused kernels;
+//! - CubeCL backends (wgpu, CUDA): alignlab's flash-style kernel, forward and backward
+//!   ([`Kernels::flash_attention`](crate::backend::Kernels::flash_attention)): training never writes the [T, S] scores, and one kernel per
+//!   head dimension serves every shape;
 //! - CPU backends, inference: [`cpu_attention`], on the host, every head on the CPU's threads;
 //! - CPU backends, training: burn's op (its autodiff differentiates through the decomposition
 //!   matmul, softmax, matmul) on blocks of queries ([`in_query_blocks`]).
 
-use crate::backend::Backend;
+use crate::backend::{AttentionInput, Backend};
 use burn::tensor::module::attention as fused_attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::{Bool, Int, Tensor, TensorPrimitive};
 
 use super::cpu_attention;
 use crate::shapes::compiles_kernels;
@@ -16,8 +18,19 @@ use crate::shapes::compiles_kernels;
 pub(super) enum AttentionMask<B: Backend> {
     /// Keys up to the query's own position, nothing else masked.
     Causal,
+    /// A step of cached decoding over left-padded rows.
+    Cached(VisibleSlots<B>),
+}
+
+/// The key slots each query of a cached decoding step sees: query t of row b sees slots
+/// `first_key[b] ..= query_offset + t`, in two forms for the two kinds of backend.
+pub(super) struct VisibleSlots<B: Backend> {
     /// `true` = hidden; [batch, 1, q_len, k_len], broadcast over heads.
-    Explicit(Tensor<B, 4, Bool>),
+    pub hidden: Tensor<B, 4, Bool>,
+    /// [batch]: each row's first token's slot (its left padding).
+    pub first_key: Tensor<B, 1, Int>,
+    /// Slots filled before the step.
+    pub query_offset: usize,
 }
 
 /// q [B, H, T, hd], k and v [B, KV, S, hd] (H a multiple of KV; query head h reads key/value
@@ -30,7 +43,7 @@ pub(super) fn attention<B: Backend>(
 ) -> Tensor<B, 4> {
     let device = q.device();
     if compiles_kernels::<B>(&device) {
-        fused(q, k, v, mask)
+        flash(q, k, v, mask)
     } else if B::ad_enabled(&device) {
         in_query_blocks(q, k, v, mask)
     } else if q.dims()[2] == 1 {
@@ -40,10 +53,32 @@ pub(super) fn attention<B: Backend>(
     } else {
         let hidden = match mask {
             AttentionMask::Causal => None,
-            AttentionMask::Explicit(hidden) => Some(hidden.clone()),
+            AttentionMask::Cached(visible) => Some(visible.hidden.clone()),
         };
         cpu_attention::attention(q, k, v, hidden)
     }
+}
+
+/// alignlab's attention kernel ([`Kernels::flash_attention`](crate::backend::Kernels::flash_attention)).
+fn flash<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    mask: &AttentionMask<B>,
+) -> Tensor<B, 4> {
+    let (batch, queries, keys) = (q.dims()[0], q.dims()[2], k.dims()[2]);
+    let (first_key, query_offset) = match mask {
+        AttentionMask::Causal => (Tensor::zeros([batch], &q.device()), keys - queries),
+        AttentionMask::Cached(visible) => (visible.first_key.clone(), visible.query_offset),
+    };
+    let output = B::flash_attention(AttentionInput {
+        query: q.into_primitive().tensor(),
+        key: k.into_primitive().tensor(),
+        value: v.into_primitive().tensor(),
+        first_key: first_key.into_primitive(),
+        query_offset,
+    });
+    Tensor::from_primitive(TensorPrimitive::Float(output))
 }
 
 /// Causal attention split into blocks of 32 queries, each attending only to the keys up to its
@@ -79,7 +114,7 @@ fn in_query_blocks<B: Backend>(
     Tensor::cat(blocks, 2)
 }
 
-/// burn's attention op (fused kernels on CubeCL backends).
+/// burn's attention op.
 fn fused<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -91,7 +126,7 @@ fn fused<B: Backend>(
     let group = heads / kv_heads;
     match mask {
         AttentionMask::Causal => causal(q, repeat_kv(k, group), repeat_kv(v, group)),
-        AttentionMask::Explicit(hidden) if seq == 1 => {
+        AttentionMask::Cached(VisibleSlots { hidden, .. }) if seq == 1 => {
             // One query per head: fold the query heads of each kv group into the query axis
             // so keys and values are used without being repeated.
             let q = q.reshape([batch, kv_heads, group, head_dim]);
@@ -99,7 +134,7 @@ fn fused<B: Backend>(
             fused_attention(q, k, v, Some(hidden), None, Default::default())
                 .reshape([batch, heads, 1, head_dim])
         }
-        AttentionMask::Explicit(hidden) => {
+        AttentionMask::Cached(VisibleSlots { hidden, .. }) => {
             let hidden = hidden.clone().expand([batch, heads, seq, keys]);
             fused_attention(
                 q,

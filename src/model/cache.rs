@@ -5,8 +5,9 @@
 //! the same shape, and its kernels are compiled once.
 
 use crate::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
+use super::attention::VisibleSlots;
 use super::config::LlamaConfig;
 use crate::shapes::{round_up, LengthBlocks};
 
@@ -83,21 +84,24 @@ impl<B: Backend> KvCache<B> {
         round_up(self.len + new, self.block).min(self.capacity)
     }
 
-    /// `true` where query `q` (slot len+q) may not see key slot `k`: a pad, the future, or a slot
-    /// not yet filled. Shape [B, 1, new, visible].
-    pub(super) fn attention_mask(&self, new: usize) -> Tensor<B, 4, Bool> {
+    /// The key slots each query of a step that adds `new` sees: those of its own row's tokens,
+    /// up to its own slot (not a pad, the future, or a slot not yet filled).
+    pub(super) fn visible_slots(&self, new: usize) -> VisibleSlots<B> {
         let keys = self.visible(new);
-        let data: Vec<bool> = self
+        let hidden: Vec<bool> = self
             .pad
             .iter()
             .flat_map(|&pad| {
                 (0..new).flat_map(move |q| (0..keys).map(move |k| k < pad || k > self.len + q))
             })
             .collect();
-        Tensor::from_data(
-            TensorData::new(data, [self.pad.len(), 1, new, keys]),
-            &self.device,
-        )
+        let first_key: Vec<i64> = self.pad.iter().map(|&pad| pad as i64).collect();
+        let batch = self.pad.len();
+        VisibleSlots {
+            hidden: Tensor::from_data(TensorData::new(hidden, [batch, 1, new, keys]), &self.device),
+            first_key: Tensor::from_data(TensorData::new(first_key, [batch]), &self.device),
+            query_offset: self.len,
+        }
     }
 
     /// Writes a layer's new keys/values ([B, KV, new, hd]) after the filled slots and returns the

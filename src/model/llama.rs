@@ -454,11 +454,11 @@ impl<B: Backend> Llama<B> {
             x = x + embedding(table.val(), positions.clone());
         }
         let rope = self.rope.as_ref().map(|rope| rope.at(positions));
-        let hidden_keys = cache.attention_mask(new); // [B, 1, new, cached + new]
+        let visible = cache.visible_slots(new);
         let out = self.run_blocks(
             x,
             rope.as_ref(),
-            AttentionMask::Explicit(hidden_keys),
+            AttentionMask::Cached(visible),
             Some(cache),
         );
         cache.advance(new);

@@ -4,7 +4,9 @@
 //! `mesa-vulkan-drivers`): a machine without a Vulkan driver has no adapter, and wgpu then panics
 //! on another thread; the README's test command must pass on a fresh machine without one.
 
-use alignlab::kernel_checks::{log_prob_deviation, rms_norm_deviation};
+use alignlab::kernel_checks::{
+    attention_cases, attention_deviation, log_prob_deviation, rms_norm_deviation,
+};
 use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
 
@@ -22,8 +24,9 @@ fn read(gaps: impl IntoIterator<Item = Tensor<Wgpu, 1>>) -> Vec<f32> {
         .collect()
 }
 
-/// One test for both kernels, so that the device starts once; vocabulary and widths of 300 (more
-/// than a cube's 256 units, not a power of two) and 8, logits up to ±40.
+/// One test for every kernel, so that the device starts once; vocabulary and widths of 300 (more
+/// than a cube's 256 units, not a power of two) and 8, logits up to ±40; attention in the calls
+/// the model makes ([`attention_cases`]).
 #[test]
 fn the_kernels_equal_the_unfused_path_on_vulkan() {
     if !vulkan_requested() {
@@ -46,6 +49,13 @@ fn the_kernels_equal_the_unfused_path_on_vulkan() {
         assert!(
             gaps.iter().all(|&gap| gap < 1e-4),
             "RMSNorm width {width}: values, x's and the weight's gradients: {gaps:?}"
+        );
+    }
+    for (case, (inputs, spans)) in attention_cases::<Wgpu>(&device).into_iter().enumerate() {
+        let gaps = read(attention_deviation::<Autodiff<Wgpu>>(inputs, &spans));
+        assert!(
+            gaps.iter().all(|&gap| gap < 1e-4),
+            "attention case {case}: values, q's, k's and v's gradients: {gaps:?}"
         );
     }
 }
