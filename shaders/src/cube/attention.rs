@@ -40,6 +40,42 @@ fn score_scale<F: Float>(#[comptime] head_dim: usize) -> F {
     F::new(1.0) / F::cast_from(head_dim as u32).sqrt()
 }
 
+/// Where the keys and values that query `row` ([B, H, T] flattened) reads start.
+#[cube]
+fn key_value_start(
+    row: usize,
+    heads: usize,
+    kv_heads: usize,
+    queries: usize,
+    keys: usize,
+    #[comptime] head_dim: usize,
+) -> usize {
+    let head = (row / queries) % heads;
+    let batch = row / (queries * heads);
+    (batch * kv_heads + head / (heads / kv_heads)) * keys * head_dim
+}
+
+/// The first key slot query `row` sees: its batch row's.
+#[cube]
+fn first_visible<I: Numeric>(
+    first_key: &Tensor<I>,
+    row: usize,
+    heads: usize,
+    queries: usize,
+) -> usize {
+    u32::cast_from(first_key[row / (queries * heads)]) as usize
+}
+
+/// One past the last key slot query `row` sees: its position plus the offset, within the keys.
+#[cube]
+fn end_of_visible(row: usize, queries: usize, query_offset: usize, keys: usize) -> usize {
+    let mut end = row % queries + query_offset + 1;
+    if end > keys {
+        end = keys;
+    }
+    end
+}
+
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)]
 fn attention_kernel<F: Float, I: Numeric>(
@@ -61,10 +97,7 @@ fn attention_kernel<F: Float, I: Numeric>(
     if row >= log_sum_exp.len() {
         terminate!();
     }
-    let position = row % queries;
-    let head = (row / queries) % heads;
-    let batch = row / (queries * heads);
-    let kv_start = (batch * kv_heads + head / (heads / kv_heads)) * keys * head_dim;
+    let kv_start = key_value_start(row, heads, kv_heads, queries, keys, head_dim);
     let query_start = row * head_dim;
 
     let scale = score_scale::<F>(head_dim);
@@ -76,11 +109,8 @@ fn attention_kernel<F: Float, I: Numeric>(
     }
     let mut max = F::new(LOWEST);
     let mut sum = F::new(0.0);
-    let mut slot = u32::cast_from(first_key[batch]) as usize;
-    let mut end = position + query_offset + 1;
-    if end > keys {
-        end = keys;
-    }
+    let mut slot = first_visible::<I>(first_key, row, heads, queries);
+    let end = end_of_visible(row, queries, query_offset, keys);
     while slot < end {
         let key_start = kv_start + slot * head_dim;
         let mut score = F::new(0.0);
@@ -139,10 +169,7 @@ fn attention_query_grad_kernel<F: Float, I: Numeric>(
     if row >= log_sum_exp.len() {
         terminate!();
     }
-    let position = row % queries;
-    let head = (row / queries) % heads;
-    let batch = row / (queries * heads);
-    let kv_start = (batch * kv_heads + head / (heads / kv_heads)) * keys * head_dim;
+    let kv_start = key_value_start(row, heads, kv_heads, queries, keys, head_dim);
     let query_start = row * head_dim;
 
     let scale = score_scale::<F>(head_dim);
@@ -157,11 +184,8 @@ fn attention_query_grad_kernel<F: Float, I: Numeric>(
         grad_sum[d] = F::new(0.0);
     }
     let row_log_sum_exp = log_sum_exp[row];
-    let mut slot = u32::cast_from(first_key[batch]) as usize;
-    let mut end = position + query_offset + 1;
-    if end > keys {
-        end = keys;
-    }
+    let mut slot = first_visible::<I>(first_key, row, heads, queries);
+    let end = end_of_visible(row, queries, query_offset, keys);
     while slot < end {
         let key_start = kv_start + slot * head_dim;
         let mut score = F::new(0.0);
