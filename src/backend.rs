@@ -3,7 +3,9 @@
 //! call the kernels; every backend alignlab is built with implements them (CPU backends with the
 //! unfused composition, CubeCL backends with kernels in `shaders/`).
 
-pub use alignlab_shaders::{AttentionGrads, AttentionInput, AttentionOutput, Kernels};
+pub use alignlab_shaders::{
+    AttentionGrads, AttentionInput, AttentionOutput, Kernels, ResidualNorm,
+};
 
 /// A burn backend with alignlab's kernels.
 pub trait Backend: burn::tensor::backend::Backend + Kernels {}

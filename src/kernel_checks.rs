@@ -9,7 +9,7 @@ use burn::tensor::{Bool, Distribution, Int, Tensor, TensorData, TensorPrimitive}
 
 use crate::backend::{AttentionInput, AutodiffBackend};
 use crate::logprobs::gather_logprobs;
-use crate::model::rms_norm;
+use crate::model::{add_rms_norm, rms_norm};
 
 /// Weights 1/n, 2/n, …, 1 in the shape `dims` (n elements): the backward passes start from a
 /// weighted sum, so that every element's gradient is scaled differently, and of order one.
@@ -81,6 +81,54 @@ pub fn rms_norm_deviation<B: AutodiffBackend>(
         largest_gap(fused.1, unfused.1),
         largest_gap(fused.2, unfused.2),
     ]
+}
+
+/// [`add_rms_norm`] against `residual + update` and the RMSNorm of it in burn ops, with both the
+/// sum and the norm used downstream (as in a decoder block): [the sum's values, the norm's
+/// values, the residual's, the update's and the weight's gradients].
+pub fn add_rms_norm_deviation<B: AutodiffBackend>(
+    [residual, update]: [Tensor<B::InnerBackend, 3>; 2],
+    weight: Tensor<B::InnerBackend, 1>,
+    eps: f64,
+) -> [Tensor<B::InnerBackend, 1>; 5] {
+    let weights = ramp::<B, 3>(residual.dims(), &residual.device());
+    let run = |fused: bool| {
+        let residual = Tensor::<B, 3>::from_inner(residual.clone()).require_grad();
+        let update = Tensor::<B, 3>::from_inner(update.clone()).require_grad();
+        let weight = Tensor::<B, 1>::from_inner(weight.clone()).require_grad();
+        let (sum, normed) = if fused {
+            add_rms_norm(residual.clone(), update.clone(), weight.clone(), eps)
+        } else {
+            let sum = residual.clone() + update.clone();
+            let rms = sum
+                .clone()
+                .powi_scalar(2)
+                .mean_dim(2)
+                .add_scalar(eps)
+                .sqrt();
+            (sum.clone(), sum / rms * weight.clone().unsqueeze::<3>())
+        };
+        // The stream's later use weighs each element differently from the norm's.
+        let stream_use = (sum.clone() * weights.clone().flip([2]) * 0.5).sum();
+        let grads = ((normed.clone() * weights.clone()).sum() + stream_use).backward();
+        [
+            sum.inner(),
+            normed.inner(),
+            residual.grad(&grads).expect("the residual's gradient"),
+            update.grad(&grads).expect("the update's gradient"),
+        ]
+        .map(|tensor| tensor.reshape([-1]))
+        .into_iter()
+        .chain([weight.grad(&grads).expect("the weight's gradient")])
+        .collect::<Vec<_>>()
+    };
+    let (fused, unfused) = (run(true), run(false));
+    let gaps: Vec<_> = fused
+        .into_iter()
+        .zip(unfused)
+        .map(|(fused, unfused)| largest_gap(fused, unfused))
+        .collect();
+    gaps.try_into().expect("five gaps")
 }
 
 /// Which keys each query sees in an attention check: query t of row b sees
@@ -232,15 +280,18 @@ mod tests {
         }
     }
 
-    /// RMSNorm's own backward pass against burn's autodiff through the composition, on a width
-    /// of 300 (more than a cube's 256 units).
+    /// RMSNorm's own backward pass against burn's autodiff through the composition, alone and
+    /// after a residual add (its two graph nodes), on a width of 300 (more than a cube's 256
+    /// units).
     #[test]
-    fn the_rms_norm_kernel_equals_the_unfused_path_in_values_and_gradients() {
+    fn the_rms_norm_kernels_equal_the_unfused_path_in_values_and_gradients() {
         fn deviation<B: AutodiffBackend>() -> Vec<f32> {
             let device = Default::default();
-            let x = Tensor::random([3, 7, 300], Distribution::Normal(0.5, 2.0), &device);
+            let x = || Tensor::random([3, 7, 300], Distribution::Normal(0.5, 2.0), &device);
             let weight = Tensor::random([300], Distribution::Uniform(0.5, 1.5), &device);
-            rms_norm_deviation::<B>(x, weight, 1e-5).map(read).to_vec()
+            let alone = rms_norm_deviation::<B>(x(), weight.clone(), 1e-5);
+            let after_add = add_rms_norm_deviation::<B>([x(), x()], weight, 1e-5);
+            alone.into_iter().chain(after_add).map(read).collect()
         }
         for (backend, gaps) in [
             ("flex", deviation::<Autodiff<Flex>>()),

@@ -8,7 +8,8 @@ use alignlab::backend::Backend;
 use alignlab::dataset::RankedSequences;
 use alignlab::io::Checkpoint;
 use alignlab::kernel_checks::{
-    attention_cases, attention_deviation, log_prob_deviation, rms_norm_deviation,
+    add_rms_norm_deviation, attention_cases, attention_deviation, log_prob_deviation,
+    rms_norm_deviation,
 };
 use alignlab::lab::{memory_plan, LabConfig};
 use alignlab::memory::{wgpu_device_memory, Bytes};
@@ -141,10 +142,11 @@ async fn the_log_prob_kernel_equals_the_unfused_path_on_webgpu() {
     );
 }
 
-/// alignlab's RMSNorm kernel equals the unfused composition on the same WebGPU device: values, and
-/// the gradients of x and of the weight, on rows of 300 (more than a cube's 256 units) and of 8.
+/// alignlab's RMSNorm kernels, alone and after a residual add, equal the unfused composition on the
+/// same WebGPU device: values, and the gradients of the inputs and of the weight, on rows of 300
+/// (more than a cube's 256 units) and of 8.
 #[wasm_bindgen_test]
-async fn the_rms_norm_kernel_equals_the_unfused_path_on_webgpu() {
+async fn the_rms_norm_kernels_equal_the_unfused_path_on_webgpu() {
     let device = gpu().await;
     for width in [300, 8] {
         let x = Tensor::<Wgpu, 3>::random([3, 7, width], Distribution::Normal(0.5, 2.0), &device);
@@ -153,6 +155,19 @@ async fn the_rms_norm_kernel_equals_the_unfused_path_on_webgpu() {
         assert!(
             gaps.iter().all(|&gap| gap < 1e-4),
             "width {width}: values, x's and the weight's gradients: {gaps:?}"
+        );
+        let terms = [0.0, 1.0].map(|mean| {
+            Tensor::<Wgpu, 3>::random([3, 7, width], Distribution::Normal(mean, 2.0), &device)
+        });
+        let weight = Tensor::<Wgpu, 1>::random([width], Distribution::Uniform(0.5, 1.5), &device);
+        let gaps = read_all(add_rms_norm_deviation::<Autodiff<Wgpu>>(
+            terms, weight, 1e-5,
+        ))
+        .await;
+        assert!(
+            gaps.iter().all(|&gap| gap < 1e-4),
+            "after a residual add, width {width}: the sum, the norm, the residual's, the \
+             update's and the weight's gradients: {gaps:?}"
         );
     }
 }

@@ -8,7 +8,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::Autodiff;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
-use crate::{AttentionInput, AttentionOutput, Kernels};
+use crate::{AttentionInput, AttentionOutput, Kernels, ResidualNorm};
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     fn log_softmax_gather(
@@ -46,6 +46,38 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                 prep.finish(B::rms_norm(x.primitive, weight.primitive, eps))
             }
         }
+    }
+
+    fn add_rms_norm(
+        residual: FloatTensor<Self>,
+        update: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> ResidualNorm<Self> {
+        let terms = [residual.node.clone(), update.node.clone()];
+        let fused = B::add_rms_norm(
+            residual.primitive,
+            update.primitive,
+            weight.primitive.clone(),
+            eps,
+        );
+        // Two graph nodes from one kernel: the sum, whose gradient is what the norm sends back
+        // plus what the stream's later uses send, and the norm of it.
+        let sum: FloatTensor<Self> = ResidualAddBackward
+            .prepare::<C>(terms)
+            .compute_bound()
+            .stateless(fused.sum);
+        let normed = match RmsNormBackward
+            .prepare::<C>([sum.node.clone(), weight.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                prep.finish((sum.primitive.clone(), weight.primitive, eps), fused.normed)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(fused.normed),
+        };
+        ResidualNorm { sum, normed }
     }
 
     fn flash_attention(input: AttentionInput<Self>) -> FloatTensor<Self> {
@@ -109,6 +141,26 @@ impl<B: Kernels> Backward<B, 2> for RmsNormBackward {
         }
         if let Some(node) = weight_node {
             grads.register::<B>(node.id, grad_weight);
+        }
+    }
+}
+
+/// The add of [`Kernels::add_rms_norm`]: both terms get the sum's gradient.
+#[derive(Debug)]
+struct ResidualAddBackward;
+
+impl<B: Kernels> Backward<B, 2> for ResidualAddBackward {
+    type State = ();
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        match ops.parents {
+            [Some(residual), Some(update)] => {
+                grads.register::<B>(residual.id, grad.clone());
+                grads.register::<B>(update.id, grad);
+            }
+            [Some(term), None] | [None, Some(term)] => grads.register::<B>(term.id, grad),
+            [None, None] => {}
         }
     }
 }

@@ -9,7 +9,7 @@ use burn_fusion::stream::{Operation, OperationStreams};
 use burn_fusion::{Fusion, FusionBackend, FusionRuntime};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, OperationOutput, TensorIr};
 
-use crate::{AttentionGrads, AttentionInput, AttentionOutput, Kernels};
+use crate::{AttentionGrads, AttentionInput, AttentionOutput, Kernels, ResidualNorm};
 
 type Handles<B> =
     HandleContainer<<<B as FusionBackend>::FusionRuntime as FusionRuntime>::FusionHandle>;
@@ -102,6 +102,39 @@ impl<B: FusionBackend + Kernels> Kernels for Fusion<B> {
             .try_into()
             .expect("two outputs");
         (grad_x, grad_weight)
+    }
+
+    fn add_rms_norm(
+        residual: FloatTensor<Self>,
+        update: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> ResidualNorm<Self> {
+        let client = residual.client.clone();
+        let streams = OperationStreams::with_inputs([&residual, &update, &weight]);
+        let empty = || {
+            TensorIr::uninit(
+                client.create_empty_handle(),
+                residual.shape(),
+                residual.dtype,
+            )
+        };
+        let outputs = [empty(), empty()];
+        let desc = CustomOpIr::new(
+            "alignlab_add_rms_norm",
+            &[residual.into_ir(), update.into_ir(), weight.into_ir()],
+            &outputs,
+        );
+        let operation = AddRmsNorm::<B> {
+            desc: desc.clone(),
+            eps,
+            backend: PhantomData,
+        };
+        let [sum, normed] = client
+            .register(streams, OperationIr::Custom(desc), operation)
+            .try_into()
+            .expect("two outputs");
+        ResidualNorm { sum, normed }
     }
 
     fn flash_attention_forward(input: AttentionInput<Self>) -> AttentionOutput<Self> {
@@ -264,6 +297,27 @@ impl<B: FusionBackend + Kernels> Operation<B::FusionRuntime> for RmsNormBackward
         );
         handles.register_float_tensor::<B>(&grad_x.id, x_out);
         handles.register_float_tensor::<B>(&grad_weight.id, weight_out);
+    }
+}
+
+#[derive(Debug)]
+struct AddRmsNorm<B> {
+    desc: CustomOpIr,
+    eps: f64,
+    backend: PhantomData<B>,
+}
+
+impl<B: FusionBackend + Kernels> Operation<B::FusionRuntime> for AddRmsNorm<B> {
+    fn execute(&self, handles: &mut Handles<B>) {
+        let ([residual, update, weight], [sum, normed]) = self.desc.as_fixed();
+        let output = B::add_rms_norm(
+            handles.get_float_tensor::<B>(residual),
+            handles.get_float_tensor::<B>(update),
+            handles.get_float_tensor::<B>(weight),
+            self.eps,
+        );
+        handles.register_float_tensor::<B>(&sum.id, output.sum);
+        handles.register_float_tensor::<B>(&normed.id, output.normed);
     }
 }
 

@@ -40,6 +40,15 @@ pub struct AttentionGrads<B: Backend> {
     pub value: FloatTensor<B>,
 }
 
+/// A residual add and the RMSNorm of its result, from one kernel.
+#[derive(Debug, Clone)]
+pub struct ResidualNorm<B: Backend> {
+    /// `residual + update` [.., D]: the stream later blocks add to.
+    pub sum: FloatTensor<B>,
+    /// RMSNorm of the sum [.., D]: the next layer's input.
+    pub normed: FloatTensor<B>,
+}
+
 /// The operations alignlab runs as kernels of its own, at the level of burn's backend
 /// primitives. A method's default is the unfused composition of burn ops ([`reference`]); a
 /// backend with a kernel overrides it.
@@ -81,6 +90,19 @@ pub trait Kernels: Backend {
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         reference::rms_norm_backward::<Self>(x, weight, grad, eps)
+    }
+
+    /// `residual + update` and its RMSNorm ([`Self::rms_norm`]): what a pre-norm decoder does
+    /// between sublayers. A kernel reads both terms once and writes the sum and the normed sum;
+    /// the unfused path writes the sum, then reads it again. Its backward pass is the add's (the
+    /// gradient passes to both terms) after [`Self::rms_norm_backward`]: nothing of its own.
+    fn add_rms_norm(
+        residual: FloatTensor<Self>,
+        update: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> ResidualNorm<Self> {
+        reference::add_rms_norm::<Self>(residual, update, weight, eps)
     }
 
     /// Attention ([`AttentionInput`]) → [B, H, T, hd]. A kernel runs one pass over each query's

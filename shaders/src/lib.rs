@@ -18,4 +18,4 @@ mod fusion;
 mod kernels;
 pub mod reference;
 
-pub use kernels::{AttentionGrads, AttentionInput, AttentionOutput, Kernels};
+pub use kernels::{AttentionGrads, AttentionInput, AttentionOutput, Kernels, ResidualNorm};

@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{IndexingUpdateOp, Int, Shape, Tensor, TensorMetadata, TensorPrimitive};
 
-use crate::{AttentionGrads, AttentionInput, AttentionOutput};
+use crate::{AttentionGrads, AttentionInput, AttentionOutput, ResidualNorm};
 
 /// `log_softmax(logits, −1).gather(−1, targets)`: [.., V], [..] → [..].
 pub fn log_softmax_gather<B: Backend>(
@@ -51,6 +51,18 @@ pub fn rms_norm<B: Backend>(x: FloatTensor<B>, weight: FloatTensor<B>, eps: f64)
     let inv_rms = inverse_rms(&x, eps);
     let out = x * inv_rms * weight.unsqueeze::<2>();
     B::float_reshape(out.into_primitive().tensor(), shape)
+}
+
+/// `residual + update`, and [`rms_norm`] of it.
+pub fn add_rms_norm<B: Backend>(
+    residual: FloatTensor<B>,
+    update: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    eps: f64,
+) -> ResidualNorm<B> {
+    let sum = B::float_add(residual, update);
+    let normed = rms_norm::<B>(sum.clone(), weight, eps);
+    ResidualNorm { sum, normed }
 }
 
 /// RMSNorm's gradients with respect to x [.., D] and the weight [D].

@@ -64,6 +64,22 @@ impl<B: Backend> Norm<B> {
         }
     }
 
+    /// `residual + update` and the norm of it, as one kernel for RMSNorm on GPU backends.
+    pub(super) fn add_and_forward(
+        &self,
+        residual: Tensor<B, 3>,
+        update: Tensor<B, 3>,
+        eps: f64,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        match &self.bias {
+            None => add_rms_norm(residual, update, self.weight.val(), eps),
+            Some(_) => {
+                let sum = residual + update;
+                (sum.clone(), self.forward(sum, eps))
+            }
+        }
+    }
+
     pub(super) fn forward(&self, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
         match &self.bias {
             None => rms_norm(x, self.weight.val(), eps),
@@ -92,6 +108,24 @@ pub fn rms_norm<B: Backend>(x: Tensor<B, 3>, weight: Tensor<B, 1>, eps: f64) -> 
         eps,
     );
     Tensor::from_primitive(TensorPrimitive::Float(normed))
+}
+
+/// `residual + update` and its RMSNorm ([`rms_norm`]): (sum, normed), one kernel on GPU backends
+/// ([`Kernels::add_rms_norm`](crate::backend::Kernels::add_rms_norm)).
+pub fn add_rms_norm<B: Backend>(
+    residual: Tensor<B, 3>,
+    update: Tensor<B, 3>,
+    weight: Tensor<B, 1>,
+    eps: f64,
+) -> (Tensor<B, 3>, Tensor<B, 3>) {
+    let fused = B::add_rms_norm(
+        residual.into_primitive().tensor(),
+        update.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        eps,
+    );
+    let float = |tensor| Tensor::from_primitive(TensorPrimitive::Float(tensor));
+    (float(fused.sum), float(fused.normed))
 }
 
 /// GELU with the tanh approximation, as GPT-2 was trained (`gelu_new` in transformers). The cube

@@ -80,19 +80,59 @@ fn per_head_norm<B: Backend>(
     heads.reshape([batch, seq, width])
 }
 
+/// The residual stream between sublayers: what has been added to it so far, and the last
+/// sublayer's output, not yet added, so that the next norm adds it in the same kernel.
+#[derive(Clone)]
+struct ResidualStream<B: Backend> {
+    sum: Tensor<B, 3>,
+    pending: Option<Tensor<B, 3>>,
+}
+
+impl<B: Backend> ResidualStream<B> {
+    fn new(x: Tensor<B, 3>) -> Self {
+        Self {
+            sum: x,
+            pending: None,
+        }
+    }
+
+    fn adding(sum: Tensor<B, 3>, update: Tensor<B, 3>) -> Self {
+        Self {
+            sum,
+            pending: Some(update),
+        }
+    }
+
+    /// Adds the pending output and normalises: (the stream, its norm).
+    fn add_and_norm(self, norm: &Norm<B>, eps: f64) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        match self.pending {
+            Some(update) => norm.add_and_forward(self.sum, update, eps),
+            None => (self.sum.clone(), norm.forward(self.sum, eps)),
+        }
+    }
+
+    /// The stream with the pending output added.
+    fn resolved(self) -> Tensor<B, 3> {
+        match self.pending {
+            Some(update) => self.sum + update,
+            None => self.sum,
+        }
+    }
+}
+
 impl<B: Backend> Block<B> {
     fn forward(
         &self,
-        x: Tensor<B, 3>,
+        stream: ResidualStream<B>,
         config: &LlamaConfig,
         rope: Option<&RopeTables<B>>,
         mask: &AttentionMask<B>,
         cache: Option<(&mut KvCache<B>, usize)>,
-    ) -> Tensor<B, 3> {
-        let [batch, seq, _] = x.dims();
+    ) -> ResidualStream<B> {
         let (n_heads, n_kv, head_dim) = (config.n_heads, config.n_kv_heads, config.head_dim());
         let eps = config.norm_eps;
-        let h = self.attn_norm.forward(x.clone(), eps);
+        let (x, h) = stream.add_and_norm(&self.attn_norm, eps);
+        let [batch, seq, _] = x.dims();
         let mut q = self.q.forward(h.clone()); // [B, T, H·hd]
         let mut k = self.k.forward(h.clone()); // [B, T, KV·hd]
         let v = self.v.forward(h); // [B, T, KV·hd]
@@ -115,14 +155,14 @@ impl<B: Backend> Block<B> {
         let out = out
             .swap_dims(1, 2)
             .reshape([batch, seq, n_heads * head_dim]);
-        let x = x + self.o.forward(out);
+        let stream = ResidualStream::adding(x, self.o.forward(out));
 
-        let h = self.mlp_norm.forward(x.clone(), eps);
+        let (x, h) = stream.add_and_norm(&self.mlp_norm, eps);
         let activated = match &self.gate {
             Some(gate) => silu(gate.forward(h.clone())) * self.up.forward(h), // [B, T, hidden]
             None => gelu_tanh(self.up.forward(h)),
         };
-        x + self.down.forward(activated)
+        ResidualStream::adding(x, self.down.forward(activated))
     }
 }
 
@@ -408,17 +448,18 @@ impl<B: Backend> Llama<B> {
             x = x + positions.val().narrow(0, 0, seq).unsqueeze::<3>();
         }
         let rope = self.rope.as_ref().map(|rope| rope.leading(seq));
+        let mut stream = ResidualStream::new(x);
         self.blocks
             .iter()
             .map(|block| {
-                x = block.forward(
-                    x.clone(),
+                stream = block.forward(
+                    stream.clone(),
                     &self.config,
                     rope.as_ref(),
                     &AttentionMask::Causal,
                     None,
                 );
-                x.clone()
+                stream.clone().resolved()
             })
             .collect()
     }
@@ -467,18 +508,20 @@ impl<B: Backend> Llama<B> {
 
     fn run_blocks(
         &self,
-        mut x: Tensor<B, 3>,
+        x: Tensor<B, 3>,
         rope: Option<&RopeTables<B>>,
         mask: AttentionMask<B>,
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let [batch, positions, _] = x.dims();
         crate::throughput::count_positions(batch * positions);
+        let mut stream = ResidualStream::new(x);
         for (layer, block) in self.blocks.iter().enumerate() {
             let layer_cache = cache.as_deref_mut().map(|c| (c, layer));
-            x = block.forward(x, &self.config, rope, &mask, layer_cache);
+            stream = block.forward(stream, &self.config, rope, &mask, layer_cache);
         }
-        self.final_norm.forward(x, self.config.norm_eps)
+        let (_, normed) = stream.add_and_norm(&self.final_norm, self.config.norm_eps);
+        normed
     }
 }
 

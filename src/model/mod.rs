@@ -14,7 +14,7 @@ pub mod weights;
 pub use cache::KvCache;
 pub use config::{Architecture, Family, LlamaConfig, RopeScaling, MAX_CONTEXT, RANDOM_SHAPES};
 pub use heads::ScalarHead;
-pub use layers::rms_norm;
+pub use layers::{add_rms_norm, rms_norm};
 pub use llama::{init_weights, parameter_shapes, Block, Llama};
 pub use reward::{RewardEnsemble, RewardModel};
 pub use weights::{HostTensor, NamedWeights};

@@ -5,7 +5,8 @@
 //! on another thread; the README's test command must pass on a fresh machine without one.
 
 use alignlab::kernel_checks::{
-    attention_cases, attention_deviation, log_prob_deviation, rms_norm_deviation,
+    add_rms_norm_deviation, attention_cases, attention_deviation, log_prob_deviation,
+    rms_norm_deviation,
 };
 use burn::backend::{Autodiff, Wgpu};
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
@@ -49,6 +50,18 @@ fn the_kernels_equal_the_unfused_path_on_vulkan() {
         assert!(
             gaps.iter().all(|&gap| gap < 1e-4),
             "RMSNorm width {width}: values, x's and the weight's gradients: {gaps:?}"
+        );
+        let terms = [0.0, 1.0].map(|mean| {
+            Tensor::<Wgpu, 3>::random([3, 7, width], Distribution::Normal(mean, 2.0), &device)
+        });
+        let weight = Tensor::<Wgpu, 1>::random([width], Distribution::Uniform(0.5, 1.5), &device);
+        let gaps = read(add_rms_norm_deviation::<Autodiff<Wgpu>>(
+            terms, weight, 1e-5,
+        ));
+        assert!(
+            gaps.iter().all(|&gap| gap < 1e-4),
+            "residual add + RMSNorm width {width}: the sum, the norm, the residual's, the \
+             update's and the weight's gradients: {gaps:?}"
         );
     }
     for (case, (inputs, spans)) in attention_cases::<Wgpu>(&device).into_iter().enumerate() {

@@ -9,7 +9,7 @@ mod rows;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
 
-use crate::{AttentionGrads, AttentionInput, AttentionOutput, Kernels};
+use crate::{AttentionGrads, AttentionInput, AttentionOutput, Kernels, ResidualNorm};
 
 impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Kernels
     for CubeBackend<R, F, I, BT>
@@ -40,6 +40,16 @@ impl<R: CubeRuntime, F: FloatElement, I: IntElement, BT: BoolElement> Kernels
         eps: f64,
     ) -> (FloatTensor<Self>, FloatTensor<Self>) {
         rms_norm::backward::<R, F, I, BT>(x, weight, grad, eps)
+    }
+
+    fn add_rms_norm(
+        residual: FloatTensor<Self>,
+        update: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> ResidualNorm<Self> {
+        let (sum, normed) = rms_norm::add_forward(residual, update, weight, eps);
+        ResidualNorm { sum, normed }
     }
 
     fn flash_attention_forward(input: AttentionInput<Self>) -> AttentionOutput<Self> {

@@ -1,5 +1,5 @@
-//! RMSNorm (Zhang & Sennrich 2019) and its gradients, one cube (workgroup) per row: the row's
-//! sum of squares (and in the backward pass its dot product with the scaled gradient) is summed
+//! RMSNorm (Zhang & Sennrich 2019), alone or after a residual add, and its gradients, one cube
+//! (workgroup) per row: the row's sum of squares (and in the backward pass its dot product with the scaled gradient) is summed
 //! across the cube, then every unit writes its part of the row. The weight's gradient is summed
 //! over rows by burn's reduction from a [rows, D] buffer of per-row terms.
 
@@ -47,6 +47,43 @@ fn rms_norm_kernel<F: Float>(
     let mut i = UNIT_POS_X as usize;
     while i < width {
         output[start + i] = x[start + i] * inv_rms * weight[i];
+        i += units;
+    }
+}
+
+/// `sum = residual + update` and `output = rms_norm(sum)`: each unit writes its elements of the
+/// sum in the first pass and reads them back (its own writes) in the second.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)]
+fn add_rms_norm_kernel<F: Float>(
+    residual: &Tensor<F>,
+    update: &Tensor<F>,
+    weight: &Tensor<F>,
+    sum: &mut Tensor<F>,
+    output: &mut Tensor<F>,
+    rows: usize,
+    eps: f32,
+    #[comptime] units: usize,
+    #[define(F)] _dtype: StorageType,
+) {
+    let row = cube_row();
+    if row >= rows {
+        terminate!();
+    }
+    let width = residual.len() / rows;
+    let start = row * width;
+    let mut squares = F::new(0.0);
+    let mut i = UNIT_POS_X as usize;
+    while i < width {
+        let value = residual[start + i] + update[start + i];
+        sum[start + i] = value;
+        squares += value * value;
+        i += units;
+    }
+    let inv_rms = inverse_rms::<F>(cube_sum::<F>(squares, units), width, eps);
+    let mut i = UNIT_POS_X as usize;
+    while i < width {
+        output[start + i] = sum[start + i] * inv_rms * weight[i];
         i += units;
     }
 }
@@ -114,6 +151,46 @@ pub(super) fn forward<R: CubeRuntime>(
         dtype,
     );
     output
+}
+
+pub(super) fn add_forward<R: CubeRuntime>(
+    residual: CubeTensor<R>,
+    update: CubeTensor<R>,
+    weight: CubeTensor<R>,
+    eps: f64,
+) -> (CubeTensor<R>, CubeTensor<R>) {
+    let (residual, update, weight) = (
+        into_contiguous(residual),
+        into_contiguous(update),
+        into_contiguous(weight),
+    );
+    let (rows, width) = rows_and_width(&residual);
+    let empty = || {
+        empty_device_dtype::<R>(
+            residual.client.clone(),
+            residual.device.clone(),
+            residual.shape(),
+            residual.dtype,
+        )
+    };
+    let (sum, output) = (empty(), empty());
+    let units = units_for(width);
+    let dtype = residual.dtype.into();
+    add_rms_norm_kernel::launch::<R>(
+        &residual.client.clone(),
+        cube_count(rows),
+        CubeDim::new_1d(units as u32),
+        residual.into_tensor_arg(),
+        update.into_tensor_arg(),
+        weight.into_tensor_arg(),
+        sum.clone().into_tensor_arg(),
+        output.clone().into_tensor_arg(),
+        rows,
+        eps as f32,
+        units,
+        dtype,
+    );
+    (sum, output)
 }
 
 pub(super) fn backward<R, F, I, BT>(
