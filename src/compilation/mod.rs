@@ -8,6 +8,10 @@
 //!
 //! It must run before the first GPU device is made: CubeCL reads its configuration once.
 
+mod matmul_choice;
+
+pub use matmul_choice::{prefer_smaller_matmuls, SLOWER_AT_MOST};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -130,6 +134,13 @@ fn base_config() -> CubeClRuntimeConfig {
 fn set_cache(config: &mut CubeClRuntimeConfig, cache_root: Option<std::path::PathBuf>) {
     use cubecl_runtime::config::cache::CacheConfig;
     if let Some(root) = cache_root {
+        if let Err(error) = prefer_smaller_matmuls(&root.join("autotune")) {
+            // Only speed is at stake: the cache is read as it is.
+            eprintln!(
+                "note: could not revise the matmul choices in {}: {error}",
+                root.join("autotune").display()
+            );
+        }
         config.autotune.cache = CacheConfig::File(root.join("autotune"));
         config.compilation.cache = Some(CacheConfig::File(root.join("kernels")));
     }
