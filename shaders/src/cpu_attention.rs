@@ -26,20 +26,96 @@ pub struct Dims {
     pub head_dim: usize,
 }
 
+/// How a tensor of shape [batch, heads, positions, head_dim] lies in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// In that order: each head's positions together (the KV cache's order).
+    HeadMajor,
+    /// [batch, positions, heads, head_dim]: each position's heads together, the order the
+    /// projections write. Reading it here spares the caller a strided copy to head-major.
+    TokenMajor,
+}
+
+impl Layout {
+    /// Where element (row, head, position, 0) starts.
+    fn offset(self, [row, head, position]: [usize; 3], heads: usize, positions: usize) -> usize {
+        match self {
+            Layout::HeadMajor => (row * heads + head) * positions + position,
+            Layout::TokenMajor => (row * positions + position) * heads + head,
+        }
+    }
+
+    /// One head of one row, [positions, head_dim], borrowed where it is contiguous.
+    fn head<'a>(
+        self,
+        x: &'a [f32],
+        [row, head]: [usize; 2],
+        [heads, positions, head_dim]: [usize; 3],
+    ) -> std::borrow::Cow<'a, [f32]> {
+        let start = |position| self.offset([row, head, position], heads, positions) * head_dim;
+        match self {
+            Layout::HeadMajor => x[start(0)..start(0) + positions * head_dim].into(),
+            Layout::TokenMajor => {
+                let mut gathered = Vec::with_capacity(positions * head_dim);
+                for position in 0..positions {
+                    gathered.extend_from_slice(&x[start(position)..start(position) + head_dim]);
+                }
+                gathered.into()
+            }
+        }
+    }
+}
+
+/// The layouts of one attention call's tensors.
+#[derive(Debug, Clone, Copy)]
+pub struct Layouts {
+    pub query: Layout,
+    /// The keys' and the values'.
+    pub key_value: Layout,
+    pub output: Layout,
+}
+
 /// softmax(q·kᵀ/√hd + mask)·v: `q` [B, H, T, hd], `k` and `v` [B, KV, S, hd] → [B, H, T, hd]
-/// (query head h reads key/value head h / (H / KV)).
-pub fn attend(d: Dims, q: &[f32], k: &[f32], v: &[f32], mask: &HostMask) -> Vec<f32> {
+/// (query head h reads key/value head h / (H / KV)), each laid out as `layouts` says.
+pub fn attend(
+    d: Dims,
+    layouts: Layouts,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &HostMask,
+) -> Vec<f32> {
     let head_len = d.queries * d.head_dim;
     let mut out = vec![0.0f32; d.batch * d.heads * head_len];
     let one_head = |index: usize, out: &mut [f32]| {
         let (row, head) = (index / d.heads, index % d.heads);
-        let kv = row * d.kv_heads + head / (d.heads / d.kv_heads);
-        let kv_range = kv * d.keys * d.head_dim..(kv + 1) * d.keys * d.head_dim;
-        let q = &q[index * head_len..(index + 1) * head_len];
-        head_attention(d, row, q, &k[kv_range.clone()], &v[kv_range], mask, out);
+        let kv_head = head / (d.heads / d.kv_heads);
+        let query_shape = [d.heads, d.queries, d.head_dim];
+        let key_shape = [d.kv_heads, d.keys, d.head_dim];
+        let q = layouts.query.head(q, [row, head], query_shape);
+        let k = layouts.key_value.head(k, [row, kv_head], key_shape);
+        let v = layouts.key_value.head(v, [row, kv_head], key_shape);
+        head_attention(d, row, &q, &k, &v, mask, out);
     };
     for_each_head(&mut out, head_len, one_head);
-    out
+    match layouts.output {
+        Layout::HeadMajor => out,
+        Layout::TokenMajor => token_major(&out, d),
+    }
+}
+
+/// [B, H, T, hd] → [B, T, H, hd].
+fn token_major(out: &[f32], d: Dims) -> Vec<f32> {
+    let hd = d.head_dim;
+    let mut swapped = vec![0.0f32; out.len()];
+    for (index, head) in out.chunks_exact(d.queries * hd).enumerate() {
+        let (row, h) = (index / d.heads, index % d.heads);
+        for (t, values) in head.chunks_exact(hd).enumerate() {
+            let start = Layout::TokenMajor.offset([row, h, t], d.heads, d.queries) * hd;
+            swapped[start..start + hd].copy_from_slice(values);
+        }
+    }
+    swapped
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -58,8 +134,43 @@ fn for_each_head(out: &mut [f32], head_len: usize, f: impl Fn(usize, &mut [f32])
     }
 }
 
-/// One head of one row: `q` [T, hd], `k` and `v` [S, hd], into `out` [T, hd].
+/// One head of one row: `q` [T, hd], `k` and `v` [S, hd], into `out` [T, hd]. Compiled twice:
+/// for the build's baseline (SSE2 on x86-64: four lanes) and, where the CPU has it, for AVX2
+/// (eight lanes). Both add in the same order (the running sums below have a fixed number of
+/// lanes), so they give the same bits.
 fn head_attention(
+    d: Dims,
+    row: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &HostMask,
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { head_attention_avx2(d, row, q, k, v, mask, out) };
+    }
+    head_attention_body(d, row, q, k, v, mask, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn head_attention_avx2(
+    d: Dims,
+    row: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &HostMask,
+    out: &mut [f32],
+) {
+    head_attention_body(d, row, q, k, v, mask, out)
+}
+
+#[inline(always)]
+fn head_attention_body(
     d: Dims,
     row: usize,
     q: &[f32],
@@ -108,22 +219,53 @@ fn head_attention(
                 }
             }
         }
-        // Plain comparisons (not `f32::max`, which orders NaN) so that the loops vectorise.
-        let max = scores
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &s| if s > m { s } else { m });
+        let max = max_of(scores);
         let out = &mut out[t * hd..(t + 1) * hd];
         out.fill(0.0);
         if max == f32::NEG_INFINITY {
             continue; // every key hidden (a left pad's own query): its output is never read
         }
         scores.iter_mut().for_each(|s| *s = exp(*s - max));
-        let sum: f32 = scores.iter().sum();
-        let inv = 1.0 / sum;
+        let inv = 1.0 / sum_of(scores);
         for (i, o) in out.iter_mut().enumerate() {
             *o = dot(scores, &values_t[i * d.keys..i * d.keys + seen]) * inv;
         }
     }
+}
+
+/// The largest element, in eight independent running maxima (one would be a chain of dependent
+/// comparisons, a quarter of this kernel's time when it was). Plain comparisons, not `f32::max`
+/// (which orders NaN), so that the lanes vectorise.
+#[inline(always)]
+fn max_of(a: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let chunks = a.chunks_exact(8);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    for chunk in chunks {
+        for lane in 0..8 {
+            if chunk[lane] > lanes[lane] {
+                lanes[lane] = chunk[lane];
+            }
+        }
+    }
+    lanes.iter().fold(tail, |m, &x| if x > m { x } else { m })
+}
+
+/// Σ a in eight independent running sums.
+#[inline(always)]
+fn sum_of(a: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = a.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        for lane in 0..8 {
+            lanes[lane] += chunk[lane];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// Σ a·b in eight independent running sums, which the compiler keeps in vector registers (one

@@ -2,10 +2,17 @@
 //! a copy each way on a CPU backend, and nothing recorded for autodiff, so inference only).
 
 use crate::backend::Backend;
-use alignlab_shaders::cpu_attention::{attend, Dims, HostMask};
+use alignlab_shaders::cpu_attention::{attend, Dims, HostMask, Layout, Layouts};
 use burn::tensor::{Bool, Tensor, TensorData};
 
 /// q [B, H, T, hd], k and v [B, KV, S, hd] → [B, H, T, hd], computed on the host.
+///
+/// The projections write [B, T, heads, hd]; the model's [B, heads, T, hd] are views of that order
+/// with two axes swapped, which a CPU backend would copy element by element to read back. So
+/// the views are swapped back and read in the projections' order: the queries always, the keys
+/// and values when they come straight from the projections (`mask` is `None`, causal attention
+/// over the whole sequence; a KV cache's are [B, KV, S, hd]). The output is written in that
+/// order too, so the caller's swap back to [B, T, heads·hd] is free.
 pub(super) fn attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -29,20 +36,38 @@ pub(super) fn attention<B: Backend>(
             .into_vec()
             .expect("a CPU tensor reads back")
     };
-    let mask = match mask {
-        None => HostMask::Causal,
-        Some(hidden) => HostMask::Explicit(
-            hidden
+    let token_major = |t: Tensor<B, 4>| host(t.swap_dims(1, 2));
+    let (key_value, k, v, mask) = match mask {
+        None => (
+            Layout::TokenMajor,
+            token_major(k),
+            token_major(v),
+            HostMask::Causal,
+        ),
+        Some(hidden) => {
+            let hidden = hidden
                 .into_data()
                 .into_vec::<bool>()
-                .expect("a CPU mask reads back"),
-        ),
+                .expect("a CPU mask reads back");
+            (
+                Layout::HeadMajor,
+                host(k),
+                host(v),
+                HostMask::Explicit(hidden),
+            )
+        }
     };
-    let out = attend(dims, &host(q), &host(k), &host(v), &mask);
-    Tensor::from_data(
-        TensorData::new(out, [batch, heads, queries, head_dim]),
+    let layouts = Layouts {
+        query: Layout::TokenMajor,
+        key_value,
+        output: Layout::TokenMajor,
+    };
+    let out = attend(dims, layouts, &token_major(q), &k, &v, &mask);
+    Tensor::<B, 4>::from_data(
+        TensorData::new(out, [batch, queries, heads, head_dim]),
         &device,
     )
+    .swap_dims(1, 2)
 }
 
 // The kernel's tests live here: `cargo test` runs the root package's tests only.
@@ -113,6 +138,18 @@ mod tests {
             .collect()
     }
 
+    /// [B, heads, positions, hd] → [B, positions, heads, hd], written out by index.
+    fn swap(x: &[f32], heads: usize, positions: usize, hd: usize) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        for (index, &value) in x.iter().enumerate() {
+            let (i, rest) = (index % hd, index / hd);
+            let (p, rest) = (rest % positions, rest / positions);
+            let (h, b) = (rest % heads, rest / heads);
+            out[((b * positions + p) * heads + h) * hd + i] = value;
+        }
+        out
+    }
+
     #[test]
     fn equals_the_definition_causal_and_masked_with_grouped_heads() {
         let d = Dims {
@@ -137,12 +174,30 @@ mod tests {
                 }
             })
             .collect();
+        let head_major = Layouts {
+            query: Layout::HeadMajor,
+            key_value: Layout::HeadMajor,
+            output: Layout::HeadMajor,
+        };
+        let token_major = Layouts {
+            query: Layout::TokenMajor,
+            key_value: Layout::TokenMajor,
+            output: Layout::TokenMajor,
+        };
         for mask in [HostMask::Causal, HostMask::Explicit(hidden)] {
-            let ours = attend(d, &q, &k, &v, &mask);
             let exact = reference(d, &q, &k, &v, &mask);
+            let ours = attend(d, head_major, &q, &k, &v, &mask);
             for (i, (a, b)) in ours.iter().zip(&exact).enumerate() {
                 assert!((*a as f64 - b).abs() < 1e-5, "element {i}: {a} against {b}");
             }
+            // The same numbers from the token-major order, in and out.
+            let (q, k, v) = (
+                swap(&q, d.heads, d.queries, d.head_dim),
+                swap(&k, d.kv_heads, d.keys, d.head_dim),
+                swap(&v, d.kv_heads, d.keys, d.head_dim),
+            );
+            let swapped = attend(d, token_major, &q, &k, &v, &mask);
+            assert_eq!(swapped, swap(&ours, d.heads, d.queries, d.head_dim));
         }
     }
 }

@@ -429,12 +429,12 @@ impl<B: Backend> Llama<B> {
     /// - `tokens`: [batch, seq]
     /// - returns [batch, seq, dim]
     pub fn forward_hidden(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        let seq = tokens.dims()[1];
+        let [batch, seq] = tokens.dims();
         let mut x = embedding(self.embed.val(), tokens); // [B, T, dim]
         if let Some(positions) = &self.positions {
             x = x + positions.val().narrow(0, 0, seq).unsqueeze::<3>();
         }
-        let rope = self.rope.as_ref().map(|rope| rope.leading(seq));
+        let rope = self.rope.as_ref().map(|rope| rope.leading(batch, seq));
         self.run_blocks(x, rope.as_ref(), AttentionMask::Causal, None)
     }
 
@@ -447,7 +447,7 @@ impl<B: Backend> Llama<B> {
         if let Some(positions) = &self.positions {
             x = x + positions.val().narrow(0, 0, seq).unsqueeze::<3>();
         }
-        let rope = self.rope.as_ref().map(|rope| rope.leading(seq));
+        let rope = self.rope.as_ref().map(|rope| rope.leading(batch, seq));
         let mut stream = ResidualStream::new(x);
         self.blocks
             .iter()
