@@ -237,7 +237,7 @@ fn head_attention_body(
 /// comparisons, a quarter of this kernel's time when it was). Plain comparisons, not `f32::max`
 /// (which orders NaN), so that the lanes vectorise.
 #[inline(always)]
-fn max_of(a: &[f32]) -> f32 {
+pub(crate) fn max_of(a: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let chunks = a.chunks_exact(8);
     let tail = chunks
@@ -256,7 +256,7 @@ fn max_of(a: &[f32]) -> f32 {
 
 /// Σ a in eight independent running sums.
 #[inline(always)]
-fn sum_of(a: &[f32]) -> f32 {
+pub(crate) fn sum_of(a: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = a.chunks_exact(8);
     let tail: f32 = chunks.remainder().iter().sum();
@@ -271,7 +271,7 @@ fn sum_of(a: &[f32]) -> f32 {
 /// Σ a·b in eight independent running sums, which the compiler keeps in vector registers (one
 /// running sum would be a chain of dependent additions).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = a8

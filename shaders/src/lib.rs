@@ -7,12 +7,13 @@
 //!   page's WebGPU) with kernels written once in CubeCL ([`cube`]), the fusion and autodiff
 //!   wrappers by passing through to the backend they wrap (with the kernels' own backward pass),
 //!   CPU backends with the unfused composition ([`reference`]), which is also the definition the
-//!   kernels are tested against.
+//!   kernels are tested against, but for attention, which they run on the host ([`cpu_flash`]).
 //! - [`cpu_attention`]: attention for inference on CPU backends, on the host.
 
 mod autodiff;
 mod cpu;
 pub mod cpu_attention;
+pub mod cpu_flash;
 pub mod cube;
 mod fusion;
 mod kernels;

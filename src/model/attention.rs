@@ -2,9 +2,11 @@
 //! - CubeCL backends (wgpu, CUDA): alignlab's flash-style kernel, forward and backward
 //!   ([`Kernels::flash_attention`](crate::backend::Kernels::flash_attention)): training never writes the [T, S] scores, and one kernel per
 //!   head dimension serves every shape;
-//! - CPU backends, inference: [`cpu_attention`], on the host, every head on the CPU's threads;
-//! - CPU backends, training: burn's op (its autodiff differentiates through the decomposition
-//!   matmul, softmax, matmul) on blocks of queries ([`in_query_blocks`]).
+//! - CPU backends, inference: [`cpu_attention`], on the host, every head on the CPU's threads,
+//!   reading the projections' order;
+//! - CPU backends, training: the same kernel trait as the GPUs, whose CPU implementation runs
+//!   forward and backward on the host (`alignlab_shaders::cpu_flash`): one pass over the keys
+//!   each query sees, no [T, S] weights stored.
 
 use crate::backend::{AttentionInput, Backend};
 use burn::tensor::module::attention as fused_attention;
@@ -42,10 +44,9 @@ pub(super) fn attention<B: Backend>(
     mask: &AttentionMask<B>,
 ) -> Tensor<B, 4> {
     let device = q.device();
-    if compiles_kernels::<B>(&device) {
+    // GPUs, and training on CPUs (whose kernel runs on the host, forward and backward).
+    if compiles_kernels::<B>(&device) || B::ad_enabled(&device) {
         flash(q, k, v, mask)
-    } else if B::ad_enabled(&device) {
-        in_query_blocks(q, k, v, mask)
     } else if q.dims()[2] == 1 {
         // A decoding step: one query per head, too little work to be worth the host's round
         // trip.
@@ -79,39 +80,6 @@ fn flash<B: Backend>(
         query_offset,
     });
     Tensor::from_primitive(TensorPrimitive::Float(output))
-}
-
-/// Causal attention split into blocks of 32 queries, each attending only to the keys up to its
-/// last position. burn's attention computes every score of the square and masks half; blocks of
-/// 32 compute about half as many (56% at 256 positions), and the backward pass follows. The
-/// blocks start at fixed positions, so a row's numbers do not depend on the length of the
-/// longest row it is batched with.
-fn in_query_blocks<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    mask: &AttentionMask<B>,
-) -> Tensor<B, 4> {
-    const BLOCK: usize = 32;
-    let seq = q.dims()[2];
-    if !matches!(mask, AttentionMask::Causal) || seq <= BLOCK {
-        return fused(q, k, v, mask);
-    }
-    let group = q.dims()[1] / k.dims()[1];
-    let (k, v) = (repeat_kv(k, group), repeat_kv(v, group));
-    let blocks = (0..seq)
-        .step_by(BLOCK)
-        .map(|start| {
-            // Queries s..e see keys 0..e, the last e − s of them causally (offset s).
-            let end = (start + BLOCK).min(seq);
-            causal(
-                q.clone().narrow(2, start, end - start),
-                k.clone().narrow(2, 0, end),
-                v.clone().narrow(2, 0, end),
-            )
-        })
-        .collect();
-    Tensor::cat(blocks, 2)
 }
 
 /// burn's attention op.
