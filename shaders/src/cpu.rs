@@ -10,34 +10,28 @@ use crate::cpu_attention::Dims;
 use crate::cpu_flash::{self, Inputs, Saved, Spans};
 use crate::{AttentionGrads, AttentionInput, AttentionOutput, Kernels};
 
-impl Kernels for burn::backend::Flex {
-    fn flash_attention_forward(input: AttentionInput<Self>) -> AttentionOutput<Self> {
-        host_forward::<Self>(input)
-    }
+/// Attention on the host; the rest the defaults.
+macro_rules! host_attention_kernels {
+    ($backend:ty) => {
+        impl Kernels for $backend {
+            fn flash_attention_forward(input: AttentionInput<Self>) -> AttentionOutput<Self> {
+                host_forward::<Self>(input)
+            }
 
-    fn flash_attention_backward(
-        input: AttentionInput<Self>,
-        saved: AttentionOutput<Self>,
-        grad: FloatTensor<Self>,
-    ) -> AttentionGrads<Self> {
-        host_backward::<Self>(input, saved, grad)
-    }
+            fn flash_attention_backward(
+                input: AttentionInput<Self>,
+                saved: AttentionOutput<Self>,
+                grad: FloatTensor<Self>,
+            ) -> AttentionGrads<Self> {
+                host_backward::<Self>(input, saved, grad)
+            }
+        }
+    };
 }
 
+host_attention_kernels!(burn::backend::Flex);
 #[cfg(not(target_arch = "wasm32"))]
-impl Kernels for burn::backend::NdArray {
-    fn flash_attention_forward(input: AttentionInput<Self>) -> AttentionOutput<Self> {
-        host_forward::<Self>(input)
-    }
-
-    fn flash_attention_backward(
-        input: AttentionInput<Self>,
-        saved: AttentionOutput<Self>,
-        grad: FloatTensor<Self>,
-    ) -> AttentionGrads<Self> {
-        host_backward::<Self>(input, saved, grad)
-    }
-}
+host_attention_kernels!(burn::backend::NdArray);
 
 /// An attention call's tensors on the host.
 struct HostInput<B: Backend> {
