@@ -6,6 +6,8 @@ pub mod backend;
 pub mod batches;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod compilation;
 pub mod dataset;
 pub mod decoding;

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use alignlab::{Error, Result};
+use crate::{Error, Result};
 use clap::Args;
 use tower_http::services::ServeDir;
 

@@ -4,10 +4,10 @@
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use alignlab::backend::Backend;
-use alignlab::distributed::{Cluster, DeviceList, Nodes, DEFAULT_TIMEOUT_SECS};
-use alignlab::model::Llama;
-use alignlab::{Error, Result};
+use crate::backend::Backend;
+use crate::distributed::{Cluster, DeviceList, Nodes, DEFAULT_TIMEOUT_SECS};
+use crate::model::Llama;
+use crate::{Error, Result};
 use clap::Args;
 
 #[derive(Args, Clone, Debug)]

@@ -2,24 +2,24 @@
 //! prompts from the built-in world, its sum questions, or a JSONL file, against a reward given
 //! as a spec; checkpoints and resuming; and `alignlab best-of-n`.
 
-use alignlab::algo::best_of_n::win_rate;
-use alignlab::algo::salsa::soup;
-use alignlab::backend::{AutodiffBackend, Backend};
-use alignlab::distributed::Replica;
-use alignlab::model::Llama;
-use alignlab::reward::calibrated::{Calibrated, Transform};
-use alignlab::reward::source::RewardSource;
-use alignlab::reward::spec;
-use alignlab::run::best_of_n::{self, BestOfNPlan};
-use alignlab::run::checkpoint::resume;
-use alignlab::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
-use alignlab::sample::SamplingConfig;
-use alignlab::{policy, prompts, Error, Result};
+use crate::algo::best_of_n::win_rate;
+use crate::algo::salsa::soup;
+use crate::backend::{AutodiffBackend, Backend};
+use crate::distributed::Replica;
+use crate::model::Llama;
+use crate::reward::calibrated::{Calibrated, Transform};
+use crate::reward::source::RewardSource;
+use crate::reward::spec;
+use crate::run::best_of_n::{self, BestOfNPlan};
+use crate::run::checkpoint::resume;
+use crate::run::{OnlineAlgorithm, OnlineRun, OnlineRunConfig};
+use crate::sample::SamplingConfig;
+use crate::{policy, prompts, Error, Result};
 use burn::module::AutodiffModule;
 
-use crate::cluster::hash_debug;
-use crate::progress::Progress;
-use crate::train::TrainCommand;
+use super::cluster::hash_debug;
+use super::progress::Progress;
+use super::train::TrainCommand;
 
 /// One replica's online run (the whole run on one device); `model_hash` is the starting
 /// model's, for the nodes' agreement check.
@@ -150,7 +150,7 @@ pub fn run<B: AutodiffBackend>(
 fn start<B: AutodiffBackend>(
     command: &TrainCommand,
     device: &B::Device,
-) -> Result<(Llama<B>, alignlab::io::Tokenizer)> {
+) -> Result<(Llama<B>, crate::io::Tokenizer)> {
     let tokenizer_path = command.model.tokenizer.as_deref();
     match &command.online.reference_soup {
         None => policy::load::<B>(&command.model.model, tokenizer_path, device),
@@ -184,7 +184,7 @@ fn start<B: AutodiffBackend>(
 #[derive(clap::Args, Clone)]
 pub struct BestOfNCommand {
     #[command(flatten)]
-    pub model: crate::ModelArgs,
+    pub model: super::ModelArgs,
     /// The selecting reward (same specs as `train --reward`).
     #[arg(long, default_value = "gold")]
     pub reward: String,

@@ -3,9 +3,9 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use alignlab::metrics::{self, JsonlWriter, Metrics};
-use alignlab::throughput::Stopwatch;
-use alignlab::{Error, Result};
+use crate::metrics::{self, JsonlWriter, Metrics};
+use crate::throughput::Stopwatch;
+use crate::{Error, Result};
 
 pub struct Progress {
     bar: ProgressBar,
@@ -45,7 +45,7 @@ impl Progress {
     /// The leader's progress, or for the other replicas of a data-parallel run a silent one
     /// (they compute the same steps).
     pub fn for_replica(
-        replica: &alignlab::distributed::Replica,
+        replica: &crate::distributed::Replica,
         steps: usize,
         metrics_path: Option<&std::path::Path>,
     ) -> Result<Self> {

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use alignlab::backend::Backend;
-use alignlab::io::prefs::write_jsonl;
-use alignlab::world::preferences;
-use alignlab::{policy, prompts, Result};
+use crate::backend::Backend;
+use crate::io::prefs::write_jsonl;
+use crate::world::preferences;
+use crate::{policy, prompts, Result};
 use clap::{Args, ValueEnum};
 
-use crate::ModelArgs;
+use super::ModelArgs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DataKind {

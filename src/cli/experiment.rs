@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use alignlab::backend::AutodiffBackend;
-use alignlab::lab::experiment::{self, Experiment, ExperimentLog, Progress};
-use alignlab::lab::{labels, Lab};
-use alignlab::model::{Llama, RewardEnsemble, RewardModel};
-use alignlab::{policy, Error, Result};
+use crate::backend::AutodiffBackend;
+use crate::lab::experiment::{self, Experiment, ExperimentLog, Progress};
+use crate::lab::{labels, Lab};
+use crate::model::{Llama, RewardEnsemble, RewardModel};
+use crate::{policy, Error, Result};
 use burn::module::AutodiffModule;
 
 #[derive(clap::Args, Clone)]
@@ -108,7 +108,7 @@ fn points_csv(log: &ExperimentLog) -> String {
                 .filter_map(|s| s.point.as_ref().map(|p| (s.step, p))),
         );
         for (step, p) in measured {
-            let proxy = p.proxies.get(alignlab::lab::PROXY);
+            let proxy = p.proxies.get(crate::lab::PROXY);
             let _ = writeln!(
                 out,
                 "{},{step},{},{},{},{},{},{}",

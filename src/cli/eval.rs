@@ -3,17 +3,17 @@
 
 use std::path::PathBuf;
 
-use alignlab::backend::Backend;
-use alignlab::dataset::{self, PreferenceRows};
-use alignlab::io::Tokenizer;
-use alignlab::model::Llama;
-use alignlab::reward::objective as reward_objective;
-use alignlab::reward::{transform, LearnedReward, RewardHeads};
-use alignlab::sample::SamplingConfig;
-use alignlab::{policy, world, Error, Result};
+use crate::backend::Backend;
+use crate::dataset::{self, PreferenceRows};
+use crate::io::Tokenizer;
+use crate::model::Llama;
+use crate::reward::objective as reward_objective;
+use crate::reward::{transform, LearnedReward, RewardHeads};
+use crate::sample::SamplingConfig;
+use crate::{policy, world, Error, Result};
 use clap::Args;
 
-use crate::train::{report_skipped, AggregateKind, DataArgs};
+use super::train::{report_skipped, AggregateKind, DataArgs};
 
 #[derive(Args, Clone)]
 pub struct EvalCommand {
@@ -111,7 +111,7 @@ fn evaluate_reward_model<B: Backend>(
             println!("{}", serde_json::to_string(&eval).expect("serialises"));
         }
         other => {
-            let pairs = other.kind() == alignlab::io::prefs::PreferenceKind::Pairs;
+            let pairs = other.kind() == crate::io::prefs::PreferenceKind::Pairs;
             let rankings = other.into_rankings()?;
             let tokenized =
                 dataset::tokenize_rankings(&tokenizer, &rankings, &limit, &source, skip)?;
@@ -167,20 +167,20 @@ fn evaluate_reward<B: Backend>(
     device: &B::Device,
 ) -> Result<()> {
     let (policy, tokenizer) = policy::load::<B>(model, None, device)?;
-    let set = alignlab::prompts::load(
+    let set = crate::prompts::load(
         &command.prompt_source,
         command.prompts,
         command.seed + 1_000,
     )?;
     let spec = command.reward.as_deref().expect("checked");
-    let reward = alignlab::reward::spec::parse::<B>(spec, &set.answers, device)?;
+    let reward = crate::reward::spec::parse::<B>(spec, &set.answers, device)?;
     let prompts = set.prompts;
     let sampling = SamplingConfig {
         max_new_tokens: command.max_tokens,
         seed: command.seed,
         ..Default::default()
     };
-    let rollout = pollster::block_on(alignlab::rollout::collect(
+    let rollout = pollster::block_on(crate::rollout::collect(
         &policy,
         &policy,
         &tokenizer,
@@ -201,7 +201,7 @@ fn evaluate_reward<B: Backend>(
     let values: Vec<f64> = rollout.rewards.iter().map(|&r| r as f64).collect();
     println!(
         "{model}: mean {spec} reward {}",
-        alignlab::metrics::MeanCi::of(&values)
+        crate::metrics::MeanCi::of(&values)
     );
     Ok(())
 }

@@ -3,31 +3,29 @@
 
 use std::path::PathBuf;
 
-use alignlab::algo::preference::{
-    self, DataShape, PreferenceConfig, PreferenceData, PreferenceLoss,
-};
-use alignlab::algo::reward_model::REWARD_MODEL;
-use alignlab::algo::sft::SFT;
-use alignlab::algo::spec::{MethodKind, MethodSpec, Settings, TrainingOverrides, BETA};
-use alignlab::backend::AutodiffBackend;
-use alignlab::dataset::{self, Example, LengthLimit, PreferenceRows};
-use alignlab::distributed::{all_reduce_time, run_replicas, Replica};
-use alignlab::io::prefs::ChatRendering;
-use alignlab::io::{jsonl, Tokenizer};
-use alignlab::model::Llama;
-use alignlab::reward::objective::{evaluate_rankings, evaluate_ratings, RewardData};
-use alignlab::reward::{Aggregation, LearnedReward, RewardHeads};
-use alignlab::run::preference::PreferenceRun;
-use alignlab::run::reward_model::{self, RewardTrainConfig};
-use alignlab::run::sft::{self, SftConfig};
-use alignlab::train::OptimConfig;
-use alignlab::{methods, policy, world, Error, Result};
+use crate::algo::preference::{self, DataShape, PreferenceConfig, PreferenceData, PreferenceLoss};
+use crate::algo::reward_model::REWARD_MODEL;
+use crate::algo::sft::SFT;
+use crate::algo::spec::{MethodKind, MethodSpec, Settings, TrainingOverrides, BETA};
+use crate::backend::AutodiffBackend;
+use crate::dataset::{self, Example, LengthLimit, PreferenceRows};
+use crate::distributed::{all_reduce_time, run_replicas, Replica};
+use crate::io::prefs::ChatRendering;
+use crate::io::{jsonl, Tokenizer};
+use crate::model::Llama;
+use crate::reward::objective::{evaluate_rankings, evaluate_ratings, RewardData};
+use crate::reward::{Aggregation, LearnedReward, RewardHeads};
+use crate::run::preference::PreferenceRun;
+use crate::run::reward_model::{self, RewardTrainConfig};
+use crate::run::sft::{self, SftConfig};
+use crate::train::OptimConfig;
+use crate::{methods, policy, world, Error, Result};
 use burn::module::AutodiffModule;
 use clap::{Args, ValueEnum};
 
-use crate::cluster::{hash_debug, hash_model, is_quiet, set_quiet, ClusterArgs};
-use crate::progress::Progress;
-use crate::ModelArgs;
+use super::cluster::{hash_debug, hash_model, is_quiet, set_quiet, ClusterArgs};
+use super::progress::Progress;
+use super::ModelArgs;
 
 #[derive(Args, Clone)]
 pub struct OnlineArgs {
@@ -149,7 +147,7 @@ impl DataArgs {
             Some(template) => ChatRendering::Template(template),
             None => ChatRendering::Transcript,
         };
-        let bytes = alignlab::error::read_file(path)?;
+        let bytes = crate::error::read_file(path)?;
         let (rows, skipped) = PreferenceRows::parse_rendered(
             &bytes,
             &path.display().to_string(),
@@ -430,7 +428,7 @@ fn run_replica<B: AutodiffBackend>(
             model_hash,
         )?,
         MethodKind::Online => {
-            crate::online::run::<B>(command, device, replica.clone(), model_hash)?
+            super::online::run::<B>(command, device, replica.clone(), model_hash)?
         }
         MethodKind::Preference(_) => {
             let plan = Plan {
@@ -505,7 +503,7 @@ fn train_reward_model<B: AutodiffBackend>(
                 .direction
                 .clone()
                 .unwrap_or_else(|| vec![1.0; names.len()]);
-            let direction = alignlab::reward::transform::unit_direction(&direction, &names)?;
+            let direction = crate::reward::transform::unit_direction(&direction, &names)?;
             let tokenized = dataset::tokenize_ratings(tokenizer, &rated, &limit, &source, skip)?;
             report_skipped(&source, "record", &tokenized.skipped);
             let held = match held_out {
@@ -701,8 +699,7 @@ fn train_preference<B: AutodiffBackend>(
     if !held_out.is_empty()
         && matches!(
             held_out.kind(),
-            alignlab::io::prefs::PreferenceKind::Pairs
-                | alignlab::io::prefs::PreferenceKind::Rankings
+            crate::io::prefs::PreferenceKind::Pairs | crate::io::prefs::PreferenceKind::Rankings
         )
     {
         let rankings = held_out.into_rankings()?;

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use alignlab::backend::AutodiffBackend;
-use alignlab::frontier::{self, report, FrontierConfig, FrontierReport};
-use alignlab::model::{Llama, RewardEnsemble, RewardModel};
-use alignlab::{Error, Result};
+use crate::backend::AutodiffBackend;
+use crate::frontier::{self, report, FrontierConfig, FrontierReport};
+use crate::model::{Llama, RewardEnsemble, RewardModel};
+use crate::{Error, Result};
 use burn::module::AutodiffModule;
 
 #[derive(clap::Args, Clone)]

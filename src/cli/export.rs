@@ -2,15 +2,15 @@
 
 use std::path::PathBuf;
 
-use alignlab::backend::Backend;
-use alignlab::io::checkpoint;
-use alignlab::io::gguf_write::{self, GgufStore};
-use alignlab::io::hf::export::StoreAs;
-use alignlab::reward::LearnedReward;
-use alignlab::{policy, Error, Result};
+use crate::backend::Backend;
+use crate::io::checkpoint;
+use crate::io::gguf_write::{self, GgufStore};
+use crate::io::hf::export::StoreAs;
+use crate::reward::LearnedReward;
+use crate::{policy, Error, Result};
 use clap::{Args, ValueEnum};
 
-use crate::ModelArgs;
+use super::ModelArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
@@ -46,7 +46,7 @@ pub fn run<B: Backend>(command: &ExportCommand, device: &B::Device) -> Result<()
         .map_err(|e| Error::Input(format!("--dtype: {e}")))?;
     let path = std::path::Path::new(&command.model.model);
     let is_reward_model = path.is_file()
-        && checkpoint::metadata_entry(&alignlab::error::read_file(path)?, "reward").is_some();
+        && checkpoint::metadata_entry(&crate::error::read_file(path)?, "reward").is_some();
     if is_reward_model {
         let (reward, tokenizer) = LearnedReward::<B>::load(path, device)?;
         let bias = pollster::block_on(reward.export_hf(&tokenizer, &command.out, dtype))?;
@@ -59,14 +59,14 @@ pub fn run<B: Backend>(command: &ExportCommand, device: &B::Device) -> Result<()
     } else {
         let checkpoint =
             policy::load_checkpoint(&command.model.model, command.model.tokenizer.as_deref())?;
-        let export = alignlab::io::hf::export::Export {
+        let export = crate::io::hf::export::Export {
             config: &checkpoint.config,
             weights: checkpoint.weights,
             tokenizer: &checkpoint.tokenizer,
-            head: alignlab::io::hf::Head::CausalLm,
+            head: crate::io::hf::Head::CausalLm,
             dtype,
         };
-        alignlab::io::hf::export::write(export, &command.out)?;
+        crate::io::hf::export::write(export, &command.out)?;
     }
     println!("wrote {}", command.out.display());
     Ok(())

@@ -1,17 +1,17 @@
 //! `alignlab generate --guide …`: decoding-time alignment, the reference steered by a reward
 //! as it decodes (no weights change). The methods and their settings are the core's
-//! (`alignlab::decoding`); this reads the flags into them.
+//! (`crate::decoding`); this reads the flags into them.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use alignlab::algo::spec::Settings;
-use alignlab::backend::Backend;
-use alignlab::decoding::{self, Guide, GuideInputs};
-use alignlab::io::Tokenizer;
-use alignlab::model::Llama;
-use alignlab::sample::SamplingConfig;
-use alignlab::{policy, Error, Result};
+use crate::algo::spec::Settings;
+use crate::backend::Backend;
+use crate::decoding::{self, Guide, GuideInputs};
+use crate::io::Tokenizer;
+use crate::model::Llama;
+use crate::sample::SamplingConfig;
+use crate::{policy, Error, Result};
 use clap::Args;
 
 #[derive(Args, Clone)]
@@ -85,7 +85,7 @@ pub fn generate<B: Backend>(
     }
     let guide = Guide::new(spec, &args.settings())?;
     let device = model.device();
-    let reward = alignlab::reward::spec::parse::<B>(&args.guide_reward, &HashMap::new(), &device)?;
+    let reward = crate::reward::spec::parse::<B>(&args.guide_reward, &HashMap::new(), &device)?;
     let models = args
         .guide_model
         .iter()
