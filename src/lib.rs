@@ -11,6 +11,7 @@ pub mod cli;
 pub mod compilation;
 pub mod dataset;
 pub mod decoding;
+pub mod device_check;
 pub mod distributed;
 pub mod error;
 pub mod frontier;

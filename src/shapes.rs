@@ -67,7 +67,7 @@ mod tests {
     #[test]
     fn the_native_gpu_backend_fuses_kernels() {
         // `--backend wgpu` runs burn's `Wgpu`: with burn-wgpu's `fusion` feature it is
-        // `Fusion<CubeBackend<…>>` (the browser test checks the page's build the same way).
+        // `Fusion<CubeBackend<…>>` (the page's device check tests its build the same way).
         let name = std::any::type_name::<burn::backend::Wgpu>();
         assert!(name.starts_with("burn_fusion::"), "{name}");
     }

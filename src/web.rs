@@ -11,6 +11,7 @@ use burn::backend::{Autodiff, Flex, Wgpu};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::device_check;
 use crate::io::Checkpoint;
 use crate::lab::experiment::Experiment;
 use crate::lab::{labels, memory_plan, Lab, LabConfig, Label, RewardSettings, RunSettings};
@@ -61,6 +62,20 @@ macro_rules! with_lab {
         put(any);
         result
     }};
+}
+
+/// The WebGPU device, set up on first use (a second setup of the same device panics).
+async fn webgpu_device() -> WgpuDevice {
+    let device = WgpuDevice::default();
+    if !WEBGPU_READY.with(|r| *r.borrow()) {
+        burn::backend::wgpu::init_setup_async::<burn::backend::wgpu::graphics::WebGpu>(
+            &device,
+            Default::default(),
+        )
+        .await;
+        WEBGPU_READY.with(|r| *r.borrow_mut() = true);
+    }
+    device
 }
 
 #[derive(Serialize)]
@@ -115,15 +130,7 @@ pub async fn open_lab(
     // the lab as it was.
     let lab = match backend.as_str() {
         "webgpu" => {
-            let device = WgpuDevice::default();
-            if !WEBGPU_READY.with(|r| *r.borrow()) {
-                burn::backend::wgpu::init_setup_async::<burn::backend::wgpu::graphics::WebGpu>(
-                    &device,
-                    Default::default(),
-                )
-                .await;
-                WEBGPU_READY.with(|r| *r.borrow_mut() = true);
-            }
+            let device = webgpu_device().await;
             let memory = DeviceMemory {
                 total: gpu_memory.map(|bytes| bytes as u64),
                 ..crate::memory::wgpu_device_memory(&device, "WebGPU")
@@ -152,6 +159,26 @@ pub async fn open_lab(
     };
     put(lab);
     Ok(to_js(Ok(opened))?)
+}
+
+/// Checks WebGPU against the CPU backend ([`crate::device_check`]): the backend is burn's fused
+/// one, the adapter's limits refuse what does not fit, and alignlab's kernels and the built-in
+/// model (`builtin`, its bytes) compute what the CPU does. The open lab is left as it is.
+#[wasm_bindgen(js_name = checkDevice)]
+pub async fn check_device(builtin: Vec<u8>) -> Result<JsValue, JsError> {
+    console_error_panic_hook::set_once();
+    let checkpoint = crate::policy::builtin_from_bytes(&builtin).map_err(js_error)?;
+    let device = webgpu_device().await;
+    let memory = crate::memory::wgpu_device_memory(&device, "WebGPU");
+    let mut checks = vec![
+        device_check::fused_and_padded::<Autodiff<Wgpu>>(&device),
+        device_check::refuses_what_does_not_fit(&memory, &checkpoint),
+    ];
+    let computed = device_check::all::<Autodiff<Wgpu>>(&device, &checkpoint).await;
+    to_js(computed.map(|computed| {
+        checks.extend(computed);
+        checks
+    }))
 }
 
 #[wasm_bindgen(js_name = labInfo)]

@@ -69,6 +69,9 @@ async function handle({ id, cmd, args }) {
       const bytes = model ?? await builtinModel();
       const opened = await lab.openLab(bytes, name, tokenizer ?? undefined, choice.backend, labConfig ?? undefined, gpuMemory ?? undefined);
       result = { ...opened, ...choice };
+    } else if (cmd === 'checkDevice') {
+      // The checks run the built-in model on WebGPU and on the CPU.
+      result = await lab.checkDevice(await builtinModel());
     } else if (typeof lab[cmd] === 'function') {
       result = await lab[cmd](...(args || []));
     } else {

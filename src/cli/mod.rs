@@ -162,6 +162,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the backend against the CPU: alignlab's kernels against burn's unfused path on the
+    /// device, then the built-in model's log-probs, three DPO steps and greedy text against the
+    /// CPU backend (flex). Fails when any check does.
+    CheckDevice,
     /// Make the tests' data present: `$ALIGNLAB_DATA`, or `../shared/data` beside the checkout,
     /// else downloaded from its public origins into the user's cache, each file's SHA-256
     /// checked. Prints the folder.
@@ -291,6 +295,7 @@ fn run<B: AutodiffBackend>(command: Command, device: B::Device, backend: &str) -
             }
             Ok(())
         }
+        Command::CheckDevice => check_device::<B>(&device, backend),
         Command::Score { model, text } => {
             let (policy, tokenizer) =
                 policy::load::<B::InnerBackend>(&model.model, model.tokenizer.as_deref(), &device)?;
@@ -475,5 +480,30 @@ fn print_methods(json: bool) {
         for s in m.settings {
             println!("{:<13}   --guide-{} {} — {}", "", s.name, s.default, s.help);
         }
+    }
+}
+
+/// `alignlab check-device`: every check, one line each; an error when any failed.
+fn check_device<B: AutodiffBackend>(device: &B::Device, backend: &str) -> Result<()> {
+    let checkpoint = policy::builtin_checkpoint()?;
+    let mut checks = Vec::new();
+    if crate::shapes::compiles_kernels::<B>(device) {
+        checks.push(crate::device_check::fused_and_padded::<B>(device));
+    }
+    checks.extend(pollster::block_on(crate::device_check::all::<B>(
+        device,
+        &checkpoint,
+    ))?);
+    for check in &checks {
+        let verdict = if check.passed { "ok  " } else { "FAIL" };
+        println!("{verdict} {}: {}", check.name, check.detail);
+    }
+    let failed = checks.iter().filter(|check| !check.passed).count();
+    match failed {
+        0 => Ok(()),
+        _ => Err(Error::Device(format!(
+            "{failed} of {} checks failed: --backend {backend} does not compute what the CPU does",
+            checks.len()
+        ))),
     }
 }

@@ -722,3 +722,27 @@ fn best_of_n_against_itself_wins_half_the_time() {
         assert!(win.starts_with("0.500"), "{text}");
     }
 }
+
+/// `check-device` on the CPU (flex, against itself for the model): every check runs (the kernels against the unfused path, the model
+/// against flex) and passes, one line each; the kernel lines carry their gaps.
+#[test]
+fn check_device_runs_every_check_and_passes_on_the_cpu() {
+    let out = alignlab(&["check-device"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(lines.len(), 10, "{lines:#?}");
+    assert!(
+        lines.iter().all(|line| line.starts_with("ok   ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines[0].starts_with("ok   log-prob kernel") && lines[0].contains("largest gap"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[9].starts_with("ok   greedy decoding writes what the CPU writes"),
+        "{}",
+        lines[9]
+    );
+}

@@ -66,6 +66,7 @@ const ACTIVITY = {
   goldLabels: 'labelling pairs with the gold reward', setLabels: 'reading the labels', rewardStart: 'preparing the reward model',
   rewardStep: 'training the reward model', runStart: 'measuring the starting policy', runStep: 'optimising the policy',
   bestOfN: 'sampling best-of-n', samples: 'sampling from the policy',
+  checkDevice: 'checking WebGPU against the CPU',
 };
 const ranOn = new Set();
 
@@ -445,12 +446,36 @@ async function openModel({ model, name, tokenizer, backend, labConfig }, anchor 
     ? `Running on WebGPU${opened.adapter ? ` (${opened.adapter})` : ''}.`
     : `Running on the CPU (wasm): ${opened.reason}.`;
   $('backend-note').dataset.backend = opened.backend;
+  $('device-check-row').hidden = opened.backend !== 'webgpu';
   $('model-status').textContent = `${name}: ${i.parameters.toLocaleString()} parameters, ${i.layers} layers, ` +
     `width ${i.dim}, vocabulary ${i.vocab_size}, context ${i.context}.`;
   state.modelReady = true;
   document.body.dataset.ready = 'true';
   await showItem();
   return true;
+}
+
+// WebGPU against the CPU backend, in this browser: alignlab's kernels against the unfused path,
+// and the built-in model's log-probs, DPO steps and greedy text against the CPU's. A GPU can
+// compute wrong numbers without failing; this says whether the one in use does.
+async function checkDevice() {
+  const button = $('check-device');
+  button.disabled = true;
+  const checks = await guarded(() => call('checkDevice'), button);
+  button.disabled = false;
+  if (!checks) return;
+  const list = $('device-checks');
+  list.replaceChildren(...checks.map((check) => {
+    const item = document.createElement('li');
+    item.dataset.passed = check.passed;
+    item.textContent = `${check.passed ? '✓' : '✗'} ${check.name}: ${check.detail}`;
+    return item;
+  }));
+  list.hidden = false;
+  state.deviceChecks = checks;
+  const failed = checks.filter((check) => !check.passed).length;
+  if (failed) showError(`${failed} of ${checks.length} checks failed: WebGPU does not compute what the CPU does here. Add ?backend=cpu to the address to use the CPU.`, button);
+  else showNote(`WebGPU passed all ${checks.length} checks against the CPU.`, button);
 }
 
 // A model the GPU cannot hold was refused before it was allocated: beside the error, a button
@@ -845,6 +870,7 @@ async function main() {
   $('import-file').onchange = (e) => e.target.files[0] && importLabels(e.target.files[0]).then(() => { e.target.value = ''; });
   $('gold-label').onclick = () => goldLabel(20);
   $('load-builtin').onclick = () => openModel({ model: null, name: 'builtin' });
+  $('check-device').onclick = checkDevice;
   $('model-file').onchange = async (e) => {
     const file = e.target.files[0];
     if (file) await loadBytes(new Uint8Array(await file.arrayBuffer()), file.name, $('model-file'));

@@ -106,8 +106,11 @@ const waitForMessageBeside = async (p, id, pattern) => {
 };
 
 let failures = 0;
+// Each line carries the seconds since the start, so a slow stretch shows in CI's log.
+const started = Date.now();
 function check(condition, what) {
-  console.log(`${condition ? 'ok  ' : 'FAIL'} ${what}`);
+  const at = ((Date.now() - started) / 1000).toFixed(0).padStart(4);
+  console.log(`${at}s ${condition ? 'ok  ' : 'FAIL'} ${what}`);
   if (!condition) failures += 1;
 }
 
@@ -168,6 +171,20 @@ async function main() {
     `first pair ${((Date.now() - openingGpu) / 1000).toFixed(1)} s after opening ${SUB_PATH}/ (served under a sub-path)`);
   const backend = await page.getAttribute('#backend-note', 'data-backend');
   check(backend === 'webgpu', `runs on WebGPU when asked (${await page.textContent('#backend-note')})`);
+
+  // The page's own check of WebGPU against the CPU, in this browser: burn's fused backend with
+  // padded shapes, the adapter's buffer limit refusing a model too big for it, alignlab's kernels
+  // against the unfused path (values and gradients), the built-in model's log-probs, three DPO
+  // steps and greedy text against the CPU backend.
+  const checkingDevice = Date.now();
+  await page.click('#check-device');
+  await page.waitForFunction(() => window.alignlab.state.deviceChecks
+    || document.querySelector('#device-check-row + .message:not([hidden])'), null, { timeout: 900_000, polling: 500 });
+  const deviceChecks = await page.evaluate(() => window.alignlab.state.deviceChecks ?? null);
+  check(deviceChecks !== null && deviceChecks.length >= 12,
+    `the page checked WebGPU against the CPU: ${deviceChecks?.length ?? 0} checks in ${((Date.now() - checkingDevice) / 1000).toFixed(0)} s ` +
+    `(${await page.textContent('#device-check-row + .message')})`);
+  for (const c of deviceChecks ?? []) check(c.passed, `WebGPU: ${c.name} (${c.detail})`);
   const before = await labelCount(page);
 
   // Five labels with the keyboard: each waits for the next pair before the next key.

@@ -4,7 +4,7 @@
 //! a running maximum and the sum of `exp(x − max)`, rescaling the sum when the maximum grows
 //! (Milakov & Gimelshein 2018, "Online normalizer calculation for softmax"); the cube then merges
 //! the units' (max, sum) pairs in shared memory, pairwise. No subgroup (plane) operations: the
-//! browser tests' WebGPU (SwiftShader) has none. Logits are read once in the forward pass and
+//! end-to-end test's WebGPU (SwiftShader) has none. Logits are read once in the forward pass and
 //! twice in the backward pass; the [rows, V] log-probs and softmax are never written.
 
 use burn::tensor::{Shape, TensorMetadata};

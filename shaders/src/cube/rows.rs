@@ -17,7 +17,7 @@ pub(super) fn cube_row() -> usize {
 }
 
 /// The sum of every unit's `partial`, known to every unit of the cube: pairwise in shared memory
-/// (no subgroup operations, which the browser tests' WebGPU lacks).
+/// (no subgroup operations, which the end-to-end test's WebGPU lacks).
 #[cube]
 pub(super) fn cube_sum<F: Float>(partial: F, #[comptime] units: usize) -> F {
     let unit = UNIT_POS_X as usize;
