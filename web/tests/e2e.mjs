@@ -272,20 +272,22 @@ async function main() {
   await page.screenshot({ path: join(out, '2-reward-model.png'), fullPage: true });
 
   // An online run against that reward model: the frontier chart gains the base point and the
-  // points measured after steps 2 and 4.
+  // point measured after step 2. Two steps: on SwiftShader beside `cargo test` each GRPO step and
+  // each measurement takes minutes (four steps ran past ten minutes in CI, 2026-12-04), and the
+  // device check above already compares training on WebGPU with the CPU.
   await page.selectOption('#method', 'grpo');
-  await page.fill('#run-steps', '4');
+  await page.fill('#run-steps', '2');
   await page.click('#start-run');
   // Pause and at once Resume while the first step is in flight: one loop carries on, and the
   // finished run takes no step it cannot (no error).
   await page.click('#pause-run', { timeout: 300_000 }); // enabled once the base is measured
   await page.click('#pause-run');
   await page.waitForFunction(() => window.alignlab.errors().length > 0 ||
-    (!window.alignlab.state.run.running && window.alignlab.charts.pointCount('frontier') >= 6), null, { timeout: 600_000 });
+    (!window.alignlab.state.run.running && window.alignlab.charts.pointCount('frontier') >= 4), null, { timeout: 600_000 });
   await noErrors(page, 'in the GRPO run, paused and resumed at once');
   const frontier = await page.evaluate(() => window.alignlab.charts.charts.frontier.data.datasets.map((d) => ({ label: d.label, xs: d.data.map((p) => p.x) })));
   const gold = frontier.find((d) => d.label.endsWith('· gold'));
-  check(gold && gold.xs.length === 3 && gold.xs[0] < 0.01 && gold.xs[2] > gold.xs[0],
+  check(gold && gold.xs.length === 2 && gold.xs[0] < 0.01 && gold.xs[1] > gold.xs[0],
     `GRPO on WebGPU moves away from the base: √KL ${gold && gold.xs.map((x) => x.toFixed(3)).join(' → ')}`);
   await page.screenshot({ path: join(out, '3-grpo.png'), fullPage: true });
 
@@ -301,8 +303,8 @@ async function main() {
     const runOut = join(out, 'experiment-run');
     execFileSync(cli, ['run', experimentFile, '--out', runOut], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     const log = JSON.parse(await readFile(join(runOut, 'experiment.json'), 'utf8'));
-    check(log.reward_model.length === 4 && log.runs.length === 1 && log.runs[0].steps.length === 4,
-      `alignlab run ran the exported experiment: 4 reward-model steps, GRPO's 4 steps (KL ${log.runs[0].steps[3].point.kl.mean.toFixed(3)})`);
+    check(log.reward_model.length === 4 && log.runs.length === 1 && log.runs[0].steps.length === 2,
+      `alignlab run ran the exported experiment: 4 reward-model steps, GRPO's 2 steps (KL ${log.runs[0].steps[1].point.kl.mean.toFixed(3)})`);
   }
 
   // Bad input: a label file with a bad line, and a file that is not a model.
