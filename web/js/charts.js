@@ -19,8 +19,10 @@ const htmlLegend = {
       swatch.className = d.borderDash ? 'swatch dashed' : 'swatch';
       swatch.style.borderColor = d.borderColor;
       button.append(swatch, d.label);
+      // Read at the click, not when the legend was drawn: a chart update from a run that is still
+      // drawing can land between the two.
       button.onclick = () => {
-        chart.setDatasetVisibility(i, !visible);
+        chart.setDatasetVisibility(i, !chart.isDatasetVisible(i));
         chart.update();
       };
       item.append(button);
