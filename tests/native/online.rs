@@ -148,7 +148,7 @@ fn rloo_against_the_gold_reward_raises_the_gold_reward_of_samples() {
         OnlineAlgorithm::Rloo,
         &RewardSource::Gold,
         &prompts,
-        25,
+        12,
         32,
         (0.0, 0.05),
     );
@@ -487,13 +487,13 @@ fn reinforce_pp_through_an_online_run_raises_the_gold_reward_of_samples() {
             optim: OptimConfig {
                 lr: 1e-3,
                 warmup_steps: 2,
-                total_steps: 50,
+                total_steps: 24,
                 ..Default::default()
             },
             seed: 1,
         },
     );
-    for _ in 0..25 {
+    for _ in 0..12 {
         pollster::block_on(run.step(&reference, &tokenizer, &prompts, &RewardSource::Gold, None))
             .unwrap();
     }
