@@ -115,7 +115,7 @@ fn on_the_sums(algorithm: OnlineAlgorithm, steps: usize) -> (f64, f64, Vec<Metri
 
 #[test]
 fn grpo_with_a_verifier_raises_held_out_sum_accuracy() {
-    let (before, after, history) = on_the_sums(OnlineAlgorithm::Grpo, 80);
+    let (before, after, history) = on_the_sums(OnlineAlgorithm::Grpo, 40);
     let scores: Vec<f64> = history
         .iter()
         .map(|m| m.get(metrics::OBJECTIVE_SCORES).unwrap())
